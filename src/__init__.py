@@ -1,0 +1,1 @@
+"""rnnlab: experiment-tracked recurrent neural networks (Hydra, MLflow, DVC, NumPy, PyTorch, Keras)."""

@@ -1,0 +1,156 @@
+"""Structured configs: the schema that Hydra checks types against while composing conf/.
+
+Types (an integer, one of the allowed names) are checked by Hydra at composition; ranges are checked
+in `__post_init__`, which runs when `settings_from` turns the composed config into these
+dataclasses, before any data is generated or any MLflow run is created. Dataset schemas live
+next to their generators in src/data/ and are registered from there.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+from enum import Enum
+from typing import Any, Optional
+
+from hydra.core.config_store import ConfigStore
+from omegaconf import MISSING, DictConfig, OmegaConf
+
+from src.errors import UserError
+
+
+class Cell(Enum):
+    rnn = "rnn"
+    lstm = "lstm"
+    gru = "gru"
+
+
+class Activation(Enum):
+    tanh = "tanh"
+    relu = "relu"
+
+
+class Optimizer(Enum):
+    adam = "adam"
+    sgd = "sgd"
+
+
+class Framework(Enum):
+    torch = "torch"
+    numpy = "numpy"
+    keras = "keras"
+
+
+def require(condition: bool, key: str, allowed: str, value: Any) -> None:
+    """Raise the one-line error that names the key, the bad value and what is allowed."""
+    if not condition:
+        raise UserError(f"{key}={value!r} is invalid: {allowed}")
+
+
+def require_fraction(value: float, key: str) -> None:
+    require(0.0 <= value < 1.0, key, "must be in [0, 1)", value)
+
+
+@dataclass
+class FrameworkConfig:
+    name: Framework = Framework.torch
+    # torch only: "auto" picks CUDA when it is available.
+    device: str = "auto"
+
+    def __post_init__(self) -> None:
+        require(self.device in ("auto", "cpu", "cuda") or self.device.startswith("cuda:"),
+                "framework.device", "must be auto, cpu, cuda or cuda:N", self.device)
+
+
+@dataclass
+class ModelConfig:
+    cell: Cell = Cell.lstm
+    hidden_size: int = 32
+    num_layers: int = 1
+    # Only the plain `rnn` cell takes an activation; LSTM and GRU use their gates' own.
+    activation: Activation = Activation.tanh
+    # Between stacked layers (no effect with one layer), as in torch's nn.RNN.
+    dropout: float = 0.0
+
+    def __post_init__(self) -> None:
+        require(self.hidden_size >= 1, "model.hidden_size", "must be an integer >= 1", self.hidden_size)
+        require(self.num_layers >= 1, "model.num_layers", "must be an integer >= 1", self.num_layers)
+        require_fraction(self.dropout, "model.dropout")
+
+
+@dataclass
+class TrainerConfig:
+    epochs: int = 100
+    batch_size: int = 32
+    optimizer: Optimizer = Optimizer.adam
+    lr: float = 0.005
+    # Clip the global gradient norm to this value; 0 turns clipping off.
+    grad_clip: float = 1.0
+    # Stop after this many epochs without a better validation loss; 0 turns early stopping off.
+    patience: int = 15
+    seed: int = 0
+
+    def __post_init__(self) -> None:
+        require(self.epochs >= 1, "trainer.epochs", "must be an integer >= 1", self.epochs)
+        require(self.batch_size >= 1, "trainer.batch_size", "must be an integer >= 1", self.batch_size)
+        require(math.isfinite(self.lr) and self.lr > 0, "trainer.lr", "must be a number > 0", self.lr)
+        require(math.isfinite(self.grad_clip) and self.grad_clip >= 0, "trainer.grad_clip",
+                "must be >= 0 (0 turns clipping off)", self.grad_clip)
+        require(self.patience >= 0, "trainer.patience", "must be >= 0 (0 turns early stopping off)",
+                self.patience)
+        require(self.seed >= 0, "trainer.seed", "must be an integer >= 0", self.seed)
+
+
+@dataclass
+class TrackingConfig:
+    # null: $MLFLOW_TRACKING_URI if set, else the SQLite file mlflow.db at the project root.
+    uri: Optional[str] = None
+    experiment: str = "rnnlab"
+    run_name: Optional[str] = None
+    log_model: bool = True
+
+    def __post_init__(self) -> None:
+        require(bool(self.experiment.strip()), "tracking.experiment", "must be a non-empty name",
+                self.experiment)
+
+
+OBJECTIVES = ("val_loss", "train_loss", "test_mse", "test_rmse", "test_mae")
+
+
+@dataclass
+class Config:
+    # Each dataset brings its own schema (src/data/<name>.py), checked the same way.
+    dataset: Any = MISSING
+    framework: FrameworkConfig = field(default_factory=FrameworkConfig)
+    model: ModelConfig = field(default_factory=ModelConfig)
+    trainer: TrainerConfig = field(default_factory=TrainerConfig)
+    tracking: TrackingConfig = field(default_factory=TrackingConfig)
+    # The metric the entry point returns, so that a Hydra sweeper can minimise it.
+    objective: str = "val_loss"
+
+    def __post_init__(self) -> None:
+        require(self.objective in OBJECTIVES, "objective", f"must be one of {', '.join(OBJECTIVES)}",
+                self.objective)
+
+
+def register_configs() -> None:
+    """Put the schemas where conf/ finds them: `config_schema` and `/schema/dataset/<name>`."""
+    from src.data import DATASETS
+
+    store = ConfigStore.instance()
+    store.store(name="config_schema", node=Config)
+    for name, module in DATASETS.items():
+        store.store(group="schema/dataset", name=name, node=module.Params)
+
+
+def settings_from(cfg: DictConfig) -> Config:
+    """The composed config as checked dataclasses; range errors surface here as UserError."""
+    try:
+        return OmegaConf.to_object(cfg)  # type: ignore[return-value]
+    except UserError:
+        raise
+    except Exception as error:  # OmegaConf wraps errors raised inside __post_init__
+        cause = error.__cause__ or error.__context__
+        if isinstance(cause, UserError):
+            raise cause from None
+        raise UserError(f"invalid config: {str(error).splitlines()[0]}") from None

@@ -1,0 +1,141 @@
+"""What every generator returns, and the windowing and splitting they share.
+
+Arrays are float32, inputs shaped (samples, timesteps, features) and targets (samples, outputs),
+the layout all three frameworks take with `batch_first`.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+from src.config import require, require_fraction
+
+
+@dataclass(frozen=True)
+class Split:
+    x: np.ndarray
+    y: np.ndarray
+
+    def __post_init__(self) -> None:
+        if self.x.ndim != 3 or self.y.ndim != 2 or len(self.x) != len(self.y):
+            raise ValueError(f"bad split shapes: x {self.x.shape}, y {self.y.shape}")
+
+    def __len__(self) -> int:
+        return len(self.x)
+
+
+@dataclass(frozen=True)
+class DatasetInfo:
+    name: str
+    description: str
+    task: str = "regression"
+    # The input channel that the target continues: what the `last` baseline repeats.
+    target_feature: int = 0
+    # next_number tests outside the training range: its test split is an extrapolation.
+    test_is_extrapolation: bool = False
+    extra: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class Splits:
+    train: Split
+    val: Split
+    test: Split
+    info: DatasetInfo
+
+    def items(self) -> list[tuple[str, Split]]:
+        return [("train", self.train), ("val", self.val), ("test", self.test)]
+
+    @property
+    def num_features(self) -> int:
+        return int(self.train.x.shape[2])
+
+    @property
+    def num_outputs(self) -> int:
+        return int(self.train.y.shape[1])
+
+    def digest(self) -> str:
+        """SHA-256 of every array's bytes and shape: equal digests mean equal data."""
+        hasher = hashlib.sha256()
+        for _, split in self.items():
+            for array in (split.x, split.y):
+                hasher.update(str(array.shape).encode())
+                hasher.update(np.ascontiguousarray(array).tobytes())
+        return hasher.hexdigest()
+
+
+@dataclass
+class SplitParams:
+    """Fields every randomly split dataset shares; a dataset's schema extends this."""
+
+    name: str = "?"
+    num_samples: int = 1000
+    val_fraction: float = 0.15
+    test_fraction: float = 0.15
+    # Fit mean and standard deviation on the training split only; metrics stay in original units.
+    standardize: bool = True
+
+    def __post_init__(self) -> None:
+        require(self.num_samples >= 3, "dataset.num_samples", "must be an integer >= 3", self.num_samples)
+        require_fraction(self.val_fraction, "dataset.val_fraction")
+        require_fraction(self.test_fraction, "dataset.test_fraction")
+        require(self.val_fraction + self.test_fraction < 1.0, "dataset.val_fraction",
+                "val_fraction + test_fraction must be < 1", self.val_fraction)
+        require(self.val_fraction > 0 and self.test_fraction > 0, "dataset.val_fraction",
+                "val_fraction and test_fraction must both be > 0", self.val_fraction)
+
+
+def as_split(x: np.ndarray, y: np.ndarray) -> Split:
+    x = np.asarray(x, dtype=np.float32)
+    if x.ndim == 2:
+        x = x[:, :, None]
+    return Split(x, np.asarray(y, dtype=np.float32).reshape(len(x), -1))
+
+
+def split_sizes(count: int, val_fraction: float, test_fraction: float) -> tuple[int, int, int]:
+    """Train, val and test counts with at least one sample in each."""
+    num_val = max(1, round(count * val_fraction))
+    num_test = max(1, round(count * test_fraction))
+    num_train = count - num_val - num_test
+    if num_train < 1:
+        raise ValueError(f"{count} samples cannot be split into train, val and test")
+    return num_train, num_val, num_test
+
+
+def random_split(x: np.ndarray, y: np.ndarray, val_fraction: float, test_fraction: float,
+                 rng: np.random.Generator) -> tuple[Split, Split, Split]:
+    num_train, num_val, _ = split_sizes(len(x), val_fraction, test_fraction)
+    order = rng.permutation(len(x))
+    parts = np.split(order, [num_train, num_train + num_val])
+    return tuple(as_split(x[part], y[part]) for part in parts)  # type: ignore[return-value]
+
+
+def holdout(x: np.ndarray, y: np.ndarray, fraction: float,
+            rng: np.random.Generator) -> tuple[Split, Split]:
+    """A random `fraction` (at least one sample) held out: returns (rest, held out)."""
+    num_held = max(1, round(len(x) * fraction))
+    order = rng.permutation(len(x))
+    rest, held = order[num_held:], order[:num_held]
+    return as_split(x[rest], y[rest]), as_split(x[held], y[held])
+
+
+def chronological_split(x: np.ndarray, y: np.ndarray, val_fraction: float,
+                        test_fraction: float) -> tuple[Split, Split, Split]:
+    """Earliest windows train, the next validate, the latest test: no look-ahead."""
+    num_train, num_val, _ = split_sizes(len(x), val_fraction, test_fraction)
+    bounds = [num_train, num_train + num_val]
+    return tuple(as_split(xs, ys) for xs, ys in zip(np.split(x, bounds), np.split(y, bounds)))  # type: ignore[return-value]
+
+
+def sliding_windows(series: np.ndarray, seq_len: int) -> tuple[np.ndarray, np.ndarray]:
+    """Every window of `seq_len` steps of a 1-D series, with the value right after it as target."""
+    series = np.asarray(series, dtype=np.float64)
+    count = len(series) - seq_len
+    if count < 1:
+        raise ValueError(f"a series of {len(series)} values has no window of {seq_len} steps")
+    x = np.lib.stride_tricks.sliding_window_view(series[:-1], seq_len)[:count]
+    return x[:, :, None], series[seq_len:, None]

@@ -1,0 +1,207 @@
+"""The backend interface, and the training bookkeeping every framework shares.
+
+A backend builds a recurrent network from a `ModelSpec`, fits it with a per-epoch callback,
+predicts, saves and loads. The experiment runner only sees this interface, so it never knows which
+framework it drives. What is the same for all frameworks (shuffled batches, the divergence check,
+early stopping with the best weights restored, the progress bar) lives here once.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import math
+import sys
+import time
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any, Callable, Protocol
+
+import numpy as np
+
+from src.config import ModelConfig, TrainerConfig
+from src.data.base import Split
+from src.errors import TrainingDiverged, UserError
+
+log = logging.getLogger(__name__)
+
+SPEC_FILE = "spec.json"
+
+CANONICAL_LAYOUT = """
+Weights travel between frameworks in one canonical layout: PyTorch's state_dict names and shapes.
+For layer k (0-based) of a cell with G gates (rnn 1, lstm 4, gru 3) and hidden size H:
+  recurrent.weight_ih_l{k}  (G*H, inputs)   inputs = num_features for k = 0, else H
+  recurrent.weight_hh_l{k}  (G*H, H)
+  recurrent.bias_ih_l{k}    (G*H,)
+  recurrent.bias_hh_l{k}    (G*H,)
+  head.weight               (num_outputs, H)
+  head.bias                 (num_outputs,)
+Gate order along the G*H axis: LSTM (i, f, g, o); GRU (r, z, n), reset-after:
+  n = tanh(W_in x + b_in + r * (W_hn h + b_hn)),  h' = (1 - z) * n + z * h.
+"""
+
+
+@dataclass(frozen=True)
+class ModelSpec:
+    """Everything needed to rebuild a network's shape: plain data, saved next to its weights."""
+
+    cell: str
+    hidden_size: int
+    num_layers: int
+    activation: str
+    dropout: float
+    num_features: int
+    num_outputs: int
+
+    @classmethod
+    def from_config(cls, model: ModelConfig, num_features: int, num_outputs: int) -> "ModelSpec":
+        return cls(model.cell.value, model.hidden_size, model.num_layers, model.activation.value,
+                   model.dropout, num_features, num_outputs)
+
+    def save(self, directory: Path) -> None:
+        (directory / SPEC_FILE).write_text(json.dumps(asdict(self), indent=2))
+
+    @classmethod
+    def load(cls, directory: Path) -> "ModelSpec":
+        path = directory / SPEC_FILE
+        try:
+            return cls(**json.loads(path.read_text()))
+        except FileNotFoundError:
+            raise UserError(f"model file missing: {path}") from None
+        except (json.JSONDecodeError, TypeError) as error:
+            raise UserError(f"model file corrupt: {path} ({error})") from None
+
+
+@dataclass(frozen=True)
+class EpochResult:
+    epoch: int
+    train_loss: float
+    val_loss: float
+    seconds: float
+
+
+@dataclass(frozen=True)
+class FitResult:
+    history: list[EpochResult]
+    best_epoch: int
+    stopped_early: bool
+
+    @property
+    def best(self) -> EpochResult:
+        return self.history[self.best_epoch - 1]
+
+
+EpochCallback = Callable[[EpochResult], None]
+
+
+class Backend(Protocol):
+    """What the experiment runner needs from a framework."""
+
+    name: str
+    device: str
+
+    @classmethod
+    def build(cls, spec: ModelSpec, seed: int, device: str = "auto") -> "Backend": ...
+
+    def fit(self, train: Split, val: Split, trainer: TrainerConfig, on_epoch: EpochCallback) -> FitResult:
+        """Train on standardised data; `on_epoch` sees every epoch's losses as they happen."""
+
+    def predict(self, x: np.ndarray) -> np.ndarray:
+        """float32 predictions shaped (samples, outputs) for inputs shaped (samples, steps, features)."""
+
+    def save(self, directory: Path) -> None:
+        """Weights and spec into `directory`, in a format that loads without unpickling code."""
+
+    @classmethod
+    def load(cls, directory: Path, device: str = "auto") -> "Backend": ...
+
+    def get_weights(self) -> dict[str, np.ndarray]:
+        """All parameters in the canonical layout (see CANONICAL_LAYOUT), as float32 arrays."""
+
+    def set_weights(self, weights: dict[str, np.ndarray]) -> None:
+        """Load parameters given in the canonical layout."""
+
+    @staticmethod
+    def requirements() -> list[str]:
+        """pip requirements of a saved model beyond rnnlab's own (for the MLflow model)."""
+
+
+def shuffled_batches(count: int, batch_size: int, rng: np.random.Generator) -> list[np.ndarray]:
+    """One epoch's sample indices: a fresh permutation cut into batches (the last may be smaller)."""
+    order = rng.permutation(count)
+    return [order[start:start + batch_size] for start in range(0, count, batch_size)]
+
+
+class EpochMonitor:
+    """Per-epoch bookkeeping: divergence check, callback, progress bar, early stopping, best state.
+
+    Frameworks call `end_epoch` once per epoch with their losses and a function that snapshots the
+    weights; it returns True when training should stop. `best_state` is the snapshot to restore.
+    """
+
+    def __init__(self, trainer: TrainerConfig, on_epoch: EpochCallback) -> None:
+        self.trainer = trainer
+        self.on_epoch = on_epoch
+        self.history: list[EpochResult] = []
+        self.best_state: Any = None
+        self.best_epoch = 0
+        self.stopped_early = False
+        self._best_val = math.inf
+        self._bar = _progress_bar(trainer.epochs)
+
+    def end_epoch(self, train_loss: float, val_loss: float, seconds: float,
+                  snapshot: Callable[[], Any]) -> bool:
+        epoch = len(self.history) + 1
+        if not (math.isfinite(train_loss) and math.isfinite(val_loss)):
+            self.close()
+            raise TrainingDiverged(
+                f"loss became {train_loss if not math.isfinite(train_loss) else val_loss} at epoch {epoch}: "
+                f"lower trainer.lr or set trainer.grad_clip")
+        result = EpochResult(epoch, float(train_loss), float(val_loss), float(seconds))
+        self.history.append(result)
+        self.on_epoch(result)
+        if val_loss < self._best_val:
+            self._best_val, self.best_epoch, self.best_state = val_loss, epoch, snapshot()
+        if self._bar is not None:
+            self._bar.update(1)
+            self._bar.set_postfix(train_loss=f"{train_loss:.4g}", val_loss=f"{val_loss:.4g}")
+        log.debug("epoch %d: train_loss %.6g val_loss %.6g (%.2fs)", epoch, train_loss, val_loss, seconds)
+        patience = self.trainer.patience
+        self.stopped_early = patience > 0 and epoch - self.best_epoch >= patience and epoch < self.trainer.epochs
+        return self.stopped_early
+
+    def result(self) -> FitResult:
+        self.close()
+        return FitResult(list(self.history), self.best_epoch, self.stopped_early)
+
+    def close(self) -> None:
+        if self._bar is not None:
+            self._bar.close()
+            self._bar = None
+
+
+def run_epochs(trainer: TrainerConfig, on_epoch: EpochCallback, train_epoch: Callable[[], float],
+               val_loss: Callable[[], float], snapshot: Callable[[], Any],
+               restore: Callable[[Any], None]) -> FitResult:
+    """The epoch loop for frameworks that drive their own steps (NumPy, PyTorch)."""
+    monitor = EpochMonitor(trainer, on_epoch)
+    try:
+        for _ in range(trainer.epochs):
+            start = time.perf_counter()
+            train_loss = train_epoch()
+            current_val_loss = val_loss()
+            if monitor.end_epoch(train_loss, current_val_loss, time.perf_counter() - start, snapshot):
+                break
+    finally:
+        monitor.close()
+    restore(monitor.best_state)
+    return monitor.result()
+
+
+def _progress_bar(total: int) -> Any:
+    """A tqdm bar on an interactive terminal; nothing when output goes to a file or a pipe."""
+    if not sys.stderr.isatty():
+        return None
+    from tqdm.auto import tqdm
+
+    return tqdm(total=total, unit="epoch", leave=False, dynamic_ncols=True)

@@ -1,0 +1,145 @@
+"""PyTorch backend: nn.RNN / nn.LSTM / nn.GRU with a linear head on the last step's state."""
+
+from __future__ import annotations
+
+import copy
+from importlib.metadata import version
+from pathlib import Path
+
+import numpy as np
+import torch
+from torch import nn
+
+from src.config import Optimizer, TrainerConfig
+from src.data.base import Split
+from src.errors import UserError
+from src.frameworks.base import EpochCallback, FitResult, ModelSpec, run_epochs, shuffled_batches
+
+WEIGHTS_FILE = "weights.pt"
+RECURRENT_LAYERS = {"rnn": nn.RNN, "lstm": nn.LSTM, "gru": nn.GRU}
+PREDICT_BATCH = 4096
+
+
+class RecurrentRegressor(nn.Module):
+    """A stacked recurrent layer read out by a linear head at the last time step."""
+
+    def __init__(self, spec: ModelSpec) -> None:
+        super().__init__()
+        extra = {"nonlinearity": spec.activation} if spec.cell == "rnn" else {}
+        self.recurrent = RECURRENT_LAYERS[spec.cell](
+            input_size=spec.num_features, hidden_size=spec.hidden_size, num_layers=spec.num_layers,
+            dropout=spec.dropout if spec.num_layers > 1 else 0.0, batch_first=True, **extra)
+        self.head = nn.Linear(spec.hidden_size, spec.num_outputs)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        outputs, _ = self.recurrent(x)
+        return self.head(outputs[:, -1])
+
+
+def resolve_device(device: str) -> torch.device:
+    if device == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if device.startswith("cuda") and not torch.cuda.is_available():
+        raise UserError(f"framework.device={device!r} but no CUDA device is available; use auto or cpu")
+    return torch.device(device)
+
+
+class TorchBackend:
+    name = "torch"
+
+    def __init__(self, spec: ModelSpec, network: RecurrentRegressor, device: torch.device, seed: int) -> None:
+        self.spec = spec
+        self.network = network.to(device)
+        self.device = str(device)
+        self.seed = seed
+
+    @classmethod
+    def build(cls, spec: ModelSpec, seed: int, device: str = "auto") -> "TorchBackend":
+        with torch.random.fork_rng(devices=[]):  # seeded init without changing the caller's RNG
+            torch.manual_seed(seed)
+            network = RecurrentRegressor(spec)
+        return cls(spec, network, resolve_device(device), seed)
+
+    def fit(self, train: Split, val: Split, trainer: TrainerConfig, on_epoch: EpochCallback) -> FitResult:
+        x, y = self._tensor(train.x), self._tensor(train.y)
+        val_x, val_y = self._tensor(val.x), self._tensor(val.y)
+        optimizer = _optimizer(trainer, self.network.parameters())
+        loss_fn = nn.MSELoss()
+        rng = np.random.default_rng(trainer.seed)
+
+        def train_epoch() -> float:
+            self.network.train()
+            total = 0.0
+            for batch in shuffled_batches(len(x), trainer.batch_size, rng):
+                index = torch.as_tensor(batch, device=self.network.head.weight.device)
+                optimizer.zero_grad(set_to_none=True)
+                loss = loss_fn(self.network(x[index]), y[index])
+                loss.backward()
+                if trainer.grad_clip > 0:
+                    nn.utils.clip_grad_norm_(self.network.parameters(), trainer.grad_clip)
+                optimizer.step()
+                total += loss.item() * len(batch)
+            return total / len(x)
+
+        def val_loss() -> float:
+            self.network.eval()
+            with torch.no_grad():
+                return loss_fn(self.network(val_x), val_y).item()
+
+        def snapshot() -> dict[str, torch.Tensor]:
+            return copy.deepcopy(self.network.state_dict())
+
+        with torch.random.fork_rng(devices=[]):  # dropout draws from a seeded, private stream
+            torch.manual_seed(trainer.seed)
+            return run_epochs(trainer, on_epoch, train_epoch, val_loss, snapshot, self.network.load_state_dict)
+
+    def predict(self, x: np.ndarray) -> np.ndarray:
+        self.network.eval()
+        with torch.no_grad():
+            parts = [self.network(self._tensor(x[start:start + PREDICT_BATCH])).cpu().numpy()
+                     for start in range(0, len(x), PREDICT_BATCH)]
+        return np.concatenate(parts).astype(np.float32) if parts else np.zeros((0, self.spec.num_outputs), np.float32)
+
+    def save(self, directory: Path) -> None:
+        directory.mkdir(parents=True, exist_ok=True)
+        self.spec.save(directory)
+        torch.save(self.network.state_dict(), directory / WEIGHTS_FILE)
+
+    @classmethod
+    def load(cls, directory: Path, device: str = "auto") -> "TorchBackend":
+        spec = ModelSpec.load(directory)
+        target = resolve_device(device)
+        path = directory / WEIGHTS_FILE
+        try:
+            state = torch.load(path, map_location=target, weights_only=True)  # never unpickles code
+        except FileNotFoundError:
+            raise UserError(f"model file missing: {path}") from None
+        except Exception as error:
+            raise UserError(f"model file corrupt: {path} ({type(error).__name__})") from None
+        network = RecurrentRegressor(spec)
+        network.load_state_dict(state)
+        return cls(spec, network, target, seed=0)
+
+    def get_weights(self) -> dict[str, np.ndarray]:
+        return {name: value.detach().cpu().numpy().astype(np.float32)
+                for name, value in self.network.state_dict().items()}
+
+    def set_weights(self, weights: dict[str, np.ndarray]) -> None:
+        state = {name: torch.as_tensor(np.asarray(value, dtype=np.float32)) for name, value in weights.items()}
+        self.network.load_state_dict(state)
+
+    @staticmethod
+    def requirements() -> list[str]:
+        return [f"torch=={version('torch')}"]
+
+    def _tensor(self, array: np.ndarray) -> torch.Tensor:
+        return torch.as_tensor(np.asarray(array, dtype=np.float32), device=self.device)
+
+
+def _optimizer(trainer: TrainerConfig, parameters) -> torch.optim.Optimizer:
+    if trainer.optimizer is Optimizer.adam:
+        return torch.optim.Adam(parameters, lr=trainer.lr)
+    return torch.optim.SGD(parameters, lr=trainer.lr)
+
+
+BACKEND = TorchBackend

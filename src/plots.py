@@ -1,0 +1,45 @@
+"""The run's figures: loss curves and predictions against the truth (matplotlib, no display)."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+import numpy as np
+
+from src.frameworks.base import FitResult
+
+if TYPE_CHECKING:
+    from matplotlib.figure import Figure
+
+
+def _figure(width: float = 6.4, height: float = 4.0) -> "Figure":
+    from matplotlib.figure import Figure  # no pyplot: no global state, no GUI backend
+
+    return Figure(figsize=(width, height), layout="constrained")
+
+
+def loss_curve(fit: FitResult, title: str) -> "Figure":
+    figure = _figure()
+    axes = figure.add_subplot()
+    epochs = [result.epoch for result in fit.history]
+    axes.plot(epochs, [result.train_loss for result in fit.history], label="train_loss")
+    axes.plot(epochs, [result.val_loss for result in fit.history], label="val_loss")
+    axes.axvline(fit.best_epoch, color="grey", linestyle=":", label=f"best epoch {fit.best_epoch}")
+    positive = all(r.train_loss > 0 and r.val_loss > 0 for r in fit.history)
+    axes.set_yscale("log" if positive else "linear")
+    axes.set(xlabel="epoch", ylabel="MSE (original units)", title=title)
+    axes.legend()
+    return figure
+
+
+def predictions_vs_truth(truth: np.ndarray, predictions: dict[str, np.ndarray], title: str) -> "Figure":
+    figure = _figure(5.5, 5.0)
+    axes = figure.add_subplot()
+    for name, values in predictions.items():
+        style = {"s": 18, "zorder": 3} if name == "model" else {"s": 8, "alpha": 0.5}
+        axes.scatter(truth[:, 0], np.asarray(values)[:, 0], label=name, **style)
+    low, high = float(np.min(truth)), float(np.max(truth))
+    axes.plot([low, high], [low, high], color="black", linewidth=0.8, label="truth")
+    axes.set(xlabel="truth", ylabel="prediction", title=title)
+    axes.legend()
+    return figure
