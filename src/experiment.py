@@ -27,6 +27,8 @@ from src.tracking import TrackedRun, check_reachable, flatten, redact, resolve_u
 log = logging.getLogger(__name__)
 
 INPUT_EXAMPLE_ROWS = 5
+# Per-epoch curves are logged as train_loss/val_loss; their values at the best epoch get own names.
+FINAL_LOSS_METRICS = {"train_loss": "best_train_loss", "val_loss": "best_val_loss"}
 
 
 @dataclass(frozen=True)
@@ -39,7 +41,8 @@ class Outcome:
     model_uri: str | None
 
     def objective(self, name: str) -> float:
-        return self.metrics[name]
+        """`val_loss` means the best epoch's (the weights kept); other names are final metrics."""
+        return self.metrics[FINAL_LOSS_METRICS.get(name, name)]
 
 
 def check_fits_data(settings: Config, splits: Splits) -> None:
@@ -110,8 +113,8 @@ def final_metrics(fit: FitResult, to_original_units: float, evaluation: Evaluati
         "best_epoch": float(fit.best_epoch),
         "epochs_trained": float(len(fit.history)),
         "train_seconds": float(sum(result.seconds for result in fit.history)),
-        "train_loss": best.train_loss * to_original_units,
-        "val_loss": best.val_loss * to_original_units,
+        "best_train_loss": best.train_loss * to_original_units,
+        "best_val_loss": best.val_loss * to_original_units,
     }
     metrics.update({f"val_{name}": value for name, value in val.items()})
     metrics.update(evaluation.flat())

@@ -21,7 +21,7 @@ class RnnlabModel(PythonModel):
 
         self.predictor = Predictor.load(Path(context.artifacts[ARTIFACT_KEY]))
 
-    def predict(self, context, model_input, params=None):  # no type hints: MLflow would read them as a schema
+    def predict(self, context: PythonModelContext, model_input: np.ndarray, params: dict | None = None) -> np.ndarray:
         return self.predictor.predict(np.asarray(model_input, dtype=np.float32))
 
 

@@ -1,0 +1,231 @@
+"""Keras 3 backend (TensorFlow): SimpleRNN / LSTM / GRU layers with a Dense head on the last step.
+
+Keras drives its own epochs through `model.fit`; a callback hands each epoch to the shared
+`EpochMonitor`, so the divergence check, early stopping and the best weights behave as in the other
+backends. Weights travel in the canonical layout through `convert`, and are saved as an .npz of
+that layout: no pickle, and a torch or numpy user can read them.
+
+TensorFlow is imported here and only here, so selecting another framework never loads it.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import random
+import time
+from importlib.metadata import PackageNotFoundError, version
+from pathlib import Path
+from typing import Any, Iterator
+
+# Both must be set before Keras (and through it TensorFlow) is first imported.
+os.environ.setdefault("KERAS_BACKEND", "tensorflow")
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+
+import keras  # noqa: E402
+import numpy as np  # noqa: E402
+import tensorflow as tf  # noqa: E402
+
+from src.config import Optimizer, TrainerConfig  # noqa: E402
+from src.data.base import Split  # noqa: E402
+from src.errors import UserError  # noqa: E402
+from src.frameworks import convert  # noqa: E402
+from src.frameworks.base import EpochCallback, EpochMonitor, FitResult, ModelSpec  # noqa: E402
+
+WEIGHTS_FILE = "weights.npz"
+PREDICT_BATCH = 4096
+# Adam's epsilon as torch's default, so one trainer config means the same optimiser everywhere.
+ADAM_EPSILON = 1e-8
+
+if keras.backend.backend() != "tensorflow":
+    raise UserError(f"KERAS_BACKEND={keras.backend.backend()!r}: framework=keras needs the tensorflow "
+                    f"backend; unset KERAS_BACKEND or set it to tensorflow")
+
+# Same config and seed → same numbers. Process-wide, but it only touches TensorFlow's kernels, which
+# nothing but this backend uses; it also turns XLA off (Keras' "auto" skips it under determinism).
+tf.config.experimental.enable_op_determinism()
+
+
+def resolve_device(device: str) -> tuple[str, str]:
+    """(what the run reports, the TensorFlow device string) for `framework.device`."""
+    gpus = tf.config.list_physical_devices("GPU")
+    if device == "auto":
+        return ("gpu", "/GPU:0") if gpus else ("cpu", "/CPU:0")
+    if device == "cpu":
+        return "cpu", "/CPU:0"
+    index = int(device.partition(":")[2] or 0)
+    if index >= len(gpus):
+        raise UserError(f"framework.device={device!r} but TensorFlow sees {len(gpus)} GPU(s); use auto or cpu")
+    return ("gpu" if index == 0 else f"gpu:{index}"), f"/GPU:{index}"
+
+
+def build_network(spec: ModelSpec, seed: int) -> keras.Sequential:
+    """Stacked recurrent layers (dropout between them, not after the last) and a Dense head.
+
+    Every initializer, cell and dropout layer gets its own seed drawn from `seed`, so building reads
+    no global random state and two builds with one seed are identical.
+    """
+    seeds = iter(np.random.default_rng(seed).integers(0, 2**31 - 1, size=4 * spec.num_layers + 1).tolist())
+    layers: list[Any] = [keras.Input(shape=(None, spec.num_features), dtype="float32")]
+    for index in range(spec.num_layers):
+        last = index == spec.num_layers - 1
+        layers.append(_recurrent_layer(spec, return_sequences=not last, seeds=seeds))
+        if spec.dropout > 0 and not last:
+            layers.append(keras.layers.Dropout(spec.dropout, seed=next(seeds), dtype="float32"))
+    layers.append(keras.layers.Dense(spec.num_outputs, dtype="float32",
+                                     kernel_initializer=keras.initializers.GlorotUniform(seed=next(seeds))))
+    return keras.Sequential(layers, name=f"{spec.cell}_regressor")
+
+
+def _recurrent_layer(spec: ModelSpec, return_sequences: bool, seeds: Iterator[int]) -> keras.layers.Layer:
+    common: dict[str, Any] = {
+        "units": spec.hidden_size,
+        "return_sequences": return_sequences,
+        "kernel_initializer": keras.initializers.GlorotUniform(seed=next(seeds)),
+        "recurrent_initializer": keras.initializers.Orthogonal(seed=next(seeds)),
+        "seed": next(seeds),  # unseeded, the cell's (unused) dropout would draw from Python's `random`
+        "dtype": "float32",
+    }
+    if spec.cell == "rnn":
+        return keras.layers.SimpleRNN(activation=spec.activation, **common)
+    if spec.cell == "lstm":
+        return keras.layers.LSTM(**common)
+    if spec.cell == "gru":
+        return keras.layers.GRU(reset_after=True, **common)  # the GRU variant torch implements
+    raise ValueError(f"unknown cell {spec.cell!r}")
+
+
+class KerasBackend:
+    name = "keras"
+
+    def __init__(self, spec: ModelSpec, model: keras.Sequential, device: str, tf_device: str) -> None:
+        self.spec = spec
+        self.model = model
+        self.device = device
+        self._tf_device = tf_device
+        self._forward = tf.function(lambda x: model(x, training=False), reduce_retracing=True,
+                                    input_signature=[tf.TensorSpec([None, None, spec.num_features], tf.float32)])
+
+    @classmethod
+    def build(cls, spec: ModelSpec, seed: int, device: str = "auto") -> "KerasBackend":
+        shown, tf_device = resolve_device(device)
+        with _global_rngs_kept(), tf.device(tf_device):
+            model = build_network(spec, seed)
+        return cls(spec, model, shown, tf_device)
+
+    def fit(self, train: Split, val: Split, trainer: TrainerConfig, on_epoch: EpochCallback) -> FitResult:
+        monitor = EpochMonitor(trainer, on_epoch)
+        with _seeded(trainer.seed), tf.device(self._tf_device):
+            self.model.compile(optimizer=_optimizer(trainer), loss="mse")
+            try:
+                self.model.fit(_float32(train.x), _float32(train.y), batch_size=trainer.batch_size,
+                               epochs=trainer.epochs, validation_data=(_float32(val.x), _float32(val.y)),
+                               validation_batch_size=PREDICT_BATCH, shuffle=True, verbose=0,
+                               callbacks=[_MonitorCallback(monitor)])
+            finally:
+                monitor.close()
+            if monitor.best_state is not None:
+                self.model.set_weights(monitor.best_state)
+        return monitor.result()
+
+    def predict(self, x: np.ndarray) -> np.ndarray:
+        x = _float32(x)
+        with tf.device(self._tf_device):
+            parts = [self._forward(tf.constant(x[start:start + PREDICT_BATCH])).numpy()
+                     for start in range(0, len(x), PREDICT_BATCH)]
+        return np.concatenate(parts).astype(np.float32) if parts else np.zeros((0, self.spec.num_outputs), np.float32)
+
+    def save(self, directory: Path) -> None:
+        directory.mkdir(parents=True, exist_ok=True)
+        self.spec.save(directory)
+        np.savez(directory / WEIGHTS_FILE, **self.get_weights())
+
+    @classmethod
+    def load(cls, directory: Path, device: str = "auto") -> "KerasBackend":
+        spec = ModelSpec.load(directory)
+        path = directory / WEIGHTS_FILE
+        try:
+            with np.load(path, allow_pickle=False) as archive:  # never unpickles code
+                weights = {name: archive[name] for name in archive.files}
+        except FileNotFoundError:
+            raise UserError(f"model file missing: {path}") from None
+        except Exception as error:
+            raise UserError(f"model file corrupt: {path} ({type(error).__name__})") from None
+        backend = cls.build(spec, seed=0, device=device)
+        try:
+            backend.set_weights(weights)
+        except ValueError as error:
+            raise UserError(f"model file corrupt: {path} ({error})") from None
+        return backend
+
+    def get_weights(self) -> dict[str, np.ndarray]:
+        return convert.keras_to_canonical(self.model.get_weights(), self.spec)
+
+    def set_weights(self, weights: dict[str, np.ndarray]) -> None:
+        self.model.set_weights(convert.canonical_to_keras(weights, self.spec))
+
+    @staticmethod
+    def requirements() -> list[str]:
+        return [_pin(("tensorflow-cpu", "tensorflow"), tf.__version__), _pin(("keras",), keras.__version__)]
+
+
+class _MonitorCallback(keras.callbacks.Callback):
+    """Hands each finished epoch (Keras' mean training loss, the validation loss) to the monitor."""
+
+    def __init__(self, monitor: EpochMonitor) -> None:
+        super().__init__()
+        self.monitor = monitor
+        self._start = 0.0
+
+    def on_epoch_begin(self, epoch: int, logs: dict[str, float] | None = None) -> None:
+        self._start = time.perf_counter()
+
+    def on_epoch_end(self, epoch: int, logs: dict[str, float] | None = None) -> None:
+        logs = logs or {}
+        if self.monitor.end_epoch(float(logs["loss"]), float(logs["val_loss"]),
+                                  time.perf_counter() - self._start, self.model.get_weights):
+            self.model.stop_training = True
+
+
+@contextlib.contextmanager
+def _global_rngs_kept() -> Iterator[None]:
+    """Python's `random` and NumPy's global generator as they were before, whatever Keras draws."""
+    python_state, numpy_state = random.getstate(), np.random.get_state()
+    try:
+        yield
+    finally:
+        random.setstate(python_state)
+        np.random.set_state(numpy_state)
+
+
+@contextlib.contextmanager
+def _seeded(seed: int) -> Iterator[None]:
+    """Seed Keras and TensorFlow (fit's shuffling draws from TF's global seed); the Python and
+    NumPy generators that keras.utils.set_random_seed also reseeds are put back afterwards."""
+    with _global_rngs_kept():
+        keras.utils.set_random_seed(seed)
+        yield
+
+
+def _optimizer(trainer: TrainerConfig) -> keras.optimizers.Optimizer:
+    clip = {"global_clipnorm": trainer.grad_clip} if trainer.grad_clip > 0 else {}
+    if trainer.optimizer is Optimizer.adam:
+        return keras.optimizers.Adam(learning_rate=trainer.lr, epsilon=ADAM_EPSILON, **clip)
+    return keras.optimizers.SGD(learning_rate=trainer.lr, **clip)
+
+
+def _pin(distributions: tuple[str, ...], module_version: str) -> str:
+    """`name==version` for the first installed distribution; the module's own version otherwise."""
+    for name in distributions:
+        try:
+            return f"{name}=={version(name)}"
+        except PackageNotFoundError:
+            continue
+    return f"{distributions[-1]}=={module_version}"
+
+
+def _float32(array: np.ndarray) -> np.ndarray:
+    return np.asarray(array, dtype=np.float32)
+
+
+BACKEND = KerasBackend

@@ -1,0 +1,118 @@
+"""NumPy backend: the cells of this package, trained with hand-written backpropagation through time.
+
+It shares the epoch loop, batching and early stopping with the other backends (base.py) and draws its
+batches from the same seeded generator as the torch backend, so both see the same batches in the same
+order. It imports neither torch nor TensorFlow.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+
+from src.config import Optimizer, TrainerConfig
+from src.data.base import Split
+from src.errors import UserError
+from src.frameworks.base import EpochCallback, FitResult, ModelSpec, run_epochs, shuffled_batches
+from src.frameworks.numpy import network
+from src.frameworks.numpy.optimizers import SGD, Adam, clip_grad_norm
+
+WEIGHTS_FILE = "weights.npz"
+PREDICT_BATCH = 4096
+DROPOUT_STREAM = 1  # dropout masks come from their own stream of trainer.seed, apart from the batch order
+
+
+class NumpyBackend:
+    name = "numpy"
+    device = "cpu"
+
+    def __init__(self, spec: ModelSpec, params: dict[str, np.ndarray], seed: int) -> None:
+        network.check(params, spec)
+        self.spec = spec
+        self.params = params
+        self.seed = seed
+
+    @classmethod
+    def build(cls, spec: ModelSpec, seed: int, device: str = "auto") -> "NumpyBackend":
+        _check_device(device)
+        return cls(spec, network.init(spec, np.random.default_rng(seed)), seed)
+
+    def fit(self, train: Split, val: Split, trainer: TrainerConfig, on_epoch: EpochCallback) -> FitResult:
+        x, y = _float32(train.x), _float32(train.y)
+        optimizer = _optimizer(trainer)
+        rng = np.random.default_rng(trainer.seed)
+        dropout_rng = np.random.default_rng([trainer.seed, DROPOUT_STREAM])
+
+        def train_epoch() -> float:
+            total = 0.0
+            for batch in shuffled_batches(len(x), trainer.batch_size, rng):
+                loss, grads, _ = network.loss_and_gradients(self.params, self.spec, x[batch], y[batch], dropout_rng)
+                if trainer.grad_clip > 0:
+                    grads, _ = clip_grad_norm(grads, trainer.grad_clip)
+                self.params = optimizer.step(self.params, grads)
+                total += loss * len(batch)
+            return total / len(x)
+
+        def val_loss() -> float:
+            return network.mse(self.predict(val.x), _float32(val.y))[0]
+
+        def snapshot() -> dict[str, np.ndarray]:
+            return {name: value.copy() for name, value in self.params.items()}
+
+        def restore(state: dict[str, np.ndarray]) -> None:
+            self.params = state
+
+        return run_epochs(trainer, on_epoch, train_epoch, val_loss, snapshot, restore)
+
+    def predict(self, x: np.ndarray) -> np.ndarray:
+        parts = [network.forward(self.params, self.spec, x[start:start + PREDICT_BATCH])[0]
+                 for start in range(0, len(x), PREDICT_BATCH)]
+        return np.concatenate(parts).astype(np.float32) if parts else np.zeros((0, self.spec.num_outputs), np.float32)
+
+    def save(self, directory: Path) -> None:
+        directory.mkdir(parents=True, exist_ok=True)
+        self.spec.save(directory)
+        np.savez(directory / WEIGHTS_FILE, **self.params)
+
+    @classmethod
+    def load(cls, directory: Path, device: str = "auto") -> "NumpyBackend":
+        _check_device(device)
+        spec = ModelSpec.load(directory)
+        path = directory / WEIGHTS_FILE
+        try:
+            with np.load(path, allow_pickle=False) as archive:  # never unpickles code
+                params = {name: _float32(archive[name]) for name in archive.files}
+            network.check(params, spec)
+        except FileNotFoundError:
+            raise UserError(f"model file missing: {path}") from None
+        except Exception as error:
+            raise UserError(f"model file corrupt: {path} ({type(error).__name__}: {error})") from None
+        return cls(spec, params, seed=0)
+
+    def get_weights(self) -> dict[str, np.ndarray]:
+        return {name: value.astype(np.float32) for name, value in self.params.items()}
+
+    def set_weights(self, weights: dict[str, np.ndarray]) -> None:
+        params = {name: _float32(value).copy() for name, value in weights.items()}
+        network.check(params, self.spec)
+        self.params = params
+
+    @staticmethod
+    def requirements() -> list[str]:
+        return []
+
+
+def _float32(array: np.ndarray) -> np.ndarray:
+    return np.asarray(array, dtype=np.float32)
+
+
+def _check_device(device: str) -> None:
+    if device not in ("auto", "cpu"):
+        raise UserError(f"framework.device={device!r} but the numpy backend runs on the CPU only; use cpu or auto")
+
+
+def _optimizer(trainer: TrainerConfig) -> SGD | Adam:
+    if trainer.optimizer is Optimizer.adam:
+        return Adam(trainer.lr)
+    return SGD(trainer.lr)

@@ -1,0 +1,93 @@
+"""The GRU cell, as torch's nn.GRU (gate order r, z, n, reset-after): forward over all steps, backward
+through time.
+
+Forward, for t = 0..T-1, starting from the zero state h[-1] = 0:
+    xr, xz, xn = W_ih x[t] + b_ih                   split in H rows each
+    hr, hz, hn = W_hh h[t-1] + b_hh
+    r = σ(xr + hr)      z = σ(xz + hz)
+    n = tanh(xn + r * hn)                           reset-after: r scales W_hn h + b_hn, bias included
+    h[t] = (1 - z) * n + z * h[t-1]
+
+Backward, given dh_out[t] = dL/dh[t] from above:
+    dh    = dh_out[t] + dh_next                     from the step after, 0 after the last
+    dnraw = dh * (1 - z) * (1 - n^2)                dL/d(xn + r * hn)
+    dr    = dnraw * hn                              dz = dh * (h[t-1] - n)
+    dxproj = (dr * r (1 - r),  dz * z (1 - z),  dnraw)          gradient of W_ih x[t] + b_ih
+    dhproj = (dr * r (1 - r),  dz * z (1 - z),  dnraw * r)      gradient of W_hh h[t-1] + b_hh
+    dh_next = dh * z + W_hh^T dhproj
+    dW_ih = sum_t dxproj[t] x[t]^T     db_ih = sum_t dxproj[t]      dx[t] = W_ih^T dxproj[t]
+    dW_hh = sum_t dhproj[t] h[t-1]^T   db_hh = sum_t dhproj[t]
+
+Arrays are time-major: x (T, B, inputs), h (T, B, H).
+"""
+
+from __future__ import annotations
+
+from typing import NamedTuple
+
+import numpy as np
+
+GATES = 3
+
+
+class Cache(NamedTuple):
+    x: np.ndarray
+    h: np.ndarray
+    rz: np.ndarray  # r and z side by side
+    n: np.ndarray
+    hn: np.ndarray  # W_hn h[t-1] + b_hn, which r scaled
+    Wih: np.ndarray
+    Whh: np.ndarray
+
+
+def sigmoid(a: np.ndarray) -> np.ndarray:
+    """σ(a) written with tanh: the same value as 1 / (1 + e^-a), without overflow for large -a."""
+    return 0.5 * (1 + np.tanh(0.5 * a))
+
+
+def forward(x: np.ndarray, Wih: np.ndarray, Whh: np.ndarray, bih: np.ndarray,
+            bhh: np.ndarray) -> tuple[np.ndarray, Cache]:
+    """Hidden states h (T, B, H) for inputs x (T, B, inputs), and what backward needs."""
+    T, B, _ = x.shape
+    H = Whh.shape[1]
+    xproj = (x.reshape(T * B, -1) @ Wih.T + bih).reshape(T, B, 3 * H)  # W_ih x[t] + b_ih for every t
+    h, n, hn = (np.empty((T, B, H), dtype=x.dtype) for _ in range(3))
+    rz = np.empty((T, B, 2 * H), dtype=x.dtype)
+    hprev = np.zeros((B, H), dtype=x.dtype)
+    for t in range(T):
+        hproj = hprev @ Whh.T + bhh
+        rz[t] = sigmoid(xproj[t, :, :2 * H] + hproj[:, :2 * H])
+        r, z = rz[t, :, :H], rz[t, :, H:]
+        hn[t] = hproj[:, 2 * H:]
+        n[t] = np.tanh(xproj[t, :, 2 * H:] + r * hn[t])
+        h[t] = (1 - z) * n[t] + z * hprev
+        hprev = h[t]
+    return h, Cache(x, h, rz, n, hn, Wih, Whh)
+
+
+def backward(dh_out: np.ndarray, cache: Cache) -> tuple[np.ndarray, tuple[np.ndarray, ...]]:
+    """dx and (dW_ih, dW_hh, db_ih, db_hh) from dh_out = dL/dh, shaped like h."""
+    x, h, rz, n, hn, Wih, Whh = cache
+    T, B, H = h.shape
+    hprev = np.concatenate([np.zeros_like(h[:1]), h[:-1]])  # h[t-1]: the zero state at t = 0
+    dxproj = np.empty((T, B, 3 * H), dtype=h.dtype)
+    dhproj = np.empty((T, B, 3 * H), dtype=h.dtype)
+    dhnext = np.zeros_like(h[0])
+    for t in reversed(range(T)):
+        r, z = rz[t, :, :H], rz[t, :, H:]
+        dh = dh_out[t] + dhnext
+        dnraw = dh * (1 - z) * (1 - n[t] * n[t])
+        dr = dnraw * hn[t]
+        dz = dh * (hprev[t] - n[t])
+        dxproj[t, :, :H] = dr * r * (1 - r)
+        dxproj[t, :, H:2 * H] = dz * z * (1 - z)
+        dxproj[t, :, 2 * H:] = dnraw
+        dhproj[t, :, :2 * H] = dxproj[t, :, :2 * H]
+        dhproj[t, :, 2 * H:] = dnraw * r
+        dhnext = dh * z + dhproj[t] @ Whh
+    dxproj_all = dxproj.reshape(T * B, 3 * H)
+    dhproj_all = dhproj.reshape(T * B, 3 * H)
+    dWih = dxproj_all.T @ x.reshape(T * B, -1)
+    dWhh = dhproj_all.T @ hprev.reshape(T * B, H)
+    dx = (dxproj_all @ Wih).reshape(T, B, -1)
+    return dx, (dWih, dWhh, dxproj_all.sum(axis=0), dhproj_all.sum(axis=0))

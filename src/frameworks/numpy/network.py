@@ -1,0 +1,125 @@
+"""Stacked recurrent layers read out by a dense head at the last step, with MSE loss, forward and backward.
+
+    h_0 = cell_0(x)            h_k = cell_k(dropout(h_{k-1}))          every step, layer by layer
+    prediction = W h_L[T-1] + b                                         the head reads the last step only
+    loss = mean((prediction - y)^2)                                     over batch and outputs, as nn.MSELoss
+
+    dprediction = 2 (prediction - y) / (B * outputs)                    the prediction error, not the input
+    dW = dprediction^T h_L[T-1]     db = sum dprediction     dh_L[T-1] = W^T dprediction, 0 at other steps
+    then each cell's backward from the top layer down; its dx is the layer below's dh (times the mask).
+
+Parameters live in one dict under torch's state_dict names and shapes (CANONICAL_LAYOUT in base.py), so
+weights move between the frameworks unchanged. Everything follows the parameters' dtype: float32 to
+train, float64 for the gradient check.
+"""
+
+from __future__ import annotations
+
+import math
+from types import ModuleType
+from typing import NamedTuple, Optional
+
+import numpy as np
+
+from src.frameworks.base import ModelSpec
+from src.frameworks.numpy import gru, lstm, rnn
+
+CELLS: dict[str, ModuleType] = {"rnn": rnn, "lstm": lstm, "gru": gru}
+CELL_PARAMETERS = ("weight_ih", "weight_hh", "bias_ih", "bias_hh")  # the order cells take and return
+
+
+class Layer(NamedTuple):
+    mask: Optional[np.ndarray]  # the dropout mask applied to this layer's inputs, if any
+    cell: tuple
+
+
+class Cache(NamedTuple):
+    last: np.ndarray  # the top layer's state at the last step, which the head reads
+    head_weight: np.ndarray
+    steps: int
+    layers: list[Layer]
+    cell: ModuleType
+
+
+def shapes(spec: ModelSpec) -> dict[str, tuple[int, ...]]:
+    """Every parameter's canonical name and shape, in torch's state_dict order."""
+    gates_h = CELLS[spec.cell].GATES * spec.hidden_size
+    layout: dict[str, tuple[int, ...]] = {}
+    for k in range(spec.num_layers):
+        inputs = spec.num_features if k == 0 else spec.hidden_size
+        layout[f"recurrent.weight_ih_l{k}"] = (gates_h, inputs)
+        layout[f"recurrent.weight_hh_l{k}"] = (gates_h, spec.hidden_size)
+        layout[f"recurrent.bias_ih_l{k}"] = (gates_h,)
+        layout[f"recurrent.bias_hh_l{k}"] = (gates_h,)
+    layout["head.weight"] = (spec.num_outputs, spec.hidden_size)
+    layout["head.bias"] = (spec.num_outputs,)
+    return layout
+
+
+def init(spec: ModelSpec, rng: np.random.Generator, dtype: type = np.float32) -> dict[str, np.ndarray]:
+    """torch's default initialisation: everything U(-1/sqrt(H), 1/sqrt(H)); the head's fan-in is H too."""
+    bound = 1 / math.sqrt(spec.hidden_size)
+    return {name: rng.uniform(-bound, bound, shape).astype(dtype) for name, shape in shapes(spec).items()}
+
+
+def check(params: dict[str, np.ndarray], spec: ModelSpec) -> None:
+    """Raise ValueError unless `params` has exactly the names and shapes that `spec` needs."""
+    expected = shapes(spec)
+    if set(params) != set(expected):
+        missing, unexpected = sorted(set(expected) - set(params)), sorted(set(params) - set(expected))
+        raise ValueError(f"parameter names differ: missing {missing}, unexpected {unexpected}")
+    for name, shape in expected.items():
+        if np.shape(params[name]) != shape:
+            raise ValueError(f"{name} has shape {np.shape(params[name])}, expected {shape}")
+
+
+def forward(params: dict[str, np.ndarray], spec: ModelSpec, x: np.ndarray,
+            dropout_rng: Optional[np.random.Generator] = None) -> tuple[np.ndarray, Cache]:
+    """Predictions (B, outputs) for x (B, T, features). Pass `dropout_rng` only when training: it draws
+    the inverted-dropout masks between stacked layers; without it the network is in eval mode."""
+    head_weight = params["head.weight"]
+    inputs = np.ascontiguousarray(np.asarray(x, dtype=head_weight.dtype).transpose(1, 0, 2))  # time-major
+    cell = CELLS[spec.cell]
+    extra = {"activation": spec.activation} if spec.cell == "rnn" else {}
+    keep = 1 - spec.dropout
+    layers = []
+    for k in range(spec.num_layers):
+        mask = None
+        if k > 0 and dropout_rng is not None and spec.dropout > 0:
+            mask = (dropout_rng.random(inputs.shape) < keep).astype(inputs.dtype) / keep
+            inputs = inputs * mask
+        weights = [params[f"recurrent.{name}_l{k}"] for name in CELL_PARAMETERS]
+        inputs, cell_cache = cell.forward(inputs, *weights, **extra)
+        layers.append(Layer(mask, cell_cache))
+    last = inputs[-1]
+    prediction = last @ head_weight.T + params["head.bias"]
+    return prediction, Cache(last, head_weight, len(inputs), layers, cell)
+
+
+def mse(prediction: np.ndarray, y: np.ndarray) -> tuple[float, np.ndarray]:
+    """The loss and its gradient with respect to the prediction."""
+    error = prediction - np.asarray(y, dtype=prediction.dtype)
+    return float(np.mean(error * error)), 2 * error / error.size
+
+
+def backward(dprediction: np.ndarray, cache: Cache) -> tuple[dict[str, np.ndarray], np.ndarray]:
+    """Gradients of every parameter (canonical names) and of the input x (B, T, features)."""
+    grads = {"head.weight": dprediction.T @ cache.last, "head.bias": dprediction.sum(axis=0)}
+    dh_out = np.zeros((cache.steps, *cache.last.shape), dtype=cache.last.dtype)
+    dh_out[-1] = dprediction @ cache.head_weight
+    for k in reversed(range(len(cache.layers))):
+        mask, cell_cache = cache.layers[k]
+        dinputs, dweights = cache.cell.backward(dh_out, cell_cache)
+        grads.update({f"recurrent.{name}_l{k}": dweight for name, dweight in zip(CELL_PARAMETERS, dweights)})
+        dh_out = dinputs if mask is None else dinputs * mask
+    return grads, dh_out.transpose(1, 0, 2)
+
+
+def loss_and_gradients(params: dict[str, np.ndarray], spec: ModelSpec, x: np.ndarray, y: np.ndarray,
+                       dropout_rng: Optional[np.random.Generator] = None
+                       ) -> tuple[float, dict[str, np.ndarray], np.ndarray]:
+    """One training step's loss, parameter gradients and input gradient."""
+    prediction, cache = forward(params, spec, x, dropout_rng)
+    loss, dprediction = mse(prediction, y)
+    grads, dx = backward(dprediction, cache)
+    return loss, grads, dx

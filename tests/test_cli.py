@@ -1,0 +1,84 @@
+"""`python -m src.train` as a user runs it: clean failures for bad input, and a torch run without TensorFlow."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+import textwrap
+
+import pytest
+from mlflow import MlflowClient
+
+from src.paths import PROJECT_ROOT
+from tests.conftest import run_cli
+
+
+def runs_in(uri: str) -> list:
+    client = MlflowClient(uri)
+    return [run for experiment in client.search_experiments() for run in client.search_runs([experiment.experiment_id])]
+
+
+@pytest.mark.parametrize("override, key", [
+    ("model.hidden_size=0", "model.hidden_size"),
+    ("trainer.lr=-1", "trainer.lr"),
+    ("trainer.epochs=abc", "trainer.epochs"),
+    ("dataset=nope", "dataset"),
+    ("model.cell=xyz", "model.cell"),
+    ("trainer.batch_size=100000", "trainer.batch_size"),
+])
+def test_bad_override_exits_without_traceback_or_run(tmp_path, override: str, key: str) -> None:
+    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    result = run_cli(override, f"tracking.uri={uri}")
+    assert result.returncode != 0
+    assert key in result.stderr
+    assert "Traceback" not in result.stderr
+    assert not (tmp_path / "mlflow.db").exists() or runs_in(uri) == []
+
+
+def test_unknown_cell_lists_what_is_allowed(tmp_path) -> None:
+    result = run_cli("model.cell=xyz", f"tracking.uri=sqlite:///{tmp_path / 'm.db'}")
+    assert "rnn" in result.stderr and "lstm" in result.stderr and "gru" in result.stderr
+
+
+def test_range_error_is_one_line(tmp_path) -> None:
+    result = run_cli("model.hidden_size=0", f"tracking.uri=sqlite:///{tmp_path / 'm.db'}")
+    assert result.returncode == 2
+    assert result.stderr.strip() == "error: model.hidden_size=0 is invalid: must be an integer >= 1"
+
+
+def test_unreachable_tracking_server_fails_fast_before_training(tmp_path) -> None:
+    result = run_cli("tracking.uri=http://127.0.0.1:9", "trainer=quick", timeout=60)
+    assert result.returncode == 2
+    assert "http://127.0.0.1:9" in result.stderr and "unreachable" in result.stderr
+    assert "training" not in result.stderr
+
+
+@pytest.mark.slow
+def test_default_command_trains_and_reports(tmp_path) -> None:
+    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    result = run_cli("trainer=quick", env={"MLFLOW_TRACKING_URI": uri})
+    assert result.returncode == 0, result.stderr
+    assert "baseline linear" in result.stdout and "val_loss =" in result.stdout
+    (run,) = runs_in(uri)
+    assert run.info.status == "FINISHED" and run.data.tags["overrides"] == "trainer=quick"
+    assert len(run.data.tags["git_commit"]) == 40
+    assert (PROJECT_ROOT / "outputs").is_dir()  # Hydra's own logs stay in outputs/
+
+
+def test_torch_run_never_imports_tensorflow(tmp_path) -> None:
+    script = textwrap.dedent(f"""
+        import sys
+        from hydra import compose, initialize_config_dir
+        from src.config import register_configs
+        from src.paths import CONF_DIR
+        from src import experiment
+        register_configs()
+        with initialize_config_dir(config_dir=str(CONF_DIR), version_base="1.3"):
+            cfg = compose(config_name="config", overrides=["trainer=quick", "tracking.uri=sqlite:///{tmp_path}/m.db"])
+        experiment.run(cfg)
+        print("tensorflow" in sys.modules, "keras" in sys.modules, "torch" in sys.modules)
+    """)
+    result = subprocess.run([sys.executable, "-c", script], cwd=PROJECT_ROOT, capture_output=True, text=True,
+                            timeout=300)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.split()[-3:] == ["False", "False", "True"]

@@ -1,0 +1,70 @@
+"""Composition of every group option from conf/, and the checks that run before any MLflow run."""
+
+from __future__ import annotations
+
+import pytest
+
+from src.config import Cell, Config, settings_from
+from src.data import DATASETS
+from src.errors import UserError
+from src.paths import CONF_DIR
+
+
+def options(group: str) -> list[str]:
+    return sorted(path.stem for path in (CONF_DIR / group).glob("*.yaml"))
+
+
+def test_every_dataset_has_a_config_and_a_generator() -> None:
+    assert options("dataset") == sorted(DATASETS) == ["adding", "next_number", "sine", "sum", "sunspots"]
+
+
+@pytest.mark.parametrize("dataset", options("dataset"))
+def test_each_dataset_option_composes_to_its_own_schema(compose_cfg, dataset: str) -> None:
+    settings = settings_from(compose_cfg(f"dataset={dataset}"))
+    assert isinstance(settings.dataset, DATASETS[dataset].Params)
+    assert settings.dataset.name == dataset
+
+
+@pytest.mark.parametrize("cell", options("model"))
+def test_each_model_option_selects_its_cell(compose_cfg, cell: str) -> None:
+    assert settings_from(compose_cfg(f"model={cell}")).model.cell is Cell(cell)
+
+
+@pytest.mark.parametrize("group", ["framework", "trainer", "tracking", "experiment"])
+def test_each_option_of_the_other_groups_composes(compose_cfg, group: str) -> None:
+    for option in options(group):
+        assert isinstance(settings_from(compose_cfg(f"{group}={option}")), Config)
+
+
+def test_defaults_are_the_documented_keys(compose_cfg) -> None:
+    cfg = compose_cfg()
+    for key in ["dataset.seq_len", "trainer.epochs", "trainer.batch_size", "trainer.optimizer", "trainer.lr",
+                "trainer.grad_clip", "trainer.patience", "trainer.seed", "model.cell", "model.hidden_size",
+                "model.num_layers", "tracking.uri", "tracking.experiment"]:
+        group, name = key.split(".")
+        assert name in cfg[group], key
+    assert cfg.framework.name.value == "torch"
+
+
+def test_seed_preset_sets_the_notebook_model(compose_cfg) -> None:
+    settings = settings_from(compose_cfg("experiment=seed_next_number"))
+    assert (settings.model.cell, settings.model.hidden_size, settings.model.activation.value) == (Cell.rnn, 32, "relu")
+    assert (settings.trainer.epochs, settings.trainer.batch_size, settings.dataset.standardize) == (10, 8, False)
+
+
+@pytest.mark.parametrize("override, key", [
+    ("model.hidden_size=0", "model.hidden_size"),
+    ("trainer.lr=-1", "trainer.lr"),
+    ("trainer.grad_clip=-0.5", "trainer.grad_clip"),
+    ("model.dropout=1.5", "model.dropout"),
+    ("dataset.seq_len=0", "dataset.seq_len"),
+    ("objective=accuracy", "objective"),
+])
+def test_out_of_range_values_name_the_key(compose_cfg, override: str, key: str) -> None:
+    with pytest.raises(UserError, match=rf"^{key}="):
+        settings_from(compose_cfg(override))
+
+
+def test_adding_needs_two_steps(compose_cfg) -> None:
+    with pytest.raises(UserError, match="dataset.seq_len"):
+        settings_from(compose_cfg("dataset=adding", "dataset.seq_len=1"))
