@@ -92,9 +92,12 @@ def git_commit() -> str | None:
 class TrackedRun:
     """One MLflow run around a `with` block."""
 
-    def __init__(self, uri: str, experiment: str, run_name: str | None, tags: dict[str, str]) -> None:
+    def __init__(self, uri: str, experiment: str, run_name: str | None, tags: dict[str, str],
+                 run_id: str | None = None) -> None:
+        """With `run_id`, continue that run (a later pipeline stage adding to the run it belongs to)."""
         self.uri, self.experiment, self.run_name, self.tags = uri, experiment, run_name, tags
-        self.run_id = ""
+        self.run_id = run_id or ""
+        self.model_uri: str | None = None
 
     def __enter__(self) -> "TrackedRun":
         logging.getLogger("alembic").setLevel(logging.WARNING)  # schema migrations of a new store
@@ -104,7 +107,11 @@ class TrackedRun:
         tags = dict(self.tags)
         if commit:
             tags.update({"git_commit": commit, "mlflow.source.git.commit": commit})
-        run = mlflow.start_run(run_name=self.run_name, tags=tags)
+        if self.run_id:
+            run = mlflow.start_run(run_id=self.run_id)
+            mlflow.set_tags(tags)
+        else:
+            run = mlflow.start_run(run_name=self.run_name, tags=tags)
         self.run_id = run.info.run_id
         log.info("MLflow run %s in experiment %r at %s", self.run_id, self.experiment, redact(self.uri))
         return self
@@ -168,6 +175,7 @@ class TrackedRun:
                 pip_requirements=model_requirements(predictor.backend.requirements()),
             )
         mlflow.set_tag("model_uri", info.model_uri)
+        self.model_uri = info.model_uri
         return info.model_uri
 
 

@@ -7,12 +7,16 @@ the layout all three frameworks take with `batch_first`.
 from __future__ import annotations
 
 import hashlib
-from dataclasses import dataclass, field
+import json
+import zipfile
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
 from typing import Any
 
 import numpy as np
 
 from src.config import require, require_fraction
+from src.errors import UserError
 
 
 @dataclass(frozen=True)
@@ -57,6 +61,25 @@ class Splits:
     @property
     def num_outputs(self) -> int:
         return int(self.train.y.shape[1])
+
+    def save(self, path: Path) -> None:
+        """One .npz holding every split and the info as JSON: no pickle needed to read it back."""
+        arrays = {f"{name}_{part}": getattr(split, part) for name, split in self.items() for part in ("x", "y")}
+        path.parent.mkdir(parents=True, exist_ok=True)
+        with path.open("wb") as handle:
+            np.savez(handle, info=np.array(json.dumps(asdict(self.info))), **arrays)
+
+    @classmethod
+    def load(cls, path: Path) -> "Splits":
+        try:
+            with np.load(path, allow_pickle=False) as saved:
+                splits = {name: Split(saved[f"{name}_x"], saved[f"{name}_y"]) for name in ("train", "val", "test")}
+                info = DatasetInfo(**json.loads(str(saved["info"])))
+        except FileNotFoundError:
+            raise UserError(f"data file missing: {path} (run the generate stage: dvc repro generate)") from None
+        except (OSError, ValueError, KeyError, TypeError, zipfile.BadZipFile) as error:
+            raise UserError(f"data file corrupt: {path} ({type(error).__name__}: {error})") from None
+        return cls(**splits, info=info)
 
     def digest(self) -> str:
         """SHA-256 of every array's bytes and shape: equal digests mean equal data."""
