@@ -54,7 +54,7 @@ def require_fraction(value: float, key: str) -> None:
 @dataclass
 class FrameworkConfig:
     name: Framework = Framework.torch
-    # torch only: "auto" picks CUDA when it is available.
+    # "auto" picks a GPU when the framework sees one (numpy always runs on the CPU).
     device: str = "auto"
 
     def __post_init__(self) -> None:
@@ -141,6 +141,21 @@ def register_configs() -> None:
     store.store(name="config_schema", node=Config)
     for name, module in DATASETS.items():
         store.store(group="schema/dataset", name=name, node=module.Params)
+
+
+def settings_from_params(values: dict[str, Any]) -> Config:
+    """Checked settings from a plain mapping (DVC's params.yaml), against the same schemas as Hydra's."""
+    from src.data import DATASETS
+
+    name = values.get("dataset", {}).get("name")
+    require(name in DATASETS, "dataset.name", f"must be one of {', '.join(DATASETS)}", name)
+    schema = OmegaConf.structured(Config)
+    schema.dataset = OmegaConf.structured(DATASETS[name].Params)
+    try:
+        merged = OmegaConf.merge(schema, values)
+    except Exception as error:
+        raise UserError(f"invalid params: {str(error).splitlines()[0]}") from None
+    return settings_from(merged)  # type: ignore[arg-type]
 
 
 def settings_from(cfg: DictConfig) -> Config:

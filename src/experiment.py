@@ -47,6 +47,13 @@ class Outcome:
         return self.metrics[FINAL_LOSS_METRICS.get(name, name)]
 
 
+@dataclass(frozen=True)
+class Trained:
+    predictor: Predictor
+    fit: FitResult  # losses in original units
+    metrics: dict[str, float]
+
+
 def check_fits_data(settings: Config, splits: Splits) -> None:
     require(settings.trainer.batch_size <= len(splits.train), "trainer.batch_size",
             f"must be <= the {len(splits.train)} training sequences of dataset {splits.info.name}",
@@ -72,13 +79,13 @@ def run(cfg: DictConfig, overrides: list[str] | None = None) -> Outcome:
         tracked.log_params(run_params(cfg, splits))
         tracked.log_text(OmegaConf.to_yaml(cfg, resolve=True), "config.yaml")
         tracked.log_datasets(splits)
-        predictor, fit_metrics = train(settings, splits, tracked)
-        evaluation, metrics = report(predictor, splits, tracked, settings.tracking.log_model)
-        outcome = Outcome(tracked.run_id, {**fit_metrics, **metrics}, evaluation, tracked.model_uri)
+        trained = train(settings, splits, tracked)
+        evaluation, metrics = report(trained.predictor, splits, tracked, settings.tracking.log_model)
+        outcome = Outcome(tracked.run_id, {**trained.metrics, **metrics}, evaluation, tracked.model_uri)
     return outcome
 
 
-def train(settings: Config, splits: Splits, tracked: TrackedRun) -> tuple[Predictor, dict[str, float]]:
+def train(settings: Config, splits: Splits, tracked: TrackedRun) -> Trained:
     """Fit the configured network, logging every epoch and the loss curve; losses in original units."""
     standardizer = (Standardizer.fit(splits.train) if settings.dataset.standardize
                     else Standardizer.identity(splits.num_features, splits.num_outputs))
@@ -105,7 +112,7 @@ def train(settings: Config, splits: Splits, tracked: TrackedRun) -> tuple[Predic
     }
     tracked.log_metrics(metrics)
     tracked.log_figure(plots.loss_curve(fit, plot_title(tracked, splits)), "plots/loss_curve.png")
-    return Predictor(backend, standardizer), metrics
+    return Trained(Predictor(backend, standardizer), fit, metrics)
 
 
 def report(predictor: Predictor, splits: Splits, tracked: TrackedRun,

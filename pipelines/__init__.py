@@ -1,0 +1,1 @@
+"""DVC stage entry points (generate → train → evaluate), each a thin layer over src/."""

@@ -1,0 +1,78 @@
+"""What the stages share: where files go, reading params.yaml, and clean one-line failures."""
+
+from __future__ import annotations
+
+import functools
+import json
+import logging
+import sys
+from pathlib import Path
+from typing import Any, Callable
+
+import yaml
+
+from src.config import Config, settings_from_params
+from src.errors import UserError
+from src.paths import PROJECT_ROOT
+
+PARAMS_FILE = PROJECT_ROOT / "params.yaml"
+DATA_FILE = PROJECT_ROOT / "data" / "splits.npz"
+RUN_FILE = "mlflow_run.json"
+
+
+def model_dir(framework: str) -> Path:
+    return PROJECT_ROOT / "models" / framework
+
+
+def reports_dir(framework: str) -> Path:
+    return PROJECT_ROOT / "reports" / framework
+
+
+def metrics_file(framework: str) -> Path:
+    return PROJECT_ROOT / "metrics" / f"{framework}.json"
+
+
+def read_params() -> dict[str, Any]:
+    try:
+        return yaml.safe_load(PARAMS_FILE.read_text())
+    except FileNotFoundError:
+        raise UserError(f"params file missing: {PARAMS_FILE}") from None
+    except yaml.YAMLError as error:
+        raise UserError(f"params file corrupt: {PARAMS_FILE} ({str(error).splitlines()[0]})") from None
+
+
+def load_settings(framework: str | None = None) -> tuple[Config, dict[str, Any]]:
+    """params.yaml checked against the schemas; a stage of the framework matrix sets its framework."""
+    params = read_params()
+    if framework is not None:
+        params.setdefault("framework", {})["name"] = framework
+    return settings_from_params(params), params
+
+
+def write_json(path: Path, values: dict[str, Any]) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(values, indent=2, sort_keys=True) + "\n")
+
+
+def read_json(path: Path) -> dict[str, Any]:
+    try:
+        return json.loads(path.read_text())
+    except FileNotFoundError:
+        raise UserError(f"file missing: {path}") from None
+    except json.JSONDecodeError as error:
+        raise UserError(f"file corrupt: {path} ({error})") from None
+
+
+def stage(function: Callable[..., None]) -> Callable[..., None]:
+    """Run a stage with logging on, turning a UserError into one line on stderr and exit 2."""
+
+    @functools.wraps(function)
+    def wrapper(*args: Any) -> None:
+        logging.basicConfig(level=logging.INFO, format="[%(asctime)s][%(name)s][%(levelname)s] - %(message)s")
+        try:
+            function(*args)
+        except UserError as error:
+            print(f"error: {error}", file=sys.stderr)
+            sys.exit(2)
+
+    return wrapper

@@ -1,0 +1,32 @@
+"""Stage `evaluate@<framework>`: test metrics against the baselines, into metrics/ and the train run."""
+
+import argparse
+
+from src import experiment
+from src.data.base import Splits
+from src.predictor import Predictor
+from src.tracking import TrackedRun, check_reachable, resolve_uri
+from pipelines.common import (DATA_FILE, RUN_FILE, load_settings, metrics_file, model_dir, read_json, reports_dir,
+                              stage, write_json)
+
+
+@stage
+def main(framework: str) -> None:
+    settings, _ = load_settings(framework)
+    splits = Splits.load(DATA_FILE)
+    predictor = Predictor.load(model_dir(framework))
+    run_id = read_json(model_dir(framework) / RUN_FILE)["run_id"]
+    uri = resolve_uri(settings.tracking.uri)
+    check_reachable(uri)
+    tags = {"stage.evaluate": f"evaluate@{framework}", "data_digest": splits.digest()}
+    with TrackedRun(uri, settings.tracking.experiment, None, tags, run_id=run_id) as tracked:
+        evaluation, metrics = experiment.report(predictor, splits, tracked, settings.tracking.log_model)
+    write_json(metrics_file(framework), {"framework": framework, "mlflow_run_id": run_id, **metrics})
+    (reports_dir(framework) / "predictions.csv").write_text(experiment.predictions_csv(evaluation))
+    print(evaluation.table())
+
+
+if __name__ == "__main__":
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("framework", choices=["numpy", "torch", "keras"])
+    main(parser.parse_args().framework)

@@ -1,0 +1,43 @@
+"""Stage `train@<framework>`: fit on data/splits.npz, save models/<framework>/, start its MLflow run.
+
+The run stays the model's record: its id goes into models/<framework>/mlflow_run.json, and the
+evaluate stage adds its metrics to that same run.
+"""
+
+import argparse
+from dataclasses import asdict
+
+import pandas as pd
+
+from src import experiment
+from src.data.base import Splits
+from src.tracking import TrackedRun, check_reachable, resolve_uri
+from pipelines.common import DATA_FILE, RUN_FILE, load_settings, model_dir, reports_dir, stage, write_json
+
+
+@stage
+def main(framework: str) -> None:
+    settings, params = load_settings(framework)
+    splits = Splits.load(DATA_FILE)
+    experiment.check_fits_data(settings, splits)
+    uri = resolve_uri(settings.tracking.uri)
+    check_reachable(uri)
+    tags = {**experiment.run_tags(settings, splits, ["dvc repro"]), "stage.train": f"train@{framework}"}
+    with TrackedRun(uri, settings.tracking.experiment, settings.tracking.run_name or f"dvc-{framework}",
+                    tags) as tracked:
+        tracked.log_params(experiment.run_params(params, splits))
+        tracked.log_datasets(splits)
+        trained = experiment.train(settings, splits, tracked)
+    output = model_dir(framework)
+    output.mkdir(parents=True, exist_ok=True)
+    trained.predictor.save(output)
+    write_json(output / RUN_FILE, {"run_id": tracked.run_id, "experiment": settings.tracking.experiment})
+    reports_dir(framework).mkdir(parents=True, exist_ok=True)
+    history = pd.DataFrame([asdict(result) for result in trained.fit.history])
+    history.to_csv(reports_dir(framework) / "loss.csv", index=False, float_format="%.9g")
+
+
+if __name__ == "__main__":
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("framework", choices=["numpy", "torch", "keras"])
+    main(parser.parse_args().framework)

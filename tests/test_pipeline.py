@@ -1,0 +1,152 @@
+"""The DVC pipeline, with the real dvc CLI in a temporary git repository holding a copy of the project."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import yaml
+from mlflow import MlflowClient
+
+from src.paths import PROJECT_ROOT
+
+pytestmark = pytest.mark.slow
+
+COPIED = ["conf", "src", "pipelines", "hydra_plugins", "dvc.yaml", "params.yaml", ".dvc/config", ".dvcignore",
+          ".gitignore", "pyproject.toml"]
+FRAMEWORKS = ["numpy", "torch", "keras"]
+SMALL = {"trainer": {"epochs": 3, "patience": 0}, "model": {"hidden_size": 8}, "tracking": {"log_model": False}}
+
+
+def sh(repo: Path, *args: str, check: bool = True) -> subprocess.CompletedProcess:
+    env = {**os.environ, "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}",
+           "DVC_NO_ANALYTICS": "1", "GIT_AUTHOR_NAME": "t", "GIT_AUTHOR_EMAIL": "t@t", "GIT_COMMITTER_NAME": "t",
+           "GIT_COMMITTER_EMAIL": "t@t"}
+    env.pop("MLFLOW_TRACKING_URI", None)
+    result = subprocess.run(list(args), cwd=repo, env=env, capture_output=True, text=True, timeout=600)
+    if check and result.returncode != 0:
+        raise AssertionError(f"{' '.join(args)} failed:\n{result.stdout}\n{result.stderr}")
+    return result
+
+
+def ran(output: str) -> set[str]:
+    return {line.split("'")[1] for line in output.splitlines() if line.startswith("Running stage")}
+
+
+def edit_params(repo: Path, changes: dict) -> None:
+    params = yaml.safe_load((repo / "params.yaml").read_text())
+    for group, values in changes.items():
+        params[group].update(values)
+    (repo / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
+
+
+@pytest.fixture(scope="module")
+def repo(tmp_path_factory) -> Path:
+    """A fresh clone's worth of the project, with small params, after one full `dvc repro`."""
+    root = tmp_path_factory.mktemp("project")
+    for name in COPIED:
+        source, target = PROJECT_ROOT / name, root / name
+        target.parent.mkdir(parents=True, exist_ok=True)
+        if source.is_dir():
+            shutil.copytree(source, target, ignore=shutil.ignore_patterns("__pycache__"))
+        else:
+            shutil.copy2(source, target)
+    edit_params(root, SMALL)
+    sh(root, "git", "init", "-q")
+    sh(root, "git", "add", "-A")
+    sh(root, "git", "commit", "-qm", "project")
+    first = sh(root, "dvc", "repro")
+    assert ran(first.stdout) == {"generate", *(f"{stage}@{fw}" for stage in ("train", "evaluate") for fw in FRAMEWORKS)}
+    sh(root, "git", "add", "-A")
+    sh(root, "git", "commit", "-qm", "repro")
+    return root
+
+
+def test_committed_params_equal_the_composition_of_conf() -> None:
+    from pipelines.params import composed_params_yaml
+
+    assert (PROJECT_ROOT / "params.yaml").read_text() == composed_params_yaml()
+
+
+def test_repro_writes_metrics_per_framework_and_one_mlflow_run_each(repo: Path) -> None:
+    shown = json.loads(sh(repo, "dvc", "metrics", "show", "--json").stdout)
+    metrics = next(iter(shown.values()))["data"]
+    for framework in FRAMEWORKS:
+        values = metrics[f"metrics/{framework}.json"]["data"]
+        assert values["framework"] == framework and values["test_mse"] >= 0
+        assert values["baseline_linear_test_mse"] < 1e-6  # exact on next_number
+    client = MlflowClient(f"sqlite:///{repo / 'mlflow.db'}")
+    runs = client.search_runs([client.get_experiment_by_name("rnnlab").experiment_id])
+    assert sorted(run.data.tags["framework"] for run in runs) == FRAMEWORKS
+    for run in runs:
+        framework = run.data.tags["framework"]
+        assert run.info.status == "FINISHED"
+        assert run.data.tags["stage.train"] == f"train@{framework}"
+        assert run.data.tags["stage.evaluate"] == f"evaluate@{framework}"
+        assert len(client.get_metric_history(run.info.run_id, "train_loss")) == 3  # from train
+        assert "test_mse" in run.data.metrics  # from evaluate, into the same run
+        assert json.loads((repo / "models" / framework / "mlflow_run.json").read_text())["run_id"] == run.info.run_id
+
+
+def test_data_and_models_live_in_the_dvc_cache_not_git(repo: Path) -> None:
+    tracked = sh(repo, "git", "ls-files").stdout.split()
+    assert "data/splits.npz" not in tracked and not any(path.startswith("models/") and not path.endswith(
+        ".gitignore") for path in tracked)
+    assert "metrics/torch.json" in tracked and "dvc.lock" in tracked
+    assert any((repo / ".dvc" / "cache").rglob("*"))
+    for framework in FRAMEWORKS:
+        header = (repo / "reports" / framework / "loss.csv").read_text().splitlines()[0]
+        assert header.startswith("epoch,train_loss,val_loss")
+
+
+def test_second_repro_runs_nothing(repo: Path) -> None:
+    assert ran(sh(repo, "dvc", "repro").stdout) == set()
+
+
+def test_trainer_param_reruns_train_and_evaluate_but_not_generate(repo: Path) -> None:
+    edit_params(repo, {"trainer": {"lr": 0.01}})
+    result = sh(repo, "dvc", "repro", "evaluate@torch")
+    assert ran(result.stdout) == {"train@torch", "evaluate@torch"}
+    sh(repo, "git", "checkout", "params.yaml", "dvc.lock", "metrics", "reports")
+
+
+def test_dataset_param_reruns_all_three(repo: Path) -> None:
+    edit_params(repo, {"dataset": {"seq_len": 4}})
+    result = sh(repo, "dvc", "repro", "evaluate@numpy")
+    assert ran(result.stdout) == {"generate", "train@numpy", "evaluate@numpy"}
+    sh(repo, "git", "checkout", "params.yaml", "dvc.lock", "metrics", "reports")
+    sh(repo, "dvc", "checkout", "-q")
+
+
+def test_exp_run_composes_conf_with_overrides(repo: Path) -> None:
+    sh(repo, "dvc", "exp", "run", "evaluate@torch", "-S", "model=gru", "-S", "trainer.lr=0.01",
+       "-S", "trainer.epochs=2", "-S", "model.hidden_size=4", "-S", "tracking.log_model=false")
+    params = yaml.safe_load((repo / "params.yaml").read_text())
+    assert params["model"]["cell"] == "gru" and params["trainer"]["lr"] == 0.01 and params["trainer"]["epochs"] == 2
+    assert params["trainer"]["batch_size"] == 32  # the rest comes from conf/'s defaults
+    metrics = json.loads((repo / "metrics" / "torch.json").read_text())
+    run = MlflowClient(f"sqlite:///{repo / 'mlflow.db'}").get_run(metrics["mlflow_run_id"])
+    assert run.data.tags["cell"] == "gru" and run.data.params["trainer.lr"] == "0.01"
+    shown = sh(repo, "dvc", "exp", "show", "--json").stdout
+    assert "gru" in shown
+
+
+@pytest.mark.parametrize("damage, message", [("missing", "data file missing"), ("corrupt", "data file corrupt")])
+def test_bad_data_file_fails_the_stage_with_a_clear_error(repo: Path, damage: str, message: str) -> None:
+    data_file = repo / "data" / "splits.npz"
+    saved = data_file.read_bytes()
+    data_file.unlink()
+    if damage == "corrupt":
+        data_file.write_bytes(b"not an npz file")
+    try:
+        result = sh(repo, "python", "-m", "pipelines.train", "torch", check=False)
+    finally:
+        data_file.unlink(missing_ok=True)
+        data_file.write_bytes(saved)
+    assert result.returncode == 2
+    assert result.stderr.strip().splitlines()[-1].startswith(f"error: {message}: {data_file}")
