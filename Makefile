@@ -6,7 +6,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-$(shell sha256sum pyproject.toml | cut -c1-16)
 
-.PHONY: install train test bench ui clean
+.PHONY: install train test bench ui repro params clean
 
 install: $(STAMP)
 
@@ -25,6 +25,14 @@ test: install
 
 bench: install
 	$(BIN)/python -m benchmarks.run
+
+# The DVC pipeline (dvc.yaml): stages run `python` from the venv.
+repro: install
+	PATH="$(CURDIR)/$(BIN):$$PATH" $(BIN)/dvc repro $(ARGS)
+
+# After changing conf/: write params.yaml as conf/ composes (what plain `dvc repro` reads).
+params: install
+	$(BIN)/python -m pipelines.params
 
 # The MLflow UI on the project's store, on this machine only.
 ui: install

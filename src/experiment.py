@@ -100,7 +100,9 @@ def train(settings: Config, splits: Splits, tracked: TrackedRun) -> Trained:
 
     log.info("training %s %s on %s (%d train / %d val / %d test sequences) on %s", backend.name, spec.cell,
              splits.info.name, len(splits.train), len(splits.val), len(splits.test), backend.device)
-    fit = backend.fit(standardizer.transform(splits.train), standardizer.transform(splits.val), settings.trainer,
+    # Without a validation split (dataset.val_fraction=0) early stopping and val_loss watch the training set.
+    watched = splits.val if len(splits.val) else splits.train
+    fit = backend.fit(standardizer.transform(splits.train), standardizer.transform(watched), settings.trainer,
                       lambda result: tracked.log_epoch(in_original_units(result)))
     fit = FitResult([in_original_units(result) for result in fit.history], fit.best_epoch, fit.stopped_early)
     metrics = {
@@ -119,8 +121,10 @@ def report(predictor: Predictor, splits: Splits, tracked: TrackedRun,
            log_model: bool = True) -> tuple[Evaluation, dict[str, float]]:
     """Evaluate against the baselines and log metrics, predictions, the table, the plot and the model."""
     evaluation = evaluate(splits, predictor.predict(splits.test.x))
-    val = regression_metrics(splits.val.y, predictor.predict(splits.val.x))
-    metrics = {f"val_{name}": value for name, value in val.items()}
+    metrics = {}
+    if len(splits.val):
+        val = regression_metrics(splits.val.y, predictor.predict(splits.val.x))
+        metrics.update({f"val_{name}": value for name, value in val.items()})
     metrics.update(evaluation.flat())
     tracked.log_metrics(metrics)
     tracked.log_text(predictions_csv(evaluation), "predictions.csv")

@@ -154,6 +154,8 @@ class TrackedRun:
         """Each split as an MLflow dataset input; its digest is a hash of the arrays' content."""
         contexts = {"train": "training", "val": "validation", "test": "testing"}
         for split_name, split in splits.items():
+            if not len(split):
+                continue
             dataset = mlflow.data.from_numpy(split.x, targets=split.y, name=f"{splits.info.name}-{split_name}")
             mlflow.log_input(dataset, context=contexts[split_name])
 

@@ -116,7 +116,8 @@ def as_split(x: np.ndarray, y: np.ndarray) -> Split:
     x = np.asarray(x, dtype=np.float32)
     if x.ndim == 2:
         x = x[:, :, None]
-    return Split(x, np.asarray(y, dtype=np.float32).reshape(len(x), -1))
+    y = np.asarray(y, dtype=np.float32)
+    return Split(x, y[:, None] if y.ndim == 1 else y)
 
 
 def split_sizes(count: int, val_fraction: float, test_fraction: float) -> tuple[int, int, int]:
@@ -139,8 +140,8 @@ def random_split(x: np.ndarray, y: np.ndarray, val_fraction: float, test_fractio
 
 def holdout(x: np.ndarray, y: np.ndarray, fraction: float,
             rng: np.random.Generator) -> tuple[Split, Split]:
-    """A random `fraction` (at least one sample) held out: returns (rest, held out)."""
-    num_held = max(1, round(len(x) * fraction))
+    """A random `fraction` (at least one sample unless it is 0) held out: returns (rest, held out)."""
+    num_held = max(1, round(len(x) * fraction)) if fraction > 0 else 0
     order = rng.permutation(len(x))
     rest, held = order[num_held:], order[:num_held]
     return as_split(x[rest], y[rest]), as_split(x[held], y[held])

@@ -31,8 +31,8 @@ class Params:
         require(self.train_stop - self.train_start >= 3, "dataset.train_stop",
                 "must be at least train_start + 3", self.train_stop)
         require(self.test_stop > self.test_start, "dataset.test_stop", "must be > test_start", self.test_stop)
+        # 0 trains on every window, as the notebook did; validation then watches the training set.
         require_fraction(self.val_fraction, "dataset.val_fraction")
-        require(self.val_fraction > 0, "dataset.val_fraction", "must be > 0", self.val_fraction)
 
 
 def windows(starts: np.ndarray, seq_len: int) -> tuple[np.ndarray, np.ndarray]:
