@@ -15,7 +15,7 @@ from src.data import DATASETS
 from src.errors import TrainingDiverged, UserError
 from tests.conftest import QUICK
 
-FRAMEWORKS = ["torch"]
+FRAMEWORKS = ["numpy", "torch", "keras"]
 CELLS = ["rnn", "lstm", "gru"]
 
 

@@ -15,8 +15,9 @@ from src.config import Optimizer, TrainerConfig
 from src.data.base import Split
 from src.errors import UserError
 from src.frameworks.base import EpochCallback, FitResult, ModelSpec, run_epochs, shuffled_batches
+from src.frameworks.convert import canonical_shapes
 from src.frameworks.numpy import network
-from src.frameworks.numpy.optimizers import SGD, Adam, clip_grad_norm
+from src.frameworks.numpy.optimizers import SGD, Adam, clip_grad_norm, flatten, unflatten
 
 WEIGHTS_FILE = "weights.npz"
 PREDICT_BATCH = 4096
@@ -43,14 +44,16 @@ class NumpyBackend:
         optimizer = _optimizer(trainer)
         rng = np.random.default_rng(trainer.seed)
         dropout_rng = np.random.default_rng([trainer.seed, DROPOUT_STREAM])
+        shapes = canonical_shapes(self.spec)
 
         def train_epoch() -> float:
             total = 0.0
             for batch in shuffled_batches(len(x), trainer.batch_size, rng):
                 loss, grads, _ = network.loss_and_gradients(self.params, self.spec, x[batch], y[batch], dropout_rng)
+                g = flatten(grads, shapes)
                 if trainer.grad_clip > 0:
-                    grads, _ = clip_grad_norm(grads, trainer.grad_clip)
-                self.params = optimizer.step(self.params, grads)
+                    g, _ = clip_grad_norm(g, trainer.grad_clip)
+                self.params = unflatten(optimizer.step(flatten(self.params, shapes), g), shapes)
                 total += loss * len(batch)
             return total / len(x)
 

@@ -50,12 +50,12 @@ def forward(x: np.ndarray, Wih: np.ndarray, Whh: np.ndarray, bih: np.ndarray,
     """Hidden states h (T, B, H) for inputs x (T, B, inputs), and what backward needs."""
     T, B, _ = x.shape
     H = Whh.shape[1]
-    xproj = (x.reshape(T * B, -1) @ Wih.T + bih).reshape(T, B, 3 * H)  # W_ih x[t] + b_ih for every t
+    xproj = (np.dot(x.reshape(T * B, -1), Wih.T) + bih).reshape(T, B, 3 * H)  # W_ih x[t] + b_ih, all t
     h, n, hn = (np.empty((T, B, H), dtype=x.dtype) for _ in range(3))
     rz = np.empty((T, B, 2 * H), dtype=x.dtype)
     hprev = np.zeros((B, H), dtype=x.dtype)
     for t in range(T):
-        hproj = hprev @ Whh.T + bhh
+        hproj = np.dot(hprev, Whh.T) + bhh
         rz[t] = sigmoid(xproj[t, :, :2 * H] + hproj[:, :2 * H])
         r, z = rz[t, :, :H], rz[t, :, H:]
         hn[t] = hproj[:, 2 * H:]
@@ -84,10 +84,10 @@ def backward(dh_out: np.ndarray, cache: Cache) -> tuple[np.ndarray, tuple[np.nda
         dxproj[t, :, 2 * H:] = dnraw
         dhproj[t, :, :2 * H] = dxproj[t, :, :2 * H]
         dhproj[t, :, 2 * H:] = dnraw * r
-        dhnext = dh * z + dhproj[t] @ Whh
+        dhnext = dh * z + np.dot(dhproj[t], Whh)
     dxproj_all = dxproj.reshape(T * B, 3 * H)
     dhproj_all = dhproj.reshape(T * B, 3 * H)
-    dWih = dxproj_all.T @ x.reshape(T * B, -1)
-    dWhh = dhproj_all.T @ hprev.reshape(T * B, H)
-    dx = (dxproj_all @ Wih).reshape(T, B, -1)
+    dWih = np.dot(dxproj_all.T, x.reshape(T * B, -1))
+    dWhh = np.dot(dhproj_all.T, hprev.reshape(T * B, H))
+    dx = np.dot(dxproj_all, Wih).reshape(T, B, -1)
     return dx, (dWih, dWhh, dxproj_all.sum(axis=0), dhproj_all.sum(axis=0))

@@ -46,12 +46,12 @@ def forward(x: np.ndarray, Wih: np.ndarray, Whh: np.ndarray, bih: np.ndarray,
     """Hidden states h (T, B, H) for inputs x (T, B, inputs), and what backward needs."""
     T, B, _ = x.shape
     H = Whh.shape[1]
-    xproj = (x.reshape(T * B, -1) @ Wih.T + (bih + bhh)).reshape(T, B, 4 * H)  # W_ih x[t] + b for every t
+    xproj = (np.dot(x.reshape(T * B, -1), Wih.T) + (bih + bhh)).reshape(T, B, 4 * H)  # W_ih x[t] + b, all t
     h, c, tanh_c = (np.empty((T, B, H), dtype=x.dtype) for _ in range(3))
     gates = np.empty((T, B, 4 * H), dtype=x.dtype)
     hprev = cprev = np.zeros((B, H), dtype=x.dtype)
     for t in range(T):
-        a = xproj[t] + hprev @ Whh.T
+        a = xproj[t] + np.dot(hprev, Whh.T)
         gates[t] = sigmoid(a)                               # i, f, o are sigmoids...
         gates[t, :, 2 * H:3 * H] = np.tanh(a[:, 2 * H:3 * H])  # ...and g a tanh
         i, f, g, o = np.split(gates[t], 4, axis=1)
@@ -78,11 +78,11 @@ def backward(dh_out: np.ndarray, cache: Cache) -> tuple[np.ndarray, tuple[np.nda
         da[t, :, H:2 * H] = dc * cprev[t] * f * (1 - f)
         da[t, :, 2 * H:3 * H] = dc * i * (1 - g * g)
         da[t, :, 3 * H:] = dh * tanh_c[t] * o * (1 - o)
-        dhnext = da[t] @ Whh
+        dhnext = np.dot(da[t], Whh)
         dcnext = dc * f
     da_all = da.reshape(T * B, 4 * H)
-    dWih = da_all.T @ x.reshape(T * B, -1)
-    dWhh = da_all.T @ hprev.reshape(T * B, H)
+    dWih = np.dot(da_all.T, x.reshape(T * B, -1))
+    dWhh = np.dot(da_all.T, hprev.reshape(T * B, H))
     db = da_all.sum(axis=0)
-    dx = (da_all @ Wih).reshape(T, B, -1)
+    dx = np.dot(da_all, Wih).reshape(T, B, -1)
     return dx, (dWih, dWhh, db, db.copy())

@@ -22,6 +22,7 @@ from typing import NamedTuple, Optional
 import numpy as np
 
 from src.frameworks.base import ModelSpec
+from src.frameworks.convert import canonical_shapes
 from src.frameworks.numpy import gru, lstm, rnn
 
 CELLS: dict[str, ModuleType] = {"rnn": rnn, "lstm": lstm, "gru": gru}
@@ -41,30 +42,15 @@ class Cache(NamedTuple):
     cell: ModuleType
 
 
-def shapes(spec: ModelSpec) -> dict[str, tuple[int, ...]]:
-    """Every parameter's canonical name and shape, in torch's state_dict order."""
-    gates_h = CELLS[spec.cell].GATES * spec.hidden_size
-    layout: dict[str, tuple[int, ...]] = {}
-    for k in range(spec.num_layers):
-        inputs = spec.num_features if k == 0 else spec.hidden_size
-        layout[f"recurrent.weight_ih_l{k}"] = (gates_h, inputs)
-        layout[f"recurrent.weight_hh_l{k}"] = (gates_h, spec.hidden_size)
-        layout[f"recurrent.bias_ih_l{k}"] = (gates_h,)
-        layout[f"recurrent.bias_hh_l{k}"] = (gates_h,)
-    layout["head.weight"] = (spec.num_outputs, spec.hidden_size)
-    layout["head.bias"] = (spec.num_outputs,)
-    return layout
-
-
 def init(spec: ModelSpec, rng: np.random.Generator, dtype: type = np.float32) -> dict[str, np.ndarray]:
     """torch's default initialisation: everything U(-1/sqrt(H), 1/sqrt(H)); the head's fan-in is H too."""
     bound = 1 / math.sqrt(spec.hidden_size)
-    return {name: rng.uniform(-bound, bound, shape).astype(dtype) for name, shape in shapes(spec).items()}
+    return {name: rng.uniform(-bound, bound, shape).astype(dtype) for name, shape in canonical_shapes(spec).items()}
 
 
 def check(params: dict[str, np.ndarray], spec: ModelSpec) -> None:
     """Raise ValueError unless `params` has exactly the names and shapes that `spec` needs."""
-    expected = shapes(spec)
+    expected = canonical_shapes(spec)
     if set(params) != set(expected):
         missing, unexpected = sorted(set(expected) - set(params)), sorted(set(params) - set(expected))
         raise ValueError(f"parameter names differ: missing {missing}, unexpected {unexpected}")
@@ -92,7 +78,7 @@ def forward(params: dict[str, np.ndarray], spec: ModelSpec, x: np.ndarray,
         inputs, cell_cache = cell.forward(inputs, *weights, **extra)
         layers.append(Layer(mask, cell_cache))
     last = inputs[-1]
-    prediction = last @ head_weight.T + params["head.bias"]
+    prediction = np.dot(last, head_weight.T) + params["head.bias"]
     return prediction, Cache(last, head_weight, len(inputs), layers, cell)
 
 
@@ -104,9 +90,9 @@ def mse(prediction: np.ndarray, y: np.ndarray) -> tuple[float, np.ndarray]:
 
 def backward(dprediction: np.ndarray, cache: Cache) -> tuple[dict[str, np.ndarray], np.ndarray]:
     """Gradients of every parameter (canonical names) and of the input x (B, T, features)."""
-    grads = {"head.weight": dprediction.T @ cache.last, "head.bias": dprediction.sum(axis=0)}
+    grads = {"head.weight": np.dot(dprediction.T, cache.last), "head.bias": dprediction.sum(axis=0)}
     dh_out = np.zeros((cache.steps, *cache.last.shape), dtype=cache.last.dtype)
-    dh_out[-1] = dprediction @ cache.head_weight
+    dh_out[-1] = np.dot(dprediction, cache.head_weight)
     for k in reversed(range(len(cache.layers))):
         mask, cell_cache = cache.layers[k]
         dinputs, dweights = cache.cell.backward(dh_out, cell_cache)

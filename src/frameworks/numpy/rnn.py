@@ -12,8 +12,9 @@ Backward, given dh_out[t] = dL/dh[t] from above (the head, or the next layer up)
     dx[t] = W_ih^T dhraw[t]                         so that layers stack
 
 Arrays are time-major, x (T, B, inputs) and h (T, B, H), with one sample per row, so each step is one
-matmul for the whole batch. Only the recurrence needs a loop over t: the input terms of all steps, and
-the weight gradients summed over all steps, are each a single matmul.
+matrix product for the whole batch. Only the recurrence needs a loop over t: the input terms of all
+steps, and the weight gradients summed over all steps, are each a single product. Products are np.dot,
+as in min-char-rnn: with one input feature (most datasets here), `@` took 7x longer for W_ih x.
 """
 
 from __future__ import annotations
@@ -38,11 +39,11 @@ def forward(x: np.ndarray, Wih: np.ndarray, Whh: np.ndarray, bih: np.ndarray, bh
     """Hidden states h (T, B, H) for inputs x (T, B, inputs), and what backward needs."""
     T, B, _ = x.shape
     H = Whh.shape[1]
-    xproj = (x.reshape(T * B, -1) @ Wih.T + (bih + bhh)).reshape(T, B, H)  # W_ih x[t] + b for every t
+    xproj = (np.dot(x.reshape(T * B, -1), Wih.T) + (bih + bhh)).reshape(T, B, H)  # W_ih x[t] + b_ih + b_hh, all t
     h = np.empty((T, B, H), dtype=x.dtype)
     hprev = np.zeros((B, H), dtype=x.dtype)
     for t in range(T):
-        hraw = xproj[t] + hprev @ Whh.T
+        hraw = xproj[t] + np.dot(hprev, Whh.T)
         h[t] = np.tanh(hraw) if activation == "tanh" else np.maximum(hraw, 0)
         hprev = h[t]
     return h, Cache(x, h, Wih, Whh, activation)
@@ -53,15 +54,16 @@ def backward(dh_out: np.ndarray, cache: Cache) -> tuple[np.ndarray, tuple[np.nda
     x, h, Wih, Whh, activation = cache
     T, B, H = h.shape
     hprev = np.concatenate([np.zeros_like(h[:1]), h[:-1]])  # h[t-1]: the zero state at t = 0
+    dact = 1 - h * h if activation == "tanh" else (h > 0).astype(h.dtype)  # act'(hraw[t]) from h, all t
     dhraw = np.empty_like(h)
     dhnext = np.zeros_like(h[0])
     for t in reversed(range(T)):
         dh = dh_out[t] + dhnext
-        dhraw[t] = dh * (1 - h[t] * h[t]) if activation == "tanh" else dh * (h[t] > 0)
-        dhnext = dhraw[t] @ Whh
+        dhraw[t] = dh * dact[t]
+        dhnext = np.dot(dhraw[t], Whh)
     dhraw_all = dhraw.reshape(T * B, H)
-    dWih = dhraw_all.T @ x.reshape(T * B, -1)
-    dWhh = dhraw_all.T @ hprev.reshape(T * B, H)
+    dWih = np.dot(dhraw_all.T, x.reshape(T * B, -1))
+    dWhh = np.dot(dhraw_all.T, hprev.reshape(T * B, H))
     db = dhraw_all.sum(axis=0)
-    dx = (dhraw_all @ Wih).reshape(T, B, -1)
+    dx = np.dot(dhraw_all, Wih).reshape(T, B, -1)
     return dx, (dWih, dWhh, db, db.copy())
