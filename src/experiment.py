@@ -24,7 +24,9 @@ from src.evaluation import Evaluation, evaluate, regression_metrics
 from src.frameworks import FitResult, ModelSpec, backend_class
 from src.frameworks.base import EpochResult
 from src.predictor import Predictor
-from src.tracking import TrackedRun, check_reachable, flatten, redact, resolve_uri
+from src.errors import UserError
+from src.sweep import SweepContext
+from src.tracking import TrackedRun, check_reachable, flatten, record_failed_run, redact, resolve_uri
 
 log = logging.getLogger(__name__)
 
@@ -66,16 +68,30 @@ def run_tags(settings: Config, splits: Splits, overrides: list[str] | None = Non
             "data_digest": splits.digest()}
 
 
-def run(cfg: DictConfig, overrides: list[str] | None = None) -> Outcome:
-    """Run the composed config end to end and return what it measured."""
-    settings = settings_from(cfg)
-    uri = resolve_uri(settings.tracking.uri)
-    check_reachable(uri)
-    splits = data.generate(settings.dataset, settings.trainer.seed)
-    check_fits_data(settings, splits)
-    backend_class(settings.framework.name.value)  # import the framework before the run starts
-    with TrackedRun(uri, settings.tracking.experiment, settings.tracking.run_name,
-                    run_tags(settings, splits, overrides)) as tracked:
+def run(cfg: DictConfig, overrides: list[str] | None = None, sweep: SweepContext | None = None) -> Outcome:
+    """Run the composed config end to end and return what it measured.
+
+    As a job of a sweep, the run is a child of the sweep's parent run; a job whose config fails its
+    checks is recorded as a FAILED child so the sweep shows it.
+    """
+    try:
+        settings = settings_from(cfg)
+        uri = resolve_uri(settings.tracking.uri)
+        check_reachable(uri)
+        splits = data.generate(settings.dataset, settings.trainer.seed)
+        check_fits_data(settings, splits)
+        backend_class(settings.framework.name.value)  # import the framework before the run starts
+    except UserError as error:
+        if sweep is not None:
+            record_failed_run(resolve_uri(OmegaConf.select(cfg, "tracking.uri")), str(cfg.tracking.experiment),
+                              {"sweep_id": sweep.sweep_id, "mlflow.parentRunId": sweep.parent_run_id,
+                               "overrides": " ".join(overrides or [])}, error)
+        raise
+    tags = run_tags(settings, splits, overrides)
+    if sweep is not None:
+        tags["sweep_id"] = sweep.sweep_id
+    with TrackedRun(uri, settings.tracking.experiment, settings.tracking.run_name, tags,
+                    parent_run_id=sweep.parent_run_id if sweep else None) as tracked:
         tracked.log_params(run_params(cfg, splits))
         tracked.log_text(OmegaConf.to_yaml(cfg, resolve=True), "config.yaml")
         tracked.log_datasets(splits)

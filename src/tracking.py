@@ -89,14 +89,37 @@ def git_commit() -> str | None:
     return result.stdout.strip() or None
 
 
+def ensure_experiment(uri: str, name: str) -> str:
+    """Create the store and the experiment once, before parallel jobs would race to do it."""
+    from mlflow import MlflowClient
+
+    logging.getLogger("alembic").setLevel(logging.WARNING)
+    client = MlflowClient(uri)
+    experiment = client.get_experiment_by_name(name)
+    return experiment.experiment_id if experiment else client.create_experiment(name)
+
+
+def record_failed_run(uri: str, experiment: str, tags: dict[str, str], error: BaseException) -> str:
+    """A FAILED run for a sweep job that could not start, so the sweep's comparison shows it."""
+    from mlflow import MlflowClient
+
+    client = MlflowClient(uri)
+    run = client.create_run(ensure_experiment(uri, experiment), tags={
+        **tags, "error": f"{type(error).__name__}: {error}"[:5000]})
+    client.set_terminated(run.info.run_id, "FAILED")
+    return run.info.run_id
+
+
 class TrackedRun:
     """One MLflow run around a `with` block."""
 
     def __init__(self, uri: str, experiment: str, run_name: str | None, tags: dict[str, str],
-                 run_id: str | None = None) -> None:
-        """With `run_id`, continue that run (a later pipeline stage adding to the run it belongs to)."""
+                 run_id: str | None = None, parent_run_id: str | None = None) -> None:
+        """With `run_id`, continue that run (a later pipeline stage adding to the run it belongs to);
+        with `parent_run_id`, start a child of that run (a job of a sweep)."""
         self.uri, self.experiment, self.run_name, self.tags = uri, experiment, run_name, tags
         self.run_id = run_id or ""
+        self.parent_run_id = parent_run_id
         self.model_uri: str | None = None
 
     def __enter__(self) -> "TrackedRun":
@@ -111,7 +134,7 @@ class TrackedRun:
             run = mlflow.start_run(run_id=self.run_id)
             mlflow.set_tags(tags)
         else:
-            run = mlflow.start_run(run_name=self.run_name, tags=tags)
+            run = mlflow.start_run(run_name=self.run_name, tags=tags, parent_run_id=self.parent_run_id)
         self.run_id = run.info.run_id
         log.info("MLflow run %s in experiment %r at %s", self.run_id, self.experiment, redact(self.uri))
         return self

@@ -2,11 +2,15 @@
 
 Composes conf/ with Hydra, runs one experiment, prints the model against its baselines, and
 returns the objective (`objective=`, val_loss by default) so that Hydra sweepers can minimise it.
+In a sweep a failing job ends its run FAILED and returns +inf, the worst value for the minimised
+objective, so the other jobs go on and a sweeper never picks it (hydra-optuna-sweeper cannot take
+NaN: it aborts the study).
 """
 
 from __future__ import annotations
 
 import logging
+import math
 import sys
 
 import hydra
@@ -24,13 +28,23 @@ register_configs()
 @hydra.main(version_base="1.3", config_path="../conf", config_name="config")
 def main(cfg: DictConfig) -> float:
     from src import experiment  # after composition: a bad override fails before heavy imports
+    from src.sweep import SweepContext
 
+    sweep = SweepContext.from_environment()
     try:
-        outcome = experiment.run(cfg, list(HydraConfig.get().overrides.task))
+        outcome = experiment.run(cfg, list(HydraConfig.get().overrides.task), sweep)
     except UserError as error:
+        if sweep is not None:
+            log.error("job failed: %s", error)
+            return math.inf
         log.debug("user error", exc_info=True)
         print(f"error: {error}", file=sys.stderr)
         sys.exit(2)
+    except Exception:
+        if sweep is None:
+            raise
+        log.exception("job failed")  # a bug: keep the traceback, but let the sweep go on
+        return math.inf
     print(outcome.evaluation.table())
     print(f"run {outcome.run_id}: {cfg.objective} = {outcome.objective(cfg.objective):.6g}")
     return outcome.objective(cfg.objective)

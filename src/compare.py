@@ -1,0 +1,175 @@
+"""Compare runs: `python -m src.compare <experiment name | sweep id>`.
+
+Prints a leaderboard (best first by the objective, test metrics and the baselines beside) and
+writes a PNG comparing validation-loss curves and test metrics by framework × cell. For a sweep
+both are also logged to the sweep's parent run, which is what the sweep callback does at the end.
+"""
+
+from __future__ import annotations
+
+import argparse
+import io
+import logging
+import math
+import sys
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import pandas as pd
+from mlflow import MlflowClient
+from mlflow.entities import Run
+
+from src.errors import UserError
+
+if TYPE_CHECKING:
+    from matplotlib.figure import Figure
+
+log = logging.getLogger(__name__)
+
+OBJECTIVE_METRICS = {"val_loss": "best_val_loss", "train_loss": "best_train_loss"}
+DESCRIBING_TAGS = ["framework", "dataset", "cell", "task"]
+
+
+def objective_metric(objective: str) -> str:
+    return OBJECTIVE_METRICS.get(objective, objective)
+
+
+def sweep_runs(client: MlflowClient, sweep_id: str) -> tuple[Run | None, list[Run]]:
+    """The sweep's parent run and its jobs' runs."""
+    runs = client.search_runs(
+        [e.experiment_id for e in client.search_experiments()], filter_string=f"tags.sweep_id = '{sweep_id}'")
+    parent = next((run for run in runs if run.data.tags.get("sweep") == "parent"), None)
+    return parent, [run for run in runs if run.data.tags.get("sweep") != "parent"]
+
+
+def experiment_runs(client: MlflowClient, name: str) -> list[Run]:
+    experiment = client.get_experiment_by_name(name)
+    if experiment is None:
+        raise UserError(f"no experiment or sweep named {name!r} in the tracking store")
+    runs = client.search_runs([experiment.experiment_id])
+    return [run for run in runs if run.data.tags.get("sweep") != "parent"]
+
+
+def leaderboard(runs: list[Run], objective: str = "val_loss") -> pd.DataFrame:
+    """One row per run: describing tags, status, objective, test metrics and baselines; best first."""
+    metric = objective_metric(objective)
+    rows = []
+    for run in runs:
+        row: dict[str, Any] = {"run_id": run.info.run_id, "run_name": run.info.run_name,
+                               "status": run.info.status}
+        row.update({tag: run.data.tags.get(tag, "") for tag in DESCRIBING_TAGS})
+        row["overrides"] = run.data.tags.get("overrides", "")
+        row[metric] = run.data.metrics.get(metric, math.nan)
+        row.update({name: value for name, value in sorted(run.data.metrics.items())
+                    if name.startswith("test_") or (name.startswith("baseline_") and "_test_" in name)})
+        rows.append(row)
+    frame = pd.DataFrame(rows)
+    if frame.empty:
+        return frame
+    frame["finished"] = frame["status"] == "FINISHED"
+    frame = frame.sort_values(["finished", metric], ascending=[False, True], na_position="last")
+    return frame.drop(columns="finished").reset_index(drop=True)
+
+
+def render(frame: pd.DataFrame, objective: str = "val_loss") -> str:
+    """The terminal table: the key columns only, the model's and the baselines' main test metric."""
+    if frame.empty:
+        return "no runs"
+    metric = objective_metric(objective)
+    main_test = next((c for c in ("test_mse", "test_accuracy", "test_bpc") if c in frame.columns), None)
+    columns = ["run_id", "status", *DESCRIBING_TAGS[:3], metric]
+    if main_test:
+        suffix = main_test.removeprefix("test_")
+        columns += [main_test] + [c for c in frame.columns if c.startswith("baseline_") and c.endswith(f"_test_{suffix}")]
+    shown = frame[[c for c in columns if c in frame.columns]].copy()
+    shown["run_id"] = shown["run_id"].str[:8]
+    return shown.to_string(index=False, float_format=lambda value: f"{value:.4g}")
+
+
+def comparison_figure(client: MlflowClient, runs: list[Run], frame: pd.DataFrame) -> "Figure":
+    """Validation-loss curves per run and the main test metric by framework × cell."""
+    from matplotlib.figure import Figure
+
+    figure = Figure(figsize=(12, 4.8), layout="constrained")
+    curves, bars = figure.subplots(1, 2)
+    for run in runs:
+        history = client.get_metric_history(run.info.run_id, "val_loss")
+        if history:
+            tags = run.data.tags
+            label = f"{tags.get('framework', '?')} {tags.get('cell', '?')} ({run.info.run_id[:6]})"
+            points = sorted(history, key=lambda point: point.step)
+            curves.plot([p.step for p in points], [p.value for p in points], label=label)
+    curves.set(xlabel="epoch", ylabel="val_loss", title="validation loss", yscale="log")
+    if len(runs) <= 12:
+        curves.legend(fontsize="small")
+    main_test = next((c for c in ("test_mse", "test_accuracy", "test_bpc") if c in frame.columns), None)
+    if main_test:
+        finished = frame[frame["status"] == "FINISHED"]
+        grouped = finished.groupby(["framework", "cell"])[main_test].min()
+        bars.bar([f"{fw}\n{cell}" for fw, cell in grouped.index], grouped.to_numpy())
+        suffix = main_test.removeprefix("test_")
+        for column in (c for c in frame.columns if c.startswith("baseline_") and c.endswith(f"_test_{suffix}")):
+            bars.axhline(float(finished[column].min()), linestyle=":", color="grey")
+            bars.annotate(column.split("_")[1], (0, float(finished[column].min())), fontsize="small", color="grey")
+        bars.set(title=f"{main_test} by framework × cell (best run; dotted: baselines)", ylabel=main_test)
+    return figure
+
+
+def summarize_sweep(client: MlflowClient, parent_run_id: str, objective: str) -> dict[str, Any]:
+    """Record on the parent: best child, its objective, failed jobs, leaderboard and comparison PNG."""
+    parent = client.get_run(parent_run_id)
+    _, children = sweep_runs(client, parent.data.tags["sweep_id"])
+    frame = leaderboard(children, objective)
+    metric = objective_metric(objective)
+    failed = int((frame["status"] != "FINISHED").sum()) if not frame.empty else 0
+    summary: dict[str, Any] = {"jobs": len(children), "failed": failed}
+    client.log_metric(parent_run_id, "jobs", len(children))
+    client.log_metric(parent_run_id, "failed_jobs", failed)
+    finished = frame[(frame["status"] == "FINISHED") & frame[metric].notna()] if not frame.empty else frame
+    if not finished.empty:
+        best = finished.iloc[0]
+        summary.update(best_run_id=best["run_id"], best_objective=float(best[metric]))
+        client.set_tag(parent_run_id, "best_run_id", best["run_id"])
+        client.set_tag(parent_run_id, "best_overrides", best["overrides"])
+        client.log_metric(parent_run_id, f"best_{metric.removeprefix('best_')}", float(best[metric]))
+    if not frame.empty:
+        buffer = io.StringIO()
+        frame.to_csv(buffer, index=False)
+        client.log_text(parent_run_id, buffer.getvalue(), "leaderboard.csv")
+        client.log_text(parent_run_id, render(frame, objective) + "\n", "leaderboard.txt")
+        client.log_figure(parent_run_id, comparison_figure(client, children, frame), "comparison.png")
+    return summary
+
+
+def main(argv: list[str] | None = None) -> int:
+    from src.tracking import resolve_uri
+
+    parser = argparse.ArgumentParser(prog="python -m src.compare", description=__doc__.splitlines()[0])
+    parser.add_argument("target", help="an MLflow experiment name or a sweep id")
+    parser.add_argument("--tracking-uri", default=None, help="default: $MLFLOW_TRACKING_URI or mlflow.db")
+    parser.add_argument("--objective", default="val_loss", help="sort key (default: val_loss)")
+    parser.add_argument("--output", type=Path, default=Path("comparison.png"), help="where to write the PNG")
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.WARNING)
+    try:
+        client = MlflowClient(resolve_uri(args.tracking_uri))
+        parent, runs = sweep_runs(client, args.target)
+        if not runs:
+            runs = experiment_runs(client, args.target)
+        if not runs:
+            raise UserError(f"{args.target!r} has no runs")
+    except UserError as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 2
+    frame = leaderboard(runs, args.objective)
+    print(render(frame, args.objective))
+    comparison_figure(client, runs, frame).savefig(args.output)
+    print(f"comparison plot: {args.output}")
+    if parent is not None:
+        summarize_sweep(client, parent.info.run_id, args.objective)
+        print(f"logged to the sweep's parent run {parent.info.run_id}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,134 @@
+"""Multiruns as users launch them: grouped under a parent MLflow run, with every launcher we ship."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+from mlflow import MlflowClient
+
+from tests.conftest import run_cli
+
+pytestmark = pytest.mark.slow
+
+TINY = ["dataset=sum", "dataset.num_samples=200", "trainer=quick", "model.hidden_size=8", "tracking.log_model=false"]
+
+
+def sweep_of(uri: str) -> tuple:
+    client = MlflowClient(uri)
+    runs = client.search_runs([e.experiment_id for e in client.search_experiments()])
+    parents = [run for run in runs if run.data.tags.get("sweep") == "parent"]
+    assert len(parents) == 1
+    children = [run for run in runs if run.data.tags.get("sweep") != "parent"]
+    return client, parents[0], children
+
+
+def check_grouped(parent, children) -> None:
+    assert parent.info.status == "FINISHED"
+    for child in children:
+        assert child.data.tags["mlflow.parentRunId"] == parent.info.run_id
+        assert child.data.tags["sweep_id"] == parent.data.tags["sweep_id"]
+
+
+def test_framework_by_cell_sweep_is_nine_children_of_one_parent(tmp_path: Path) -> None:
+    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    result = run_cli("-m", "framework=numpy,torch,keras", "model=rnn,lstm,gru", f"tracking.uri={uri}", *TINY)
+    assert result.returncode == 0, result.stderr[-3000:]
+    client, parent, children = sweep_of(uri)
+    check_grouped(parent, children)
+    assert sorted((c.data.tags["framework"], c.data.tags["cell"]) for c in children) == sorted(
+        (fw, cell) for fw in ("numpy", "torch", "keras") for cell in ("rnn", "lstm", "gru"))
+    assert all(child.info.status == "FINISHED" for child in children)
+    best = min(children, key=lambda child: child.data.metrics["best_val_loss"])
+    assert parent.data.tags["best_run_id"] == best.info.run_id
+    assert parent.data.metrics["best_val_loss"] == pytest.approx(best.data.metrics["best_val_loss"])
+    assert parent.data.metrics["failed_jobs"] == 0 and parent.data.metrics["jobs"] == 9
+    artifacts = {item.path for item in client.list_artifacts(parent.info.run_id)}
+    assert {"leaderboard.csv", "leaderboard.txt", "comparison.png"} <= artifacts
+
+
+def test_failing_jobs_end_failed_and_the_sweep_goes_on(tmp_path: Path) -> None:
+    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    result = run_cli("-m", "trainer.lr=0.01,10000000.0", "trainer.batch_size=16,100000", "framework=numpy", "model=rnn",
+                     "model.activation=relu", "trainer.optimizer=sgd", "trainer.grad_clip=0",
+                     f"tracking.uri={uri}", *TINY)
+    assert result.returncode == 0, result.stderr[-3000:]
+    _, parent, children = sweep_of(uri)
+    check_grouped(parent, children)
+    statuses = sorted((c.data.tags["overrides"].split()[0], c.data.tags["overrides"].split()[1], c.info.status)
+                      for c in children)
+    assert statuses == [("trainer.lr=0.01", "trainer.batch_size=100000", "FAILED"),
+                        ("trainer.lr=0.01", "trainer.batch_size=16", "FINISHED"),
+                        ("trainer.lr=10000000.0", "trainer.batch_size=100000", "FAILED"),
+                        ("trainer.lr=10000000.0", "trainer.batch_size=16", "FAILED")]
+    assert parent.data.metrics["failed_jobs"] == 3
+    assert any("TrainingDiverged" in c.data.tags.get("error", "") for c in children)
+    assert any("trainer.batch_size" in c.data.tags.get("error", "") for c in children)
+
+
+def test_six_parallel_joblib_jobs_on_sqlite_lose_nothing(tmp_path: Path) -> None:
+    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    result = run_cli("-m", "hydra/launcher=joblib_local", "hydra.launcher.n_jobs=6", "framework=numpy",
+                     "trainer.seed=0,1,2,3,4,5", "trainer.epochs=6", f"tracking.uri={uri}",
+                     *[arg for arg in TINY if arg != "trainer=quick"], "trainer.patience=0")
+    assert result.returncode == 0, result.stderr[-3000:]
+    client, parent, children = sweep_of(uri)
+    check_grouped(parent, children)
+    assert sorted(child.data.params["trainer.seed"] for child in children) == [str(seed) for seed in range(6)]
+    for child in children:
+        assert child.info.status == "FINISHED"
+        for metric in ("train_loss", "val_loss", "epoch_seconds"):
+            assert [point.step for point in client.get_metric_history(child.info.run_id, metric)] == list(range(1, 7))
+    assert len({child.data.metrics["best_val_loss"] for child in children}) == 6
+
+
+def test_optuna_search_minimises_and_survives_failed_trials(tmp_path: Path) -> None:
+    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    result = run_cli("-m", "hparams_search=optuna", "hydra.sweeper.n_trials=5",
+                     "hydra.sweeper.params={trainer.lr: 'choice(0.01, 1e7)', model.hidden_size: 'choice(4, 8)'}",
+                     "framework=numpy", "model.activation=relu", "trainer.optimizer=sgd", "trainer.grad_clip=0",
+                     f"tracking.uri={uri}", *TINY)
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert "Best value" in result.stdout + result.stderr
+    _, parent, children = sweep_of(uri)
+    check_grouped(parent, children)
+    assert len(children) == 5
+    finished = [c for c in children if c.info.status == "FINISHED"]
+    assert finished and parent.data.metrics["failed_jobs"] == 5 - len(finished)
+    assert parent.data.metrics["best_val_loss"] == pytest.approx(min(c.data.metrics["best_val_loss"] for c in finished))
+
+
+def test_ray_launcher_runs_jobs_as_children(tmp_path: Path) -> None:
+    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    result = run_cli("-m", "hydra/launcher=ray_local", "framework=numpy,torch", f"tracking.uri={uri}", *TINY)
+    assert result.returncode == 0, result.stderr[-3000:]
+    _, parent, children = sweep_of(uri)
+    check_grouped(parent, children)
+    assert sorted(child.data.tags["framework"] for child in children) == ["numpy", "torch"]
+    assert all(child.info.status == "FINISHED" for child in children)
+
+
+def test_compare_prints_a_leaderboard_and_writes_the_plot(tmp_path: Path) -> None:
+    import subprocess
+    import sys
+
+    from src.paths import PROJECT_ROOT
+
+    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    assert run_cli("-m", "framework=numpy", "model=rnn,gru", f"tracking.uri={uri}", *TINY).returncode == 0
+    _, parent, children = sweep_of(uri)
+    output = tmp_path / "comparison.png"
+    result = subprocess.run([sys.executable, "-m", "src.compare", parent.data.tags["sweep_id"], "--tracking-uri", uri,
+                             "--output", str(output)], cwd=PROJECT_ROOT, capture_output=True, text=True, timeout=120)
+    assert result.returncode == 0, result.stderr
+    lines = result.stdout.splitlines()
+    assert "best_val_loss" in lines[0] and "baseline_linear_test_mse" in lines[0]
+    best = min(children, key=lambda child: child.data.metrics["best_val_loss"])
+    assert lines[1].split()[0] == best.info.run_id[:8]  # best first
+    assert output.stat().st_size > 10_000 and output.read_bytes()[:4] == b"\x89PNG"
+    by_name = subprocess.run([sys.executable, "-m", "src.compare", "rnnlab", "--tracking-uri", uri, "--output",
+                              str(tmp_path / "b.png")], cwd=PROJECT_ROOT, capture_output=True, text=True, timeout=120)
+    assert by_name.returncode == 0 and len(by_name.stdout.splitlines()) == 1 + 1 + 2  # header, 2 runs, plot line
+    missing = subprocess.run([sys.executable, "-m", "src.compare", "nope", "--tracking-uri", uri],
+                             cwd=PROJECT_ROOT, capture_output=True, text=True, timeout=120)
+    assert missing.returncode == 2 and missing.stderr.startswith("error: no experiment or sweep named 'nope'")
