@@ -1,0 +1,123 @@
+"""A real `mlflow server` on 127.0.0.1: training over HTTP, the REST API, and the UI in headless Chromium."""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import shutil
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from pathlib import Path
+from typing import Iterator
+
+import pytest
+
+from tests.conftest import run_cli
+
+pytestmark = pytest.mark.slow
+
+CHROMIUM_FLAGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+                  "--disable-background-networking", "--disable-component-update", "--disable-sync"]
+
+
+def free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
+@pytest.fixture(scope="module")
+def server(tmp_path_factory) -> Iterator[str]:
+    root = tmp_path_factory.mktemp("server")
+    port = free_port()
+    process = subprocess.Popen(
+        [str(Path(sys.executable).parent / "mlflow"), "server", "--host", "127.0.0.1", "--port", str(port),
+         "--backend-store-uri", f"sqlite:///{root / 'mlflow.db'}", "--artifacts-destination", str(root / "artifacts"),
+         "--workers", "1"], stdout=subprocess.DEVNULL, stderr=(root / "server.log").open("w"))
+    url = f"http://127.0.0.1:{port}"
+    try:
+        for _ in range(120):
+            try:
+                with urllib.request.urlopen(f"{url}/health", timeout=2):
+                    break
+            except OSError:
+                if process.poll() is not None:
+                    pytest.fail(f"mlflow server exited: {(root / 'server.log').read_text()[-2000:]}")
+                time.sleep(0.5)
+        else:
+            pytest.fail("mlflow server did not answer /health within 60 s")
+        yield url
+    finally:
+        process.terminate()
+        process.wait(timeout=30)
+
+
+def rest(url: str, path: str, body: dict | None = None) -> dict:
+    request = urllib.request.Request(f"{url}/api/2.0/mlflow/{path}", method="POST" if body else "GET",
+                                     data=json.dumps(body).encode() if body else None,
+                                     headers={"Content-Type": "application/json"})
+    with urllib.request.urlopen(request, timeout=30) as response:
+        return json.loads(response.read())
+
+
+@pytest.fixture(scope="module")
+def sweep(server: str) -> dict:
+    result = run_cli("-m", "framework=numpy,torch", "dataset=sum", "dataset.num_samples=200", "trainer=quick",
+                     f"tracking.uri={server}")
+    assert result.returncode == 0, result.stderr[-3000:]
+    experiment = rest(server, "experiments/get-by-name?experiment_name=rnnlab")["experiment"]
+    runs = rest(server, "runs/search", {"experiment_ids": [experiment["experiment_id"]]})["runs"]
+    return {"experiment_id": experiment["experiment_id"], "runs": runs}
+
+
+def tags_of(run: dict) -> dict:
+    return {tag["key"]: tag["value"] for tag in run["data"].get("tags", [])}
+
+
+def test_runs_trained_over_http_read_back_through_the_rest_api(server: str, sweep: dict) -> None:
+    runs = sweep["runs"]
+    assert len(runs) == 3
+    parent = next(run for run in runs if tags_of(run).get("sweep") == "parent")
+    children = [run for run in runs if run is not parent]
+    for child in children:
+        fetched = rest(server, f"runs/get?run_id={child['info']['run_id']}")["run"]
+        assert fetched["info"]["status"] == "FINISHED"
+        assert tags_of(fetched)["mlflow.parentRunId"] == parent["info"]["run_id"]
+        metrics = {metric["key"]: metric["value"] for metric in fetched["data"]["metrics"]}
+        assert metrics["test_mse"] >= 0 and "baseline_linear_test_mse" in metrics
+        history = rest(server, f"metrics/get-history?run_id={child['info']['run_id']}&metric_key=val_loss")
+        assert [point["step"] for point in history["metrics"]] == [1, 2, 3]
+    model_uri = tags_of(children[0])["model_uri"]
+    import mlflow
+
+    mlflow.set_tracking_uri(server)
+    assert mlflow.pyfunc.load_model(model_uri).metadata.signature is not None
+
+
+def chromium() -> str:
+    """Debian's chromium, installed here when missing (needs root and the package registry)."""
+    found = shutil.which("chromium")
+    if found:
+        return found
+    if os.geteuid() != 0 or not shutil.which("apt-get"):
+        pytest.skip("chromium is not installed and cannot be installed here (needs root and apt-get)")
+    install = subprocess.run("apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium",
+                             shell=True, capture_output=True, text=True, timeout=900)
+    if install.returncode != 0 or not shutil.which("chromium"):
+        pytest.skip(f"could not install chromium: {install.stderr.strip()[-300:]}")
+    return shutil.which("chromium")  # type: ignore[return-value]
+
+
+def test_the_ui_lists_the_sweep_runs(server: str, sweep: dict, tmp_path: Path) -> None:
+    parent = next(run for run in sweep["runs"] if tags_of(run).get("sweep") == "parent")
+    page = f"{server}/#/experiments/{sweep['experiment_id']}/runs"
+    result = subprocess.run([chromium(), *CHROMIUM_FLAGS, f"--user-data-dir={tmp_path / 'profile'}",
+                             "--virtual-time-budget=30000", "--dump-dom", page],
+                            capture_output=True, text=True, timeout=180)
+    text = re.sub(r"\s+", " ", re.sub(r"<[^>]+>", " ", re.sub(r"<style.*?</style>", "", result.stdout, flags=re.S)))
+    assert parent["info"]["run_name"] in text, text[:2000]
+    assert "3 matching runs" in text
