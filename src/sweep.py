@@ -48,12 +48,12 @@ class MlflowSweepCallback(Callback):
     def on_multirun_start(self, config: DictConfig, **kwargs: Any) -> None:
         from mlflow import MlflowClient
 
-        from src.tracking import ensure_experiment, resolve_uri
+        from src.tracking import ensure_experiment, redact, resolve_uri
 
         self.uri = resolve_uri(OmegaConf.select(config, "tracking.uri"))
         experiment_id = ensure_experiment(self.uri, str(config.tracking.experiment))
         sweep_id = f"{datetime.now():%Y%m%d-%H%M%S}-{uuid.uuid4().hex[:6]}"
-        sweep_overrides = " ".join(config.hydra.overrides.task)
+        sweep_overrides = redact(" ".join(config.hydra.overrides.task))
         parent = MlflowClient(self.uri).create_run(
             experiment_id, run_name=f"sweep-{sweep_id}",
             tags={"sweep_id": sweep_id, "sweep": "parent", "overrides": sweep_overrides,

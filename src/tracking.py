@@ -6,8 +6,10 @@ A `TrackedRun` ends FINISHED when its block succeeds, FAILED on an exception (th
 
 from __future__ import annotations
 
+import base64
 import logging
 import os
+import re
 import subprocess
 import tempfile
 import urllib.error
@@ -16,10 +18,11 @@ from importlib.metadata import version
 from pathlib import Path
 from types import TracebackType
 from typing import TYPE_CHECKING, Any, Mapping
-from urllib.parse import urlsplit, urlunsplit
+from urllib.parse import unquote, urlsplit, urlunsplit
 
 import mlflow
 import numpy as np
+from mlflow import MlflowClient
 from mlflow.entities import RunStatus
 
 from src.data.base import Splits
@@ -39,6 +42,7 @@ os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
 
 MODEL_CODE = Path(__file__).with_name("mlflow_model.py")
 REACHABILITY_TIMEOUT_S = 5.0
+CREDENTIALS_IN_URL = re.compile(r"([A-Za-z][A-Za-z0-9+.-]*://)([^:/@\s]*):([^@\s]+)@")
 
 
 def resolve_uri(configured: str | None) -> str:
@@ -46,24 +50,35 @@ def resolve_uri(configured: str | None) -> str:
     return configured or os.environ.get("MLFLOW_TRACKING_URI") or f"sqlite:///{DEFAULT_TRACKING_DB}"
 
 
-def redact(uri: str) -> str:
-    """The URI without a password, fit for params, tags and messages."""
-    parts = urlsplit(uri)
-    if parts.password is None:
-        return uri
-    host = parts.hostname or ""
-    netloc = f"{parts.username}:***@{host}" + (f":{parts.port}" if parts.port else "")
-    return urlunsplit(parts._replace(netloc=netloc))
+def redact(text: str) -> str:
+    """Any URL in `text` without its password (user:secret@host → user:***@host): fit for params,
+    tags and messages, which are stored and shown in plain text."""
+    return CREDENTIALS_IN_URL.sub(r"\1\2:***@", text)
+
+
+def keep_credentials_off_screen(uri: str) -> None:
+    """MLflow prints "View run at <tracking URI>..." when a run ends: not when that URI has a password."""
+    if redact(uri) != uri:
+        os.environ["MLFLOW_SUPPRESS_PRINTING_URL_TO_STDOUT"] = "true"
 
 
 def check_reachable(uri: str) -> None:
     """Fail in seconds, before any training, when an HTTP tracking server does not answer."""
     if not uri.startswith(("http://", "https://")):
         return
+    parts = urlsplit(uri)
+    netloc = parts.hostname or ""
+    netloc = f"[{netloc}]" if ":" in netloc else netloc
+    if parts.port:
+        netloc += f":{parts.port}"
+    request = urllib.request.Request(urlunsplit(parts._replace(netloc=netloc, path=parts.path.rstrip("/") + "/health")))
+    if parts.username is not None:  # credentials in the URI: send them as MLflow's client will
+        token = base64.b64encode(f"{unquote(parts.username)}:{unquote(parts.password or '')}".encode()).decode()
+        request.add_header("Authorization", f"Basic {token}")
     try:
-        with urllib.request.urlopen(uri.rstrip("/") + "/health", timeout=REACHABILITY_TIMEOUT_S):
+        with urllib.request.urlopen(request, timeout=REACHABILITY_TIMEOUT_S):
             pass
-    except (urllib.error.URLError, OSError) as error:
+    except (urllib.error.URLError, OSError, ValueError) as error:
         reason = getattr(error, "reason", error)
         raise UserError(f"tracking server {redact(uri)} is unreachable ({reason})") from None
 
@@ -91,9 +106,8 @@ def git_commit() -> str | None:
 
 def ensure_experiment(uri: str, name: str) -> str:
     """Create the store and the experiment once, before parallel jobs would race to do it."""
-    from mlflow import MlflowClient
-
     logging.getLogger("alembic").setLevel(logging.WARNING)
+    keep_credentials_off_screen(uri)
     client = MlflowClient(uri)
     experiment = client.get_experiment_by_name(name)
     return experiment.experiment_id if experiment else client.create_experiment(name)
@@ -101,11 +115,9 @@ def ensure_experiment(uri: str, name: str) -> str:
 
 def record_failed_run(uri: str, experiment: str, tags: dict[str, str], error: BaseException) -> str:
     """A FAILED run for a sweep job that could not start, so the sweep's comparison shows it."""
-    from mlflow import MlflowClient
-
     client = MlflowClient(uri)
     run = client.create_run(ensure_experiment(uri, experiment), tags={
-        **tags, "error": f"{type(error).__name__}: {error}"[:5000]})
+        key: redact(value) for key, value in {**tags, "error": f"{type(error).__name__}: {error}"[:5000]}.items()})
     client.set_terminated(run.info.run_id, "FAILED")
     return run.info.run_id
 
@@ -124,10 +136,11 @@ class TrackedRun:
 
     def __enter__(self) -> "TrackedRun":
         logging.getLogger("alembic").setLevel(logging.WARNING)  # schema migrations of a new store
+        keep_credentials_off_screen(self.uri)
         mlflow.set_tracking_uri(self.uri)
         mlflow.set_experiment(self.experiment)
         commit = git_commit()
-        tags = dict(self.tags)
+        tags = {key: redact(str(value)) for key, value in self.tags.items()}
         if commit:
             tags.update({"git_commit": commit, "mlflow.source.git.commit": commit})
         if self.run_id:
@@ -148,13 +161,13 @@ class TrackedRun:
         else:
             status = RunStatus.to_string(RunStatus.FAILED)
             try:
-                mlflow.set_tag("error", f"{kind.__name__}: {error}"[:5000])
+                mlflow.set_tag("error", redact(f"{kind.__name__}: {error}")[:5000])
             except Exception:  # the reason is a courtesy; ending the run matters more
                 log.exception("could not record the error on run %s", self.run_id)
         mlflow.end_run(status=status)
 
     def log_params(self, params: Mapping[str, Any]) -> None:
-        mlflow.log_params({key: "None" if value is None else value for key, value in params.items()})
+        mlflow.log_params({key: "None" if value is None else redact(str(value)) for key, value in params.items()})
 
     def log_epoch(self, result: EpochResult) -> None:
         # Asynchronous: epochs are batched to the store in the background and flushed at end_run.
@@ -165,7 +178,7 @@ class TrackedRun:
         mlflow.log_metrics(dict(metrics))
 
     def set_tags(self, tags: Mapping[str, str]) -> None:
-        mlflow.set_tags(dict(tags))
+        mlflow.set_tags({key: redact(str(value)) for key, value in tags.items()})
 
     def log_text(self, text: str, path: str) -> None:
         mlflow.log_text(text, path)

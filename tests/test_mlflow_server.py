@@ -121,3 +121,17 @@ def test_the_ui_lists_the_sweep_runs(server: str, sweep: dict, tmp_path: Path) -
     text = re.sub(r"\s+", " ", re.sub(r"<[^>]+>", " ", re.sub(r"<style.*?</style>", "", result.stdout, flags=re.S)))
     assert parent["info"]["run_name"] in text, text[:2000]
     assert "3 matching runs" in text
+
+
+def test_credentials_in_the_tracking_uri_are_never_stored(server: str) -> None:
+    secret_uri = server.replace("http://", "http://alice:s3cr3t-pw@")
+    result = run_cli("dataset=sum", "dataset.num_samples=200", "trainer=quick", "tracking.log_model=false",
+                     "tracking.experiment=credentials", f"tracking.uri={secret_uri}")
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert "s3cr3t-pw" not in result.stdout + result.stderr
+    experiment = rest(server, "experiments/get-by-name?experiment_name=credentials")["experiment"]
+    (run,) = rest(server, "runs/search", {"experiment_ids": [experiment["experiment_id"]]})["runs"]
+    stored = json.dumps(run)
+    assert "s3cr3t-pw" not in stored
+    params = {param["key"]: param["value"] for param in run["data"]["params"]}
+    assert params["tracking.uri"] == server.replace("http://", "http://alice:***@")
