@@ -14,6 +14,7 @@ import subprocess
 import tempfile
 import urllib.error
 import urllib.request
+import uuid
 from importlib.metadata import version
 from pathlib import Path
 from types import TracebackType
@@ -122,6 +123,13 @@ def record_failed_run(uri: str, experiment: str, tags: dict[str, str], error: Ba
     return run.info.run_id
 
 
+def descriptive_name(tags: Mapping[str, str]) -> str:
+    """framework-cell-dataset-xxxx: readable in the UI, and unlike MLflow's own random names it
+    leaves Python's global `random` state alone (a seeded notebook keeps its stream)."""
+    parts = [tags[key] for key in ("framework", "cell", "dataset") if tags.get(key)]
+    return "-".join([*parts, uuid.uuid4().hex[:4]])
+
+
 class TrackedRun:
     """One MLflow run around a `with` block."""
 
@@ -147,7 +155,8 @@ class TrackedRun:
             run = mlflow.start_run(run_id=self.run_id)
             mlflow.set_tags(tags)
         else:
-            run = mlflow.start_run(run_name=self.run_name, tags=tags, parent_run_id=self.parent_run_id)
+            run = mlflow.start_run(run_name=self.run_name or descriptive_name(self.tags), tags=tags,
+                                   parent_run_id=self.parent_run_id)
         self.run_id = run.info.run_id
         log.info("MLflow run %s in experiment %r at %s", self.run_id, self.experiment, redact(self.uri))
         return self

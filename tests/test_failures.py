@@ -1,0 +1,55 @@
+"""Failures mid-run: what was logged stays, the run ends with the right status, the next run works."""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+from mlflow import MlflowClient
+
+from src import experiment
+from src.errors import TrainingDiverged
+from src.frameworks import base
+
+
+def test_loss_turning_nan_mid_training_fails_the_run_and_keeps_earlier_epochs(compose_cfg, tracking_uri,
+                                                                               monkeypatch) -> None:
+    original = base.EpochMonitor.end_epoch
+
+    def nan_at_epoch_three(self, train_loss, val_loss, seconds, snapshot):
+        return original(self, math.nan if len(self.history) == 2 else train_loss, val_loss, seconds, snapshot)
+
+    monkeypatch.setattr(base.EpochMonitor, "end_epoch", nan_at_epoch_three)
+    cfg = compose_cfg("framework=numpy", "dataset=sum", "dataset.num_samples=200", "trainer.epochs=5",
+                      "trainer.patience=0")
+    with pytest.raises(TrainingDiverged, match="loss became nan at epoch 3"):
+        experiment.run(cfg)
+    client = MlflowClient(tracking_uri)
+    (run,) = client.search_runs(["1"])
+    assert run.info.status == "FAILED"
+    assert run.data.tags["error"].startswith("TrainingDiverged: loss became nan at epoch 3")
+    assert [point.step for point in client.get_metric_history(run.info.run_id, "val_loss")] == [1, 2]
+
+
+def test_after_ctrl_c_a_second_run_works(compose_cfg, tracking_uri, monkeypatch) -> None:
+    from src import tracking
+
+    original = tracking.TrackedRun.log_epoch
+
+    def interrupt_at_epoch_two(self, result):
+        original(self, result)
+        if result.epoch == 2:
+            raise KeyboardInterrupt
+
+    cfg = compose_cfg("framework=torch", "dataset=sum", "dataset.num_samples=200", "trainer.epochs=4",
+                      "trainer.patience=0", "tracking.log_model=false")
+    with monkeypatch.context() as patch:
+        patch.setattr(tracking.TrackedRun, "log_epoch", interrupt_at_epoch_two)
+        with pytest.raises(KeyboardInterrupt):
+            experiment.run(cfg)
+    outcome = experiment.run(cfg)
+    client = MlflowClient(tracking_uri)
+    statuses = {run.info.run_id: run.info.status for run in client.search_runs(["1"])}
+    assert sorted(statuses.values()) == ["FINISHED", "KILLED"]
+    assert statuses[outcome.run_id] == "FINISHED"
+    assert len(client.get_metric_history(outcome.run_id, "train_loss")) == 4
