@@ -25,10 +25,13 @@ def runs_in(uri: str) -> list:
     ("dataset=nope", "dataset"),
     ("model.cell=xyz", "model.cell"),
     ("trainer.batch_size=100000", "trainer.batch_size"),
+    ("trainer.momentum=0.9", "trainer.momentum"),
+    ("optimiser=adam", "optimiser"),
+    ("dataset=adding dataset.seq_len=1", "dataset.seq_len"),
 ])
 def test_bad_override_exits_without_traceback_or_run(tmp_path, override: str, key: str) -> None:
     uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
-    result = run_cli(override, f"tracking.uri={uri}")
+    result = run_cli(*override.split(), f"tracking.uri={uri}")
     assert result.returncode != 0
     assert key in result.stderr
     assert "Traceback" not in result.stderr

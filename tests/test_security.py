@@ -1,0 +1,92 @@
+"""Loading never runs pickled code; credentials never reach params or tags; servers bind 127.0.0.1."""
+
+from __future__ import annotations
+
+import pickle
+import re
+from pathlib import Path
+
+import numpy as np
+import pytest
+from mlflow import MlflowClient
+
+from src import experiment
+from src.data.scaling import Standardizer
+from src.errors import UserError
+from src.frameworks import ModelSpec, backend_class
+from src.paths import PROJECT_ROOT
+from src.predictor import Predictor
+from src.tracking import redact
+from tests.conftest import QUICK
+
+SPEC = ModelSpec("gru", 4, 1, "tanh", 0.0, 2, 1)
+CANARY = "rnnlab-pickle-canary"
+
+
+class Exploit:
+    """Unpickling this would run a command: a loader that unpickles must not get this far."""
+
+    def __reduce__(self):
+        return (print, (CANARY,))
+
+
+def saved(framework: str, directory: Path) -> Path:
+    predictor = Predictor(backend_class(framework).build(SPEC, seed=0), Standardizer.identity(2, 1))
+    predictor.save(directory)
+    return directory
+
+
+def test_torch_weights_holding_code_are_refused(tmp_path: Path, capsys) -> None:
+    directory = saved("torch", tmp_path)
+    with (directory / "weights.pt").open("wb") as handle:
+        pickle.dump({"weights": Exploit()}, handle)
+    with pytest.raises(UserError, match=r"model file corrupt: .*weights\.pt"):
+        Predictor.load(directory)
+    assert CANARY not in capsys.readouterr().out
+
+
+@pytest.mark.parametrize("framework", ["numpy", "keras"])
+def test_npz_weights_holding_objects_are_refused(framework: str, tmp_path: Path, capsys) -> None:
+    directory = saved(framework, tmp_path)
+    np.savez(directory / "weights.npz", payload=np.array([Exploit()], dtype=object))
+    with pytest.raises(UserError, match=r"model file corrupt: .*weights\.npz"):
+        Predictor.load(directory)
+    assert CANARY not in capsys.readouterr().out
+
+
+@pytest.mark.parametrize("framework", ["numpy", "torch", "keras"])
+def test_missing_or_corrupt_model_files_name_the_file(framework: str, tmp_path: Path) -> None:
+    directory = saved(framework, tmp_path)
+    (directory / "rnnlab.json").write_text("{not json")
+    with pytest.raises(UserError, match=r"model file corrupt: .*rnnlab\.json"):
+        Predictor.load(directory)
+    (directory / "rnnlab.json").unlink()
+    with pytest.raises(UserError, match=r"model file missing: .*rnnlab\.json"):
+        Predictor.load(directory)
+
+
+def test_logged_models_hold_no_pickle(compose_cfg, tracking_uri) -> None:
+    outcome = experiment.run(compose_cfg("dataset=sum", "dataset.num_samples=200", *QUICK))
+    client = MlflowClient(tracking_uri)
+    model = client.get_logged_model(outcome.model_uri.removeprefix("models:/"))
+    import mlflow
+
+    mlflow.set_tracking_uri(tracking_uri)
+    path = Path(mlflow.artifacts.download_artifacts(artifact_uri=model.artifact_location))
+    names = [file.name for file in path.rglob("*") if file.is_file()]
+    assert "MLmodel" in names and "mlflow_model.py" in names
+    assert not [name for name in names if name.endswith((".pkl", ".pickle"))], names
+
+
+def test_redact_hides_passwords_in_any_url() -> None:
+    assert redact("http://bob:pw@host:5000/x") == "http://bob:***@host:5000/x"
+    assert redact("a=postgresql://u:p%40ss@db/x b=http://host") == "a=postgresql://u:***@db/x b=http://host"
+    assert redact("sqlite:////tmp/mlflow.db") == "sqlite:////tmp/mlflow.db"
+
+
+def test_documented_server_commands_bind_localhost() -> None:
+    text = "\n".join((PROJECT_ROOT / name).read_text() for name in ("README.md", "Makefile"))
+    commands = re.findall(r"(?m)(?:^|`)\s*(?:\S*/)?mlflow (?:server|ui) -[^`\n]*", text)
+    assert commands
+    for command in commands:
+        assert "--host 127.0.0.1" in command, command
