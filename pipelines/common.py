@@ -33,12 +33,7 @@ def metrics_file(framework: str) -> Path:
 
 
 def read_params() -> dict[str, Any]:
-    try:
-        return yaml.safe_load(PARAMS_FILE.read_text())
-    except FileNotFoundError:
-        raise UserError(f"params file missing: {PARAMS_FILE}") from None
-    except yaml.YAMLError as error:
-        raise UserError(f"params file corrupt: {PARAMS_FILE} ({str(error).splitlines()[0]})") from None
+    return read_file(PARAMS_FILE, yaml.safe_load, yaml.YAMLError, "params file")
 
 
 def load_settings(framework: str | None = None) -> tuple[Config, dict[str, Any]]:
@@ -55,12 +50,17 @@ def write_json(path: Path, values: dict[str, Any]) -> None:
 
 
 def read_json(path: Path) -> dict[str, Any]:
+    return read_file(path, json.loads, json.JSONDecodeError, "file")
+
+
+def read_file(path: Path, parse: Callable[[str], Any], errors: type[Exception] | tuple, what: str) -> Any:
+    """Parse a file, or fail in one line that names it: missing, or corrupt and why."""
     try:
-        return json.loads(path.read_text())
+        return parse(path.read_text())
     except FileNotFoundError:
-        raise UserError(f"file missing: {path}") from None
-    except json.JSONDecodeError as error:
-        raise UserError(f"file corrupt: {path} ({error})") from None
+        raise UserError(f"{what} missing: {path}") from None
+    except errors as error:
+        raise UserError(f"{what} corrupt: {path} ({str(error).splitlines()[0]})") from None
 
 
 def stage(function: Callable[..., None]) -> Callable[..., None]:
