@@ -1,59 +1,33 @@
-"""Metrics and the baselines every model is reported against, in the data's original units.
+"""The model against the task's baselines on one split, in MLflow's names and as the terminal's table.
 
-Baselines are honest: on `next_number` the linear least-squares baseline is exact, and the table
-says so rather than hiding it.
+What is measured and what the baselines are is the task's (src/tasks/); this module only runs them
+and names the results.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 
-from src.data.base import Split, Splits
+from src import tasks
+from src.data.base import Splits
+from src.tasks.regression import baseline_predictions, regression_metrics
 
-METRICS = ("mse", "rmse", "mae", "r2")
-BASELINES = ("last", "mean", "linear")
-
-
-def regression_metrics(y_true: np.ndarray, y_pred: np.ndarray) -> dict[str, float]:
-    """MSE, RMSE, MAE and R² over all outputs (R² is 0 for predicting the truth's own mean)."""
-    truth = np.asarray(y_true, dtype=np.float64)
-    error = np.asarray(y_pred, dtype=np.float64) - truth
-    mse = float(np.mean(error**2))
-    total = float(np.sum((truth - truth.mean(axis=0)) ** 2))
-    r2 = 1.0 - float(np.sum(error**2)) / total if total > 0 else float("nan")
-    return {"mse": mse, "rmse": float(np.sqrt(mse)), "mae": float(np.mean(np.abs(error))), "r2": r2}
-
-
-def _flat_with_bias(x: np.ndarray) -> np.ndarray:
-    flat = x.reshape(len(x), -1).astype(np.float64)
-    return np.hstack([flat, np.ones((len(x), 1))])
-
-
-def baseline_predictions(train: Split, x: np.ndarray, target_feature: int) -> dict[str, np.ndarray]:
-    """What the baselines predict for inputs `x`, each fitted on the training split only.
-
-    last: the window's last value of the target channel; mean: the training targets' mean;
-    linear: least squares on the flattened window plus a bias.
-    """
-    outputs = train.y.shape[1]
-    coefficients, *_ = np.linalg.lstsq(_flat_with_bias(train.x), train.y.astype(np.float64), rcond=None)
-    return {
-        "last": np.repeat(x[:, -1, target_feature:target_feature + 1], outputs, axis=1),
-        "mean": np.broadcast_to(train.y.astype(np.float64).mean(axis=0), (len(x), outputs)),
-        "linear": _flat_with_bias(x) @ coefficients,
-    }
+__all__ = ["Evaluation", "baseline_predictions", "evaluate", "regression_metrics"]
 
 
 @dataclass(frozen=True)
 class Evaluation:
-    """Test metrics of the model and of each baseline, keyed by predictor then metric."""
+    """Metrics of the model and of each baseline, keyed by predictor then metric."""
 
     split: str
     metrics: dict[str, dict[str, float]]
     predictions: dict[str, np.ndarray]
     truth: np.ndarray
+    task: str = "regression"
+    # The class names, or a language model's vocabulary (empty for regression).
+    classes: list[str] = field(default_factory=list)
 
     def flat(self) -> dict[str, float]:
         """MLflow metric names: `test_mse` for the model, `baseline_last_test_mse` for baselines."""
@@ -64,19 +38,24 @@ class Evaluation:
         return names
 
     def table(self) -> str:
-        """The model against the baselines, best MSE first, as the terminal shows it."""
-        header = f"{self.split:<16}" + "".join(f"{metric:>12}" for metric in METRICS)
-        rows = sorted(self.metrics.items(), key=lambda item: item[1]["mse"])
+        """The model against the baselines, best first by the task's ranking metric."""
+        task = tasks.get(self.task)
+        rank_by, higher_is_better = task.RANK_BY
+        labels = {name: name if name == "model" else f"baseline {name}" for name in self.metrics}
+        width = max(16, *(len(label) + 2 for label in labels.values()))
+        header = f"{self.split:<{width}}" + "".join(f"{metric:>12}" for metric in task.METRICS)
+        rows = sorted(self.metrics.items(), key=lambda item: -item[1][rank_by] if higher_is_better else item[1][rank_by])
         lines = [header, "-" * len(header)]
         for predictor, values in rows:
-            label = predictor if predictor == "model" else f"baseline {predictor}"
-            lines.append(f"{label:<16}" + "".join(f"{values[metric]:>12.4g}" for metric in METRICS))
+            lines.append(f"{labels[predictor]:<{width}}" + "".join(f"{values[metric]:>12.4g}" for metric in task.METRICS))
         return "\n".join(lines)
 
 
 def evaluate(splits: Splits, model_predictions: np.ndarray, split: str = "test") -> Evaluation:
+    """Score the model's predictions for `split` and the task's baselines on the same inputs."""
+    task = tasks.get(splits.info.task)
     data = dict(splits.items())[split]
     predictions = {"model": np.asarray(model_predictions, dtype=np.float64)}
-    predictions.update(baseline_predictions(splits.train, data.x, splits.info.target_feature))
-    metrics = {name: regression_metrics(data.y, values) for name, values in predictions.items()}
-    return Evaluation(split, metrics, predictions, data.y)
+    predictions.update(task.baselines(splits, data.x))
+    metrics = {name: task.metrics(data.y, values) for name, values in predictions.items()}
+    return Evaluation(split, metrics, predictions, data.y, task.NAME, list(splits.info.classes))

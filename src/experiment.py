@@ -3,26 +3,23 @@
 `run` does it all in one process (`python -m src.train`); the DVC stages in pipelines/ call the
 same phases separately (`prepare`, `train`, `report`). Everything that can be checked before
 training is checked before the MLflow run starts, so a bad config or an unreachable server never
-leaves a run behind.
+leaves a run behind. What differs between regression, classification and language modelling is the
+dataset's task module (src/tasks/); this file stays the same for all of them.
 """
 
 from __future__ import annotations
 
-import io
 import logging
 from dataclasses import dataclass
 
-import numpy as np
-import pandas as pd
 from omegaconf import DictConfig, OmegaConf
 
-from src import data, plots
+from src import data, plots, tasks
 from src.config import Config, require, settings_from
 from src.data.base import Splits
-from src.data.scaling import Standardizer
-from src.evaluation import Evaluation, evaluate, regression_metrics
+from src.evaluation import Evaluation, evaluate
 from src.frameworks import FitResult, ModelSpec, backend_class
-from src.frameworks.base import EpochResult
+from src.frameworks.base import EpochResult, cpu_threads
 from src.predictor import Predictor
 from src.errors import UserError
 from src.sweep import SweepContext
@@ -62,6 +59,14 @@ def check_fits_data(settings: Config, splits: Splits) -> None:
             settings.trainer.batch_size)
 
 
+def check_objective(objective: str, splits: Splits) -> None:
+    """The objective must be a metric this dataset's task reports."""
+    task = tasks.get(splits.info.task)
+    allowed = [*FINAL_LOSS_METRICS, *(f"test_{metric}" for metric in task.METRICS)]
+    require(objective in allowed, "objective",
+            f"must be one of {', '.join(allowed)} for dataset {splits.info.name} (task {task.NAME})", objective)
+
+
 def run_tags(settings: Config, splits: Splits, overrides: list[str] | None = None) -> dict[str, str]:
     return {"framework": settings.framework.name.value, "dataset": splits.info.name,
             "cell": settings.model.cell.value, "task": splits.info.task, "overrides": " ".join(overrides or []),
@@ -80,6 +85,7 @@ def run(cfg: DictConfig, overrides: list[str] | None = None, sweep: SweepContext
         check_reachable(uri)
         splits = data.generate(settings.dataset, settings.trainer.seed)
         check_fits_data(settings, splits)
+        check_objective(settings.objective, splits)
         backend_class(settings.framework.name.value)  # import the framework before the run starts
     except UserError as error:
         if sweep is not None:
@@ -102,10 +108,12 @@ def run(cfg: DictConfig, overrides: list[str] | None = None, sweep: SweepContext
 
 
 def train(settings: Config, splits: Splits, tracked: TrackedRun) -> Trained:
-    """Fit the configured network, logging every epoch and the loss curve; losses in original units."""
-    standardizer = (Standardizer.fit(splits.train) if settings.dataset.standardize
-                    else Standardizer.identity(splits.num_features, splits.num_outputs))
-    spec = ModelSpec.from_config(settings.model, splits.num_features, splits.num_outputs)
+    """Fit the configured network, logging every epoch and the loss curve: the task's loss, for
+    regression the MSE in original units."""
+    task = tasks.get(splits.info.task)
+    # Datasets whose inputs must not be scaled (token ids) have no `standardize` key.
+    standardizer = task.standardizer(splits, getattr(settings.dataset, "standardize", False))
+    spec = ModelSpec.from_config(settings.model, *task.network_sizes(splits), task=task.NAME)
     backend = backend_class(settings.framework.name.value).build(spec, settings.trainer.seed,
                                                                  settings.framework.device)
     tracked.set_tags({"device": backend.device})
@@ -118,8 +126,9 @@ def train(settings: Config, splits: Splits, tracked: TrackedRun) -> Trained:
              splits.info.name, len(splits.train), len(splits.val), len(splits.test), backend.device)
     # Without a validation split (dataset.val_fraction=0) early stopping and val_loss watch the training set.
     watched = splits.val if len(splits.val) else splits.train
-    fit = backend.fit(standardizer.transform(splits.train), standardizer.transform(watched), settings.trainer,
-                      lambda result: tracked.log_epoch(in_original_units(result)))
+    with cpu_threads(settings.framework.threads):
+        fit = backend.fit(standardizer.transform(splits.train), standardizer.transform(watched), settings.trainer,
+                          lambda result: tracked.log_epoch(in_original_units(result)))
     fit = FitResult([in_original_units(result) for result in fit.history], fit.best_epoch, fit.stopped_early)
     metrics = {
         "best_epoch": float(fit.best_epoch),
@@ -129,24 +138,29 @@ def train(settings: Config, splits: Splits, tracked: TrackedRun) -> Trained:
         "best_val_loss": fit.best.val_loss,
     }
     tracked.log_metrics(metrics)
-    tracked.log_figure(plots.loss_curve(fit, plot_title(tracked, splits)), "plots/loss_curve.png")
-    return Trained(Predictor(backend, standardizer), fit, metrics)
+    tracked.log_figure(plots.loss_curve(fit, plot_title(tracked, splits), task.LOSS_LABEL), "plots/loss_curve.png")
+    return Trained(Predictor(backend, standardizer, list(splits.info.classes)), fit, metrics)
 
 
 def report(predictor: Predictor, splits: Splits, tracked: TrackedRun,
            log_model: bool = True) -> tuple[Evaluation, dict[str, float]]:
-    """Evaluate against the baselines and log metrics, predictions, the table, the plot and the model."""
+    """Evaluate against the baselines and log metrics, predictions, the table, the task's plots and
+    artifacts, and the model."""
+    task = tasks.get(splits.info.task)
     evaluation = evaluate(splits, predictor.predict(splits.test.x))
     metrics = {}
     if len(splits.val):
-        val = regression_metrics(splits.val.y, predictor.predict(splits.val.x))
-        metrics.update({f"val_{name}": value for name, value in val.items()})
+        val = task.metrics(splits.val.y, predictor.predict(splits.val.x))
+        # A language model's val "loss" is the per-epoch curve's name: its final value is best_val_loss.
+        metrics.update({f"val_{name}": value for name, value in val.items() if f"val_{name}" not in FINAL_LOSS_METRICS})
     metrics.update(evaluation.flat())
     tracked.log_metrics(metrics)
     tracked.log_text(predictions_csv(evaluation), "predictions.csv")
     tracked.log_text(evaluation.table() + "\n", "results.txt")
-    tracked.log_figure(plots.predictions_vs_truth(evaluation.truth, evaluation.predictions,
-                                                  plot_title(tracked, splits)), "plots/predictions_vs_truth.png")
+    for path, figure in task.figures(evaluation, plot_title(tracked, splits)).items():
+        tracked.log_figure(figure, path)
+    for path, text in task.artifacts(predictor, splits).items():
+        tracked.log_text(text, path)
     if log_model:
         tracked.log_model(predictor, splits.test.x[:INPUT_EXAMPLE_ROWS])
     return evaluation, metrics
@@ -163,12 +177,8 @@ def run_params(cfg: DictConfig | dict, splits: Splits) -> dict[str, object]:
 
 
 def predictions_csv(evaluation: Evaluation) -> str:
-    """Truth and every predictor's output per test sample (exact float32 round trip)."""
-    columns = {"index": np.arange(len(evaluation.truth)), "y_true": evaluation.truth[:, 0]}
-    columns.update({f"y_pred_{name}": values[:, 0] for name, values in evaluation.predictions.items()})
-    buffer = io.StringIO()
-    pd.DataFrame(columns).to_csv(buffer, index=False, float_format="%.9g")
-    return buffer.getvalue()
+    """The truth and the predictions per test sample, as the task writes them."""
+    return tasks.get(evaluation.task).predictions_csv(evaluation)
 
 
 def plot_title(tracked: TrackedRun, splits: Splits) -> str:

@@ -2,7 +2,9 @@
 
 MLflow runs this file when the model loads; `load_context` reads the saved `Predictor` from the
 model's artifacts, so `mlflow.pyfunc.load_model(model_uri).predict(x)` gives the same numbers the
-training run reported, in original units.
+training run reported: values in original units (regression), class probabilities (classification)
+or next-token probabilities at every step (language model). `unwrap_python_model().predictor` reaches
+the `Predictor` itself, with its classes or vocabulary (what `src.sample` uses).
 """
 
 from __future__ import annotations

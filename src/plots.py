@@ -1,4 +1,4 @@
-"""The run's figures: loss curves and predictions against the truth (matplotlib, no display)."""
+"""The run's figures: loss curves, predictions against the truth, a confusion matrix (matplotlib, no display)."""
 
 from __future__ import annotations
 
@@ -18,7 +18,7 @@ def _figure(width: float = 6.4, height: float = 4.0) -> "Figure":
     return Figure(figsize=(width, height), layout="constrained")
 
 
-def loss_curve(fit: FitResult, title: str) -> "Figure":
+def loss_curve(fit: FitResult, title: str, ylabel: str = "MSE (original units)") -> "Figure":
     figure = _figure()
     axes = figure.add_subplot()
     epochs = [result.epoch for result in fit.history]
@@ -27,7 +27,7 @@ def loss_curve(fit: FitResult, title: str) -> "Figure":
     axes.axvline(fit.best_epoch, color="grey", linestyle=":", label=f"best epoch {fit.best_epoch}")
     positive = all(r.train_loss > 0 and r.val_loss > 0 for r in fit.history)
     axes.set_yscale("log" if positive else "linear")
-    axes.set(xlabel="epoch", ylabel="MSE (original units)", title=title)
+    axes.set(xlabel="epoch", ylabel=ylabel, title=title)
     axes.legend()
     return figure
 
@@ -42,4 +42,22 @@ def predictions_vs_truth(truth: np.ndarray, predictions: dict[str, np.ndarray], 
     axes.plot([low, high], [low, high], color="black", linewidth=0.8, label="truth")
     axes.set(xlabel="truth", ylabel="prediction", title=title)
     axes.legend()
+    return figure
+
+
+def confusion_matrix(labels: np.ndarray, predicted: np.ndarray, classes: list[str], title: str) -> "Figure":
+    """Counts of (true class, predicted class), with each cell's count written in it."""
+    size = len(classes)
+    counts = np.zeros((size, size), dtype=np.int64)
+    np.add.at(counts, (np.asarray(labels, dtype=np.int64), np.asarray(predicted, dtype=np.int64)), 1)
+    figure = _figure(1.6 + 0.7 * size, 1.2 + 0.7 * size)
+    axes = figure.add_subplot()
+    image = axes.imshow(counts, cmap="Blues")
+    for (row, column), count in np.ndenumerate(counts):
+        dark = count > counts.max() / 2
+        axes.text(column, row, str(count), ha="center", va="center", color="white" if dark else "black")
+    axes.set_xticks(range(size), classes, rotation=45, ha="right")
+    axes.set_yticks(range(size), classes)
+    axes.set(xlabel="predicted", ylabel="true", title=title)
+    figure.colorbar(image, ax=axes)
     return figure

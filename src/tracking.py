@@ -40,6 +40,9 @@ log = logging.getLogger(__name__)
 
 # MLflow's artifact progress bars are noise in logs; a user may still turn them on.
 os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
+# Asynchronous epoch metrics go to the store in batches each second; without a buffering interval
+# MLflow's logging thread blocks in a 1 s queue wait that end_run then sits through (benchmarks/).
+os.environ.setdefault("MLFLOW_ASYNC_LOGGING_BUFFERING_SECONDS", "1")
 
 MODEL_CODE = Path(__file__).with_name("mlflow_model.py")
 REACHABILITY_TIMEOUT_S = 5.0

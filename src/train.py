@@ -9,6 +9,8 @@ NaN: it aborts the study).
 
 from __future__ import annotations
 
+import atexit
+import gc
 import logging
 import math
 import sys
@@ -23,6 +25,9 @@ from src.errors import UserError
 log = logging.getLogger(__name__)
 
 register_configs()
+# Registered first, so it runs last: the interpreter then skips a final garbage collection over
+# everything the frameworks imported (0.5-0.9 s at exit, measured in benchmarks/).
+atexit.register(gc.freeze)
 
 
 @hydra.main(version_base="1.3", config_path="../conf", config_name="config")

@@ -15,7 +15,8 @@ def options(group: str) -> list[str]:
 
 
 def test_every_dataset_has_a_config_and_a_generator() -> None:
-    assert options("dataset") == sorted(DATASETS) == ["adding", "next_number", "sine", "sum", "sunspots"]
+    assert options("dataset") == sorted(DATASETS) == ["adding", "chars", "next_number", "parity", "sine",
+                                                      "sine_class", "sum", "sunspots"]
 
 
 @pytest.mark.parametrize("dataset", options("dataset"))

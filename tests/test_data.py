@@ -26,7 +26,7 @@ def test_splits_are_three_dimensional_float32_and_disjointly_sized(name: str) ->
 @pytest.mark.parametrize("name", sorted(DATASETS))
 def test_same_seed_same_data_other_seed_other_split(name: str) -> None:
     assert generate(name, seed=3).digest() == generate(name, seed=3).digest()
-    if name != "sunspots":  # chronological and fixed: no randomness at all
+    if name not in ("sunspots", "chars"):  # chronological and fixed: no randomness at all
         assert generate(name, seed=3).digest() != generate(name, seed=4).digest()
 
 

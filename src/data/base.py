@@ -1,7 +1,10 @@
 """What every generator returns, and the windowing and splitting they share.
 
 Arrays are float32, inputs shaped (samples, timesteps, features) and targets (samples, outputs),
-the layout all three frameworks take with `batch_first`.
+the layout all three frameworks take with `batch_first`. What a target holds depends on the task
+(`DatasetInfo.task`, see src/tasks/): values to regress, one class index per sequence (samples, 1),
+or, for a language model, the next token id at every step (samples, timesteps), its inputs being
+token ids (samples, timesteps, 1).
 """
 
 from __future__ import annotations
@@ -41,6 +44,8 @@ class DatasetInfo:
     target_feature: int = 0
     # next_number tests outside the training range: its test split is an extrapolation.
     test_is_extrapolation: bool = False
+    # What a classifier tells apart, or a language model's vocabulary (index = class = token id).
+    classes: list[str] = field(default_factory=list)
     extra: dict[str, Any] = field(default_factory=dict)
 
 

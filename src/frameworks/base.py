@@ -13,9 +13,10 @@ import logging
 import math
 import sys
 import time
+from contextlib import contextmanager
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Any, Callable, Protocol
+from typing import Any, Callable, Iterator, Protocol
 
 import numpy as np
 
@@ -38,6 +39,12 @@ For layer k (0-based) of a cell with G gates (rnn 1, lstm 4, gru 3) and hidden s
   head.bias                 (num_outputs,)
 Gate order along the G*H axis: LSTM (i, f, g, o); GRU (r, z, n), reset-after:
   n = tanh(W_in x + b_in + r * (W_hn h + b_hn)),  h' = (1 - z) * n + z * h.
+The task (ModelSpec.task) adds no weights; it decides what the same weights mean:
+  regression      inputs = features; the head reads the last step; outputs = values      (loss: MSE)
+  classification  inputs = features; the head reads the last step; outputs = class logits (cross-entropy)
+  language_model  inputs = vocabulary size: token ids enter one-hot encoded, so column j of
+                  weight_ih_l0 is token j's input vector; the head reads every step;
+                  outputs = vocabulary size, the next token's logits                      (cross-entropy)
 """
 
 
@@ -52,11 +59,39 @@ class ModelSpec:
     dropout: float
     num_features: int
     num_outputs: int
+    # regression, classification or language_model (src/tasks/): which head and loss, see CANONICAL_LAYOUT.
+    task: str = "regression"
 
     @classmethod
-    def from_config(cls, model: ModelConfig, num_features: int, num_outputs: int) -> "ModelSpec":
+    def from_config(cls, model: ModelConfig, num_features: int, num_outputs: int,
+                    task: str = "regression") -> "ModelSpec":
         return cls(model.cell.value, model.hidden_size, model.num_layers, model.activation.value,
-                   model.dropout, num_features, num_outputs)
+                   model.dropout, num_features, num_outputs, task)
+
+    @property
+    def loss(self) -> str:
+        """"mse" for regression; "cross_entropy" (softmax over the outputs, mean over targets) otherwise."""
+        return "mse" if self.task == "regression" else "cross_entropy"
+
+    @property
+    def token_inputs(self) -> bool:
+        """Inputs are token ids (samples, steps, 1), one-hot encoded over num_features before layer 0."""
+        return self.task == "language_model"
+
+    @property
+    def every_step(self) -> bool:
+        """The head reads every step's state (outputs shaped (samples, steps, num_outputs)), not the last only."""
+        return self.task == "language_model"
+
+    @property
+    def input_width(self) -> int:
+        """The last axis of the arrays a backend is given: 1 token id, or the features."""
+        return 1 if self.token_inputs else self.num_features
+
+    def no_outputs(self, steps: int) -> np.ndarray:
+        """What predict returns for zero samples."""
+        shape = (0, steps, self.num_outputs) if self.every_step else (0, self.num_outputs)
+        return np.zeros(shape, np.float32)
 
     def save(self, directory: Path) -> None:
         (directory / SPEC_FILE).write_text(json.dumps(asdict(self), indent=2))
@@ -99,15 +134,18 @@ class Backend(Protocol):
 
     name: str
     device: str
+    spec: ModelSpec
 
     @classmethod
     def build(cls, spec: ModelSpec, seed: int, device: str = "auto") -> "Backend": ...
 
     def fit(self, train: Split, val: Split, trainer: TrainerConfig, on_epoch: EpochCallback) -> FitResult:
-        """Train on standardised data; `on_epoch` sees every epoch's losses as they happen."""
+        """Train on standardised data with `spec.loss`; `on_epoch` sees every epoch's losses as they happen.
+        Cross-entropy targets are class (token) ids stored as floats: (samples, 1) or (samples, steps)."""
 
     def predict(self, x: np.ndarray) -> np.ndarray:
-        """float32 predictions shaped (samples, outputs) for inputs shaped (samples, steps, features)."""
+        """float32 network outputs for inputs shaped (samples, steps, spec.input_width): values (regression)
+        or logits, shaped (samples, outputs), or (samples, steps, outputs) when `spec.every_step`."""
 
     def save(self, directory: Path) -> None:
         """Weights and spec into `directory`, in a format that loads without unpickling code."""
@@ -124,6 +162,19 @@ class Backend(Protocol):
     @staticmethod
     def requirements() -> list[str]:
         """pip requirements of a saved model beyond rnnlab's own (for the MLflow model)."""
+
+
+@contextmanager
+def cpu_threads(count: int) -> Iterator[None]:
+    """Cap the BLAS and OpenMP thread pools loaded in this process (NumPy's, torch's) for a block;
+    0 leaves them as they are. The previous limits come back afterwards."""
+    if count <= 0:
+        yield
+        return
+    from threadpoolctl import threadpool_limits
+
+    with threadpool_limits(limits=count):
+        yield
 
 
 def shuffled_batches(count: int, batch_size: int, rng: np.random.Generator) -> list[np.ndarray]:

@@ -1,4 +1,5 @@
-"""Keras 3 backend (TensorFlow): SimpleRNN / LSTM / GRU layers with a Dense head on the last step.
+"""Keras 3 backend (TensorFlow): SimpleRNN / LSTM / GRU layers with a Dense head on the last step
+(on every step for a language model, whose token ids a weightless OneHot layer encodes first).
 
 Keras drives its own epochs through `model.fit`; a callback hands each epoch to the shared
 `EpochMonitor`, so the divergence check, early stopping and the best weights behave as in the other
@@ -60,22 +61,36 @@ def resolve_device(device: str) -> tuple[str, str]:
     return ("gpu" if index == 0 else f"gpu:{index}"), f"/GPU:{index}"
 
 
+class OneHot(keras.layers.Layer):
+    """Token ids (samples, steps, 1) → one-hot vectors (samples, steps, vocabulary); no weights."""
+
+    def __init__(self, size: int, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.size = size
+
+    def call(self, ids: Any) -> Any:
+        return keras.ops.one_hot(keras.ops.cast(ids[..., 0], "int32"), self.size, dtype=self.compute_dtype)
+
+
 def build_network(spec: ModelSpec, seed: int) -> keras.Sequential:
-    """Stacked recurrent layers (dropout between them, not after the last) and a Dense head.
+    """Stacked recurrent layers (dropout between them, not after the last) and a Dense head, which
+    Keras applies at every step when the last recurrent layer returns sequences.
 
     Every initializer, cell and dropout layer gets its own seed drawn from `seed`, so building reads
     no global random state and two builds with one seed are identical.
     """
     seeds = iter(np.random.default_rng(seed).integers(0, 2**31 - 1, size=4 * spec.num_layers + 1).tolist())
-    layers: list[Any] = [keras.Input(shape=(None, spec.num_features), dtype="float32")]
+    layers: list[Any] = [keras.Input(shape=(None, spec.input_width), dtype="float32")]
+    if spec.token_inputs:
+        layers.append(OneHot(spec.num_features, dtype="float32"))
     for index in range(spec.num_layers):
         last = index == spec.num_layers - 1
-        layers.append(_recurrent_layer(spec, return_sequences=not last, seeds=seeds))
+        layers.append(_recurrent_layer(spec, return_sequences=spec.every_step or not last, seeds=seeds))
         if spec.dropout > 0 and not last:
             layers.append(keras.layers.Dropout(spec.dropout, seed=next(seeds), dtype="float32"))
     layers.append(keras.layers.Dense(spec.num_outputs, dtype="float32",
                                      kernel_initializer=keras.initializers.GlorotUniform(seed=next(seeds))))
-    return keras.Sequential(layers, name=f"{spec.cell}_regressor")
+    return keras.Sequential(layers, name=f"{spec.cell}_{spec.task}")
 
 
 def _recurrent_layer(spec: ModelSpec, return_sequences: bool, seeds: Iterator[int]) -> keras.layers.Layer:
@@ -106,7 +121,7 @@ class KerasBackend:
         self._tf_device = tf_device
         # One graph for any batch and sequence length: several times faster than eager calls.
         self._forward = tf.function(lambda x: model(x, training=False),
-                                    input_signature=[tf.TensorSpec([None, None, spec.num_features], tf.float32)])
+                                    input_signature=[tf.TensorSpec([None, None, spec.input_width], tf.float32)])
 
     @classmethod
     def build(cls, spec: ModelSpec, seed: int, device: str = "auto") -> "KerasBackend":
@@ -118,7 +133,7 @@ class KerasBackend:
     def fit(self, train: Split, val: Split, trainer: TrainerConfig, on_epoch: EpochCallback) -> FitResult:
         monitor = EpochMonitor(trainer, on_epoch)
         with _seeded(trainer.seed), tf.device(self._tf_device):
-            self.model.compile(optimizer=_optimizer(trainer), loss="mse")
+            self.model.compile(optimizer=_optimizer(trainer), loss=_loss(self.spec))
             try:
                 self.model.fit(_float32(train.x), _float32(train.y), batch_size=trainer.batch_size,
                                epochs=trainer.epochs, validation_data=(_float32(val.x), _float32(val.y)),
@@ -135,7 +150,7 @@ class KerasBackend:
         with tf.device(self._tf_device):
             parts = [self._forward(tf.constant(x[start:start + PREDICT_BATCH])).numpy()
                      for start in range(0, len(x), PREDICT_BATCH)]
-        return np.concatenate(parts).astype(np.float32) if parts else np.zeros((0, self.spec.num_outputs), np.float32)
+        return np.concatenate(parts).astype(np.float32) if parts else self.spec.no_outputs(x.shape[1])
 
     def save(self, directory: Path) -> None:
         directory.mkdir(parents=True, exist_ok=True)
@@ -207,6 +222,11 @@ def _seeded(seed: int) -> Iterator[None]:
     with _global_rngs_kept():
         keras.utils.set_random_seed(seed)
         yield
+
+
+def _loss(spec: ModelSpec) -> str | keras.losses.Loss:
+    """MSE, or the mean cross-entropy of logits against class ids (Keras' sparse categorical)."""
+    return "mse" if spec.loss == "mse" else keras.losses.SparseCategoricalCrossentropy(from_logits=True)
 
 
 def _optimizer(trainer: TrainerConfig) -> keras.optimizers.Optimizer:

@@ -1,4 +1,4 @@
-"""PyTorch backend: nn.RNN / nn.LSTM / nn.GRU with a linear head on the last step's state."""
+"""PyTorch backend: nn.RNN / nn.LSTM / nn.GRU with a linear head on the last step's state (or every step's)."""
 
 from __future__ import annotations
 
@@ -9,6 +9,7 @@ from pathlib import Path
 import numpy as np
 import torch
 from torch import nn
+from torch.nn import functional
 
 from src.config import Optimizer, TrainerConfig
 from src.data.base import Split
@@ -20,11 +21,13 @@ RECURRENT_LAYERS = {"rnn": nn.RNN, "lstm": nn.LSTM, "gru": nn.GRU}
 PREDICT_BATCH = 4096
 
 
-class RecurrentRegressor(nn.Module):
-    """A stacked recurrent layer read out by a linear head at the last time step."""
+class RecurrentNetwork(nn.Module):
+    """A stacked recurrent layer read out by a linear head at the last time step, or at every step for
+    a language model, whose token ids enter one-hot encoded."""
 
     def __init__(self, spec: ModelSpec) -> None:
         super().__init__()
+        self.spec = spec
         extra = {"nonlinearity": spec.activation} if spec.cell == "rnn" else {}
         self.recurrent = RECURRENT_LAYERS[spec.cell](
             input_size=spec.num_features, hidden_size=spec.hidden_size, num_layers=spec.num_layers,
@@ -32,8 +35,18 @@ class RecurrentRegressor(nn.Module):
         self.head = nn.Linear(spec.hidden_size, spec.num_outputs)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if self.spec.token_inputs:
+            x = functional.one_hot(x[..., 0].long(), self.spec.num_features).to(self.head.weight.dtype)
         outputs, _ = self.recurrent(x)
-        return self.head(outputs[:, -1])
+        return self.head(outputs if self.spec.every_step else outputs[:, -1])
+
+
+def loss_function(spec: ModelSpec):
+    """The training loss of `spec`'s task: MSE, or the mean cross-entropy of logits against class ids."""
+    if spec.loss == "mse":
+        return nn.MSELoss()
+    cross_entropy = nn.CrossEntropyLoss()
+    return lambda logits, y: cross_entropy(logits.reshape(-1, spec.num_outputs), y.reshape(-1).long())
 
 
 def resolve_device(device: str) -> torch.device:
@@ -47,7 +60,7 @@ def resolve_device(device: str) -> torch.device:
 class TorchBackend:
     name = "torch"
 
-    def __init__(self, spec: ModelSpec, network: RecurrentRegressor, device: torch.device, seed: int) -> None:
+    def __init__(self, spec: ModelSpec, network: RecurrentNetwork, device: torch.device, seed: int) -> None:
         self.spec = spec
         self.network = network.to(device)
         self.device = str(device)
@@ -57,14 +70,14 @@ class TorchBackend:
     def build(cls, spec: ModelSpec, seed: int, device: str = "auto") -> "TorchBackend":
         with torch.random.fork_rng(devices=[]):  # seeded init without changing the caller's RNG
             torch.manual_seed(seed)
-            network = RecurrentRegressor(spec)
+            network = RecurrentNetwork(spec)
         return cls(spec, network, resolve_device(device), seed)
 
     def fit(self, train: Split, val: Split, trainer: TrainerConfig, on_epoch: EpochCallback) -> FitResult:
         x, y = self._tensor(train.x), self._tensor(train.y)
         val_x, val_y = self._tensor(val.x), self._tensor(val.y)
         optimizer = _optimizer(trainer, self.network.parameters())
-        loss_fn = nn.MSELoss()
+        loss_fn = loss_function(self.spec)
         rng = np.random.default_rng(trainer.seed)
 
         def train_epoch() -> float:
@@ -98,7 +111,7 @@ class TorchBackend:
         with torch.no_grad():
             parts = [self.network(self._tensor(x[start:start + PREDICT_BATCH])).cpu().numpy()
                      for start in range(0, len(x), PREDICT_BATCH)]
-        return np.concatenate(parts).astype(np.float32) if parts else np.zeros((0, self.spec.num_outputs), np.float32)
+        return np.concatenate(parts).astype(np.float32) if parts else self.spec.no_outputs(x.shape[1])
 
     def save(self, directory: Path) -> None:
         directory.mkdir(parents=True, exist_ok=True)
@@ -116,7 +129,7 @@ class TorchBackend:
             raise UserError(f"model file missing: {path}") from None
         except Exception as error:
             raise UserError(f"model file corrupt: {path} ({type(error).__name__})") from None
-        network = RecurrentRegressor(spec)
+        network = RecurrentNetwork(spec)
         network.load_state_dict(state)
         return cls(spec, network, target, seed=0)
 

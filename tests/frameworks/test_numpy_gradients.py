@@ -95,3 +95,71 @@ def test_dropout_masks_scale_kept_units_and_change_between_steps() -> None:
     assert not np.array_equal(mask, second.layers[1].mask)
     eval_prediction, eval_cache = network.forward(params, spec, x)
     assert eval_cache.layers[1].mask is None
+
+
+SMOOTH_STEP = 2e-3  # the fourth-order difference's truncation error ~STEP^4, rounding ~1e-16 / STEP
+
+
+def fourth_order_gradient(loss: Callable[[], float], value: np.ndarray) -> np.ndarray:
+    """The central difference (-L(v+2s) + 8 L(v+s) - 8 L(v-s) + L(v-2s)) / 12 s, entry by entry.
+
+    The cross-entropy heads spread the gradient thin (a token seen a few times, through saturated
+    gates): entries of 1e-7 occur, where the two-point difference's rounding error (~1e-11) alone is
+    1e-4 of the entry. With smooth cells this stencil's error is ~1e-13 at SMOOTH_STEP."""
+    gradient = np.zeros_like(value)
+    for index in np.ndindex(value.shape):
+        original = value[index]
+        losses = []
+        for shift in (2, 1, -1, -2):
+            value[index] = original + shift * SMOOTH_STEP
+            losses.append(loss())
+        value[index] = original
+        gradient[index] = (-losses[0] + 8 * losses[1] - 8 * losses[2] + losses[3]) / (12 * SMOOTH_STEP)
+    return gradient
+
+
+@pytest.mark.parametrize("num_layers, dropout", [(1, 0.0), (2, 0.3)])
+@pytest.mark.parametrize("cell, activation", CELLS)
+@pytest.mark.parametrize("task", ["classification", "language_model"])
+def test_cross_entropy_heads_match_finite_differences(task: str, cell: str, activation: str, num_layers: int,
+                                                      dropout: float) -> None:
+    """Softmax cross-entropy on the last step (classification) and on every step (language model, one-hot
+    token inputs): every parameter, and the input for classification (a token id has no gradient)."""
+    rng = np.random.default_rng(7)
+    if task == "classification":
+        spec = ModelSpec(cell, 3, num_layers, activation, dropout, num_features=2, num_outputs=3, task=task)
+        x, y = rng.normal(size=(5, 4, 2)), rng.integers(0, 3, size=(5, 1)).astype(float)
+    else:
+        spec = ModelSpec(cell, 3, num_layers, activation, dropout, num_features=5, num_outputs=5, task=task)
+        x, y = rng.integers(0, 5, size=(5, 4, 1)).astype(float), rng.integers(0, 5, size=(5, 4)).astype(float)
+    params = {name: value * 2 for name, value in network.init(spec, rng, np.float64).items()}
+
+    def loss() -> float:
+        return network.loss_and_gradients(params, spec, x, y, np.random.default_rng(0))[0]
+
+    _, grads, dx = network.loss_and_gradients(params, spec, x, y, np.random.default_rng(0))
+    # relu has kinks: there the two-point difference with its small step, checked not to cross one.
+    pattern = relu_pattern(params, spec, x)
+
+    def numeric(value: np.ndarray) -> np.ndarray:
+        if activation != "relu":
+            return fourth_order_gradient(loss, value)
+
+        def same_relu_pattern() -> None:
+            after = relu_pattern(params, spec, x)
+            assert all(np.array_equal(a, b) for a, b in zip(pattern, after)), "a step crossed a relu kink"
+
+        return numeric_gradient(loss, value, same_relu_pattern)
+
+    errors = {name: relative_error(grads[name], numeric(params[name])) for name in params}
+    if task == "classification":
+        errors["x"] = relative_error(dx, numeric(x))
+    assert max(errors.values()) < TOLERANCE, errors
+    assert all(np.any(grads[name] != 0) for name in grads), "a gradient is all zero: the check would be empty"
+
+
+def test_cross_entropy_is_the_mean_negative_log_softmax_of_the_truth() -> None:
+    logits = np.array([[0.0, np.log(3.0)], [2.0, 2.0]])  # softmax rows (1/4, 3/4) and (1/2, 1/2)
+    loss, dlogits = network.cross_entropy(logits, np.array([[1.0], [0.0]]))
+    assert loss == pytest.approx(-(np.log(0.75) + np.log(0.5)) / 2)
+    np.testing.assert_allclose(dlogits, [[0.125, -0.125], [-0.25, 0.25]])

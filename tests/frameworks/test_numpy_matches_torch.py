@@ -161,3 +161,47 @@ def test_numpy_backend_imports_neither_torch_nor_tensorflow() -> None:
     result = subprocess.run([sys.executable, "-c", code], cwd=PROJECT_ROOT, capture_output=True, text=True,
                             check=True)
     assert result.stdout.strip() == "[]"
+
+
+def task_spec(cell: str, activation: str, task: str, num_layers: int = 2) -> ModelSpec:
+    """Classification: 2 features, 3 classes; language model: a vocabulary of 6 tokens."""
+    sizes = (2, 3) if task == "classification" else (6, 6)
+    return ModelSpec(cell=cell, hidden_size=8, num_layers=num_layers, activation=activation, dropout=0.0,
+                     num_features=sizes[0], num_outputs=sizes[1], task=task)
+
+
+def task_split(task: str, samples: int, seed: int) -> Split:
+    """Class labels (samples, 1) for classification; token ids in and next ids out for a language model."""
+    rng = np.random.default_rng(seed)
+    if task == "classification":
+        return Split(rng.normal(size=(samples, 6, 2)).astype(np.float32),
+                     rng.integers(0, 3, size=(samples, 1)).astype(np.float32))
+    return Split(rng.integers(0, 6, size=(samples, 6, 1)).astype(np.float32),
+                 rng.integers(0, 6, size=(samples, 6)).astype(np.float32))
+
+
+@pytest.mark.parametrize("task", ["classification", "language_model"])
+@pytest.mark.parametrize("cell, activation", CELLS)
+def test_same_weights_give_the_same_logits_for_the_new_heads(cell: str, activation: str, task: str) -> None:
+    torch_model, numpy_model = twins(task_spec(cell, activation, task))
+    x = task_split(task, 32, seed=0).x
+    logits = numpy_model.predict(x)
+    assert logits.shape == ((32, 3) if task == "classification" else (32, 6, 6))
+    assert np.max(np.abs(logits - torch_model.predict(x))) <= 1e-5
+
+
+@pytest.mark.parametrize("task", ["classification", "language_model"])
+@pytest.mark.parametrize("cell, activation", [("rnn", "tanh"), ("lstm", "tanh"), ("gru", "tanh")])
+def test_cross_entropy_training_steps_give_the_same_weights(cell: str, activation: str, task: str) -> None:
+    torch_model, numpy_model = twins(task_spec(cell, activation, task))
+    train, val = task_split(task, 32, seed=1), task_split(task, 16, seed=2)
+    trainer = TrainerConfig(epochs=2, batch_size=16, optimizer=Optimizer.adam, lr=0.05, grad_clip=1.0,
+                            patience=0, seed=5)
+    start = numpy_model.get_weights()
+    torch_fit = torch_model.fit(train, val, trainer, lambda epoch: None)
+    numpy_fit = numpy_model.fit(train, val, trainer, lambda epoch: None)
+    assert max_difference(torch_model.get_weights(), numpy_model.get_weights()) <= 1e-5
+    assert max_difference(start, numpy_model.get_weights()) > 2e-4
+    for numpy_epoch, torch_epoch in zip(numpy_fit.history, torch_fit.history):
+        assert numpy_epoch.train_loss == pytest.approx(torch_epoch.train_loss, rel=1e-5)
+        assert numpy_epoch.val_loss == pytest.approx(torch_epoch.val_loss, rel=1e-5)

@@ -58,7 +58,7 @@ class NumpyBackend:
             return total / len(x)
 
         def val_loss() -> float:
-            return network.mse(self.predict(val.x), _float32(val.y))[0]
+            return network.LOSSES[self.spec.loss](self.predict(val.x), _float32(val.y))[0]
 
         def snapshot() -> dict[str, np.ndarray]:
             return {name: value.copy() for name, value in self.params.items()}
@@ -71,7 +71,7 @@ class NumpyBackend:
     def predict(self, x: np.ndarray) -> np.ndarray:
         parts = [network.forward(self.params, self.spec, x[start:start + PREDICT_BATCH])[0]
                  for start in range(0, len(x), PREDICT_BATCH)]
-        return np.concatenate(parts).astype(np.float32) if parts else np.zeros((0, self.spec.num_outputs), np.float32)
+        return np.concatenate(parts).astype(np.float32) if parts else self.spec.no_outputs(x.shape[1])
 
     def save(self, directory: Path) -> None:
         directory.mkdir(parents=True, exist_ok=True)

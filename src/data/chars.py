@@ -1,0 +1,115 @@
+"""Character-level text for language modelling: predict the next character at every step.
+
+The default corpus is the source code of a fixed list of modules of Python's standard library, read
+from the running interpreter (no download; the same text for the same Python version).
+`dataset.path=` takes any UTF-8 text file instead. The text is split in time (the first characters
+train, the next validate, the last test); the vocabulary is the training text's characters plus one
+unknown symbol (id 0) for characters the training text lacks; each split is cut into
+non-overlapping sequences of `seq_len` characters whose targets are the same text one step ahead.
+"""
+
+from __future__ import annotations
+
+import sysconfig
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Optional
+
+import numpy as np
+
+from src.config import require, require_fraction
+from src.data.base import DatasetInfo, Split, Splits, as_split, split_sizes
+from src.errors import UserError
+from src.paths import resolve_path
+
+NAME = "chars"
+UNKNOWN = "\ufffd"  # the replacement character stands for every character outside the vocabulary
+DEFAULT_MODULES = ("textwrap.py", "string.py", "functools.py", "heapq.py", "bisect.py", "fractions.py",
+                   "random.py", "contextlib.py", "copy.py", "queue.py", "abc.py", "sched.py", "operator.py",
+                   "json/decoder.py", "json/encoder.py", "dataclasses.py")
+
+
+@dataclass
+class Params:
+    name: str = NAME
+    # A UTF-8 text file, relative to the project root or absolute; null: the standard library corpus.
+    path: Optional[str] = None
+    seq_len: int = 64
+    # Keep the first max_chars characters of the corpus (0 keeps all of it).
+    max_chars: int = 150_000
+    val_fraction: float = 0.1
+    test_fraction: float = 0.1
+
+    def __post_init__(self) -> None:
+        require(self.seq_len >= 1, "dataset.seq_len", "must be an integer >= 1", self.seq_len)
+        require(self.max_chars >= 0, "dataset.max_chars", "must be an integer >= 0 (0 keeps all)", self.max_chars)
+        require_fraction(self.val_fraction, "dataset.val_fraction")
+        require_fraction(self.test_fraction, "dataset.test_fraction")
+        require(self.val_fraction > 0 and self.test_fraction > 0 and self.val_fraction + self.test_fraction < 1,
+                "dataset.val_fraction", "val_fraction and test_fraction must be > 0 with a sum < 1",
+                self.val_fraction)
+
+
+def default_corpus() -> str:
+    """The listed standard library modules' source, one after another."""
+    stdlib = Path(sysconfig.get_paths()["stdlib"])
+    return "\n".join((stdlib / module).read_text(encoding="utf-8") for module in DEFAULT_MODULES)
+
+
+def read_corpus(path: str | None) -> tuple[str, str]:
+    """(the text, where it came from)."""
+    if path is None:
+        return default_corpus(), f"Python's standard library ({len(DEFAULT_MODULES)} modules)"
+    file = resolve_path(path)
+    try:
+        return file.read_text(encoding="utf-8"), file.name
+    except FileNotFoundError:
+        raise UserError(f"dataset.path={path!r}: no such file: {file}") from None
+    except IsADirectoryError:
+        raise UserError(f"dataset.path={path!r}: is a directory, not a text file: {file}") from None
+    except UnicodeDecodeError as error:
+        raise UserError(f"dataset.path={path!r}: not UTF-8 text: {file} ({error.reason} at byte {error.start})") from None
+
+
+def vocabulary_of(text: str) -> list[str]:
+    """The unknown symbol, then the text's distinct characters in code point order."""
+    return [UNKNOWN, *sorted(set(text) - {UNKNOWN})]
+
+
+def encode(text: str, vocabulary: list[str]) -> np.ndarray:
+    """Token ids of `text`; characters outside the vocabulary become the unknown symbol's id 0."""
+    index = {char: token for token, char in enumerate(vocabulary)}
+    return np.array([index.get(char, 0) for char in text], dtype=np.int64)
+
+
+def decode(ids: np.ndarray | list[int], vocabulary: list[str]) -> str:
+    return "".join(vocabulary[int(token)] for token in np.asarray(ids).ravel())
+
+
+def sequences(ids: np.ndarray, seq_len: int) -> Split:
+    """Non-overlapping windows of `seq_len` ids (samples, seq_len, 1), each target the window one step on."""
+    count = (len(ids) - 1) // seq_len
+    end = count * seq_len
+    return as_split(ids[:end].reshape(count, seq_len), ids[1:end + 1].reshape(count, seq_len))
+
+
+def generate(params: Params, seed: int) -> Splits:
+    """The same splits for every seed: the text and its order are fixed."""
+    text, source = read_corpus(params.path)
+    if params.max_chars:
+        text = text[:params.max_chars]
+    try:
+        sizes = split_sizes(len(text), params.val_fraction, params.test_fraction)
+    except ValueError:  # too few characters for three splits
+        sizes = (0, 0, 0)
+    require(min(sizes) > params.seq_len, "dataset.seq_len",
+            f"must be smaller than each split of the {len(text)} characters of {source} "
+            f"(train/val/test {sizes[0]}/{sizes[1]}/{sizes[2]})", params.seq_len)
+    bounds = np.cumsum(sizes)[:2]
+    parts = [text[:bounds[0]], text[bounds[0]:bounds[1]], text[bounds[1]:]]
+    vocabulary = vocabulary_of(parts[0])
+    train, val, test = (sequences(encode(part, vocabulary), params.seq_len) for part in parts)
+    info = DatasetInfo(NAME, f"next character of {source}: {len(text)} characters, {len(vocabulary)} symbols",
+                       task="language_model", classes=vocabulary,
+                       extra={"corpus": source, "characters": len(text)})
+    return Splits(train, val, test, info)

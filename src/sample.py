@@ -1,0 +1,93 @@
+"""Entry point: `python -m src.sample <run id or model URI> --prime "def " --length 200 --temperature 0.8`.
+
+Prints text written by a language model that any framework trained and logged to MLflow: the prime,
+then `length` characters drawn one at a time. The same `--seed` repeats the same text.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+
+from src.errors import UserError
+
+log = logging.getLogger(__name__)
+
+
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(prog="python -m src.sample", description=__doc__.splitlines()[0])
+    parser.add_argument("model", help="an MLflow run id (its logged model) or a model URI (models:/..., runs:/...)")
+    parser.add_argument("--prime", default="\n", help="the text to continue (default: a newline)")
+    parser.add_argument("--length", type=int, default=200, help="characters to generate (default: 200)")
+    parser.add_argument("--temperature", type=float, default=0.8,
+                        help="below 1 sharper and safer, above 1 more varied (default: 0.8)")
+    parser.add_argument("--seed", type=int, default=0, help="seed of the draws (default: 0)")
+    parser.add_argument("--tracking-uri", default=None,
+                        help="MLflow tracking URI (default: $MLFLOW_TRACKING_URI, else mlflow.db at the project root)")
+    return parser.parse_args(argv)
+
+
+def model_uri_of(model: str, tracking_uri: str) -> str:
+    """A model URI as given, or the `model_uri` a training run tagged."""
+    if ":/" in model:
+        return model
+    from mlflow import MlflowClient
+    from mlflow.exceptions import MlflowException
+
+    try:
+        run = MlflowClient(tracking_uri).get_run(model)
+    except MlflowException:
+        raise UserError(f"no MLflow run {model!r} in {tracking_uri}; give a run id or a model URI") from None
+    if "model_uri" not in run.data.tags:
+        raise UserError(f"run {model} logged no model (was it trained with tracking.log_model=false?)")
+    return run.data.tags["model_uri"]
+
+
+def load_language_model(model: str, tracking_uri: str):
+    """The `Predictor` inside the logged pyfunc model, checked to be a language model."""
+    import mlflow
+    from mlflow.exceptions import MlflowException
+
+    from src.tasks import language_model
+
+    uri = model_uri_of(model, tracking_uri)
+    mlflow.set_tracking_uri(tracking_uri)
+    try:
+        loaded = mlflow.pyfunc.load_model(uri)
+    except (MlflowException, OSError) as error:
+        raise UserError(f"cannot load model {uri}: {str(error).splitlines()[0]}") from None
+    predictor = getattr(loaded.unwrap_python_model(), "predictor", None)
+    if predictor is None:
+        raise UserError(f"model {uri} is not an rnnlab model")
+    if predictor.task != language_model.NAME:
+        raise UserError(f"model {uri} is a {predictor.task} model; sampling needs a language model "
+                        f"(trained with dataset=chars)")
+    return predictor
+
+
+def main(argv: list[str] | None = None) -> None:
+    args = parse_args(argv)
+    logging.basicConfig(level=logging.WARNING)
+    try:
+        if args.length < 0:
+            raise UserError(f"--length={args.length} is invalid: must be >= 0")
+        if not args.temperature > 0:
+            raise UserError(f"--temperature={args.temperature} is invalid: must be > 0")
+        if not args.prime:
+            raise UserError("--prime must not be empty: the model continues it")
+        import numpy as np
+
+        from src.tasks.language_model import generate_text
+        from src.tracking import resolve_uri
+
+        predictor = load_language_model(args.model, resolve_uri(args.tracking_uri))
+        text = generate_text(predictor, args.prime, args.length, args.temperature, np.random.default_rng(args.seed))
+    except UserError as error:
+        print(f"error: {error}", file=sys.stderr)
+        sys.exit(2)
+    print(args.prime + text)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,98 @@
+"""Regression (the default task): one value per output, scored in the data's original units.
+
+Metrics mse, rmse, mae, r2. Baselines, each fitted on the training split only: `last` (the window's
+last value of the target channel), `mean` (the training targets' mean), `linear` (least squares on
+the flattened window plus a bias). Baselines are honest: on `next_number` the linear baseline is
+exact, and the table says so rather than hiding it.
+"""
+
+from __future__ import annotations
+
+import io
+from typing import TYPE_CHECKING
+
+import numpy as np
+import pandas as pd
+
+from src import plots
+from src.data.base import Split, Splits
+from src.data.scaling import Standardizer
+
+if TYPE_CHECKING:
+    from matplotlib.figure import Figure
+
+    from src.evaluation import Evaluation
+    from src.predictor import Predictor
+
+NAME = "regression"
+METRICS = ("mse", "rmse", "mae", "r2")
+RANK_BY = ("mse", False)
+BASELINES = ("last", "mean", "linear")
+LOSS_LABEL = "MSE (original units)"
+
+
+def standardizer(splits: Splits, standardize: bool) -> Standardizer:
+    """Inputs and targets, so that the network sees unit scale; metrics stay in original units."""
+    if standardize:
+        return Standardizer.fit(splits.train)
+    return Standardizer.identity(splits.num_features, splits.num_outputs)
+
+
+def network_sizes(splits: Splits) -> tuple[int, int]:
+    return splits.num_features, splits.num_outputs
+
+
+def predictions(outputs: np.ndarray, scaler: Standardizer) -> np.ndarray:
+    """Values in the data's original units."""
+    return scaler.inverse_y(outputs)
+
+
+def regression_metrics(y_true: np.ndarray, y_pred: np.ndarray) -> dict[str, float]:
+    """MSE, RMSE, MAE and R² over all outputs (R² is 0 for predicting the truth's own mean)."""
+    truth = np.asarray(y_true, dtype=np.float64)
+    error = np.asarray(y_pred, dtype=np.float64) - truth
+    mse = float(np.mean(error**2))
+    total = float(np.sum((truth - truth.mean(axis=0)) ** 2))
+    r2 = 1.0 - float(np.sum(error**2)) / total if total > 0 else float("nan")
+    return {"mse": mse, "rmse": float(np.sqrt(mse)), "mae": float(np.mean(np.abs(error))), "r2": r2}
+
+
+metrics = regression_metrics
+
+
+def _flat_with_bias(x: np.ndarray) -> np.ndarray:
+    flat = x.reshape(len(x), -1).astype(np.float64)
+    return np.hstack([flat, np.ones((len(x), 1))])
+
+
+def baseline_predictions(train: Split, x: np.ndarray, target_feature: int) -> dict[str, np.ndarray]:
+    """What the baselines predict for inputs `x`, each fitted on the training split only."""
+    outputs = train.y.shape[1]
+    coefficients, *_ = np.linalg.lstsq(_flat_with_bias(train.x), train.y.astype(np.float64), rcond=None)
+    return {
+        "last": np.repeat(x[:, -1, target_feature:target_feature + 1], outputs, axis=1),
+        "mean": np.broadcast_to(train.y.astype(np.float64).mean(axis=0), (len(x), outputs)),
+        "linear": _flat_with_bias(x) @ coefficients,
+    }
+
+
+def baselines(splits: Splits, x: np.ndarray) -> dict[str, np.ndarray]:
+    return baseline_predictions(splits.train, x, splits.info.target_feature)
+
+
+def predictions_csv(evaluation: "Evaluation") -> str:
+    """Truth and every predictor's output per test sample (exact float32 round trip)."""
+    columns = {"index": np.arange(len(evaluation.truth)), "y_true": evaluation.truth[:, 0]}
+    columns.update({f"y_pred_{name}": values[:, 0] for name, values in evaluation.predictions.items()})
+    buffer = io.StringIO()
+    pd.DataFrame(columns).to_csv(buffer, index=False, float_format="%.9g")
+    return buffer.getvalue()
+
+
+def figures(evaluation: "Evaluation", title: str) -> dict[str, "Figure"]:
+    return {"plots/predictions_vs_truth.png": plots.predictions_vs_truth(evaluation.truth, evaluation.predictions,
+                                                                         title)}
+
+
+def artifacts(predictor: "Predictor", splits: Splits) -> dict[str, str]:
+    return {}
