@@ -1,10 +1,53 @@
-"""`make bench`: every benchmark script in this folder, one after the other, each printing its table."""
+"""`make bench`: every measurement in one table, with a line describing the machine.
 
-import runpy
+Pieces (each a module here with a `rows()` function):
+  workflow     `python -m src.train` against a bare script per framework on a medium task: the ratio,
+               where the extra seconds go, start-up to the first epoch, peak memory, the torch device
+  numpy_speed  the NumPy backend against the notebook's per-sample loop and against torch
+  sweep        8 jobs with the joblib launcher on 2 workers against the same 8 sequentially
+Run: .venv/bin/python -m benchmarks.run [--repeats N] [--only workflow,numpy_speed,sweep]
+Progress goes to stderr, the table to stdout. Timings on a shared machine are noisy: compare the ratios
+(each measured within one run, the compared commands alternating), not the seconds across runs.
+"""
 
-SCRIPTS = ["benchmarks.numpy_vs_loop"]
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+
+from benchmarks import numpy_speed, sweep, workflow
+from benchmarks.table import Row, format_table, machine
+
+PIECES = ("workflow", "numpy_speed", "sweep")
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--repeats", type=int, default=1, help="repeats of the workflow and sweep measurements "
+                                                               "(medians are reported)")
+    parser.add_argument("--only", default=",".join(PIECES), help=f"comma-separated subset of {', '.join(PIECES)}")
+    args = parser.parse_args(argv)
+    chosen = [piece for piece in args.only.split(",") if piece]
+    unknown = set(chosen) - set(PIECES)
+    if unknown:
+        parser.error(f"unknown piece(s) {', '.join(sorted(unknown))}; choose from {', '.join(PIECES)}")
+
+    described = machine()
+    start = time.perf_counter()
+    rows: list[Row] = []
+    for piece in chosen:
+        print(f"== {piece}", file=sys.stderr, flush=True)
+        if piece == "workflow":
+            rows += workflow.rows(repeats=args.repeats)
+        elif piece == "numpy_speed":
+            rows += numpy_speed.rows()
+        else:
+            rows += sweep.rows(repeats=args.repeats)
+    print(f"machine: {described}; torch device: {workflow.torch_cuda()}")
+    print(format_table(rows))
+    print(f"({time.perf_counter() - start:.0f} s in all; {args.repeats} repeat(s); medians where repeated)")
+
 
 if __name__ == "__main__":
-    for script in SCRIPTS:
-        print(f"== {script}")
-        runpy.run_module(script, run_name="__main__")
+    main()

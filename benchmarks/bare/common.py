@@ -1,0 +1,44 @@
+"""What the bare scripts share: the workflow's data made with NumPy alone, the trainer's settings, and
+a JSON line of timestamps on stdout that benchmarks.workflow reads.
+
+`sine_splits` repeats src/data/sine.generate (seed 0), src/data/base.random_split and
+src/data/scaling.Standardizer step by step without importing them (so a bare script pays no import
+of the project); benchmarks.workflow.check_bare_data proves the arrays are identical.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+
+import numpy as np
+
+NUM_SAMPLES, SEQ_LEN, SEED = 20000, 50, 0
+MIN_PERIOD, MAX_PERIOD, NOISE, VAL_FRACTION, TEST_FRACTION = 8.0, 40.0, 0.05, 0.15, 0.15
+HIDDEN_SIZE, BATCH_SIZE, EPOCHS, LR, GRAD_CLIP = 32, 64, 5, 0.005, 1.0  # conf/trainer/default.yaml, the overrides
+VAL_BATCH = 4096  # the backends' PREDICT_BATCH: the whole validation split in one call
+
+
+
+
+def sine_splits() -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """Standardised (train x, train y, val x, val y), float32, x shaped (samples, steps, 1)."""
+    rng = np.random.default_rng(SEED)
+    period = rng.uniform(MIN_PERIOD, MAX_PERIOD, size=(NUM_SAMPLES, 1))
+    phase = rng.uniform(0.0, 2 * np.pi, size=(NUM_SAMPLES, 1))
+    steps = np.arange(SEQ_LEN + 1)[None, :]
+    waves = np.sin(2 * np.pi * steps / period + phase) + NOISE * rng.standard_normal((NUM_SAMPLES, SEQ_LEN + 1))
+    num_val, num_test = round(NUM_SAMPLES * VAL_FRACTION), round(NUM_SAMPLES * TEST_FRACTION)
+    order = rng.permutation(NUM_SAMPLES)
+    train, val = order[:NUM_SAMPLES - num_val - num_test], order[NUM_SAMPLES - num_val - num_test:-num_test]
+    x = waves[:, :-1, None].astype(np.float32)
+    y = waves[:, -1:].astype(np.float32)
+    x_train, y_train = x[train].astype(np.float64), y[train].astype(np.float64)
+    x_mean, x_std, y_mean, y_std = x_train.mean(), x_train.std(), y_train.mean(), y_train.std()
+    return (((x[train] - x_mean) / x_std).astype(np.float32), ((y[train] - y_mean) / y_std).astype(np.float32),
+            ((x[val] - x_mean) / x_std).astype(np.float32), ((y[val] - y_mean) / y_std).astype(np.float32))
+
+
+def report(**values: object) -> None:
+    """One JSON line of timestamps (time.time()) and values."""
+    print(json.dumps(values), flush=True)

@@ -1,0 +1,36 @@
+"""Bare NumPy: our network (src/frameworks/numpy/network.py) and Adam with clipping (optimizers.py),
+driven by a plain loop; no Hydra, no MLflow, no backend class, no early-stopping bookkeeping."""
+
+import time
+
+import numpy as np
+
+from benchmarks.bare.common import (BATCH_SIZE, EPOCHS, GRAD_CLIP, HIDDEN_SIZE, LR, SEED, VAL_BATCH, report,
+                                    sine_splits)
+from src.frameworks.base import ModelSpec
+from src.frameworks.convert import canonical_shapes
+from src.frameworks.numpy import network
+from src.frameworks.numpy.optimizers import Adam, clip_grad_norm, flatten, unflatten
+
+imported = time.time()
+x, y, val_x, val_y = sine_splits()
+spec = ModelSpec("lstm", HIDDEN_SIZE, 1, "tanh", 0.0, num_features=1, num_outputs=1)
+params = network.init(spec, np.random.default_rng(SEED))
+shapes = canonical_shapes(spec)
+optimizer = Adam(LR)
+rng = np.random.default_rng(SEED)
+
+train_start = time.time()
+val_losses = []
+for epoch in range(EPOCHS):
+    order = rng.permutation(len(x))
+    for start in range(0, len(x), BATCH_SIZE):
+        batch = order[start:start + BATCH_SIZE]
+        loss, grads, _ = network.loss_and_gradients(params, spec, x[batch], y[batch])
+        g, _ = clip_grad_norm(flatten(grads, shapes), GRAD_CLIP)
+        params = unflatten(optimizer.step(flatten(params, shapes), g), shapes)
+    prediction = np.concatenate([network.forward(params, spec, val_x[start:start + VAL_BATCH])[0]
+                                 for start in range(0, len(val_x), VAL_BATCH)])
+    val_losses.append(network.mse(prediction, val_y)[0])
+train_end = time.time()
+report(imported=imported, train_start=train_start, train_end=train_end, val_losses=val_losses)
