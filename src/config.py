@@ -57,9 +57,9 @@ class FrameworkConfig:
     # "auto" picks a GPU when the framework sees one (numpy always runs on the CPU).
     device: str = "auto"
     # CPU threads of the BLAS and OpenMP pools (NumPy, torch) while training and predicting; 0 keeps
-    # the library default. Small recurrent nets wait on thread hand-offs more than they compute:
-    # one thread trained 1.8x (torch) to 2.8x (numpy) faster here (benchmarks/), and parallel sweep
-    # jobs then don't fight over cores. TensorFlow keeps its own pool.
+    # the library default. Small recurrent nets gain little from more threads (two were no faster on
+    # an idle 2-core machine, and up to 2.8x slower when other jobs shared the cores; benchmarks/), and
+    # parallel sweep jobs then don't fight over cores. TensorFlow keeps its own pool.
     threads: int = 1
 
     def __post_init__(self) -> None:
