@@ -134,3 +134,23 @@ def test_an_objective_of_another_task_fails_before_any_run(compose_cfg, tracking
     with pytest.raises(UserError, match="objective='test_mse' is invalid: must be one of .*test_accuracy"):
         experiment.run(compose_cfg("dataset=parity", "objective=test_mse", *QUICK))
     assert MlflowClient(tracking_uri).search_runs(["1"]) == []
+
+
+def test_parity_can_be_posed_as_regression(compose_cfg) -> None:
+    from src import experiment
+
+    outcome = experiment.run(compose_cfg("dataset=parity", "dataset.task=regression", "dataset.num_samples=300",
+                                         "framework=numpy", "tracking.log_model=false", "trainer=quick"))
+    assert {"test_mse", "baseline_linear_test_mse"} <= set(outcome.metrics)
+    assert "test_accuracy" not in outcome.metrics
+    assert 0.15 < outcome.metrics["baseline_mean_test_mse"] < 0.35  # a coin's variance, 0.25
+
+
+def test_a_task_the_dataset_cannot_pose_is_refused(compose_cfg) -> None:
+    import pytest
+
+    from src.config import settings_from
+    from src.errors import UserError
+
+    with pytest.raises(UserError, match="dataset.task"):
+        settings_from(compose_cfg("dataset=parity", "dataset.task=language_model"))
