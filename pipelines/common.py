@@ -12,7 +12,7 @@ from typing import Any, Callable
 import yaml
 
 from src.config import Config, settings_from_params
-from src.errors import UserError
+from src.errors import UserError, stop_on_sigterm
 from src.paths import PROJECT_ROOT
 
 PARAMS_FILE = PROJECT_ROOT / "params.yaml"
@@ -69,6 +69,7 @@ def stage(function: Callable[..., None]) -> Callable[..., None]:
     @functools.wraps(function)
     def wrapper(*args: Any) -> None:
         logging.basicConfig(level=logging.INFO, format="[%(asctime)s][%(name)s][%(levelname)s] - %(message)s")
+        stop_on_sigterm()
         try:
             function(*args)
         except UserError as error:

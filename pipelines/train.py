@@ -11,6 +11,7 @@ import pandas as pd
 
 from src import experiment
 from src.data.base import Splits
+from src.frameworks import backend_class
 from src.tracking import TrackedRun, check_reachable, resolve_uri
 from pipelines.common import DATA_FILE, RUN_FILE, load_settings, model_dir, reports_dir, stage, write_json
 
@@ -20,6 +21,7 @@ def main(framework: str) -> None:
     settings, params = load_settings(framework)
     splits = Splits.load(DATA_FILE)
     experiment.check_fits_data(settings, splits)
+    backend_class(framework).check_device(settings.framework.device)
     uri = resolve_uri(settings.tracking.uri)
     check_reachable(uri)
     tags = {**experiment.run_tags(settings, splits, ["dvc repro"]), "stage.train": f"train@{framework}"}

@@ -11,6 +11,7 @@ import argparse
 import io
 import logging
 import math
+import re
 import sys
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -36,6 +37,8 @@ def objective_metric(objective: str) -> str:
 
 def sweep_runs(client: MlflowClient, sweep_id: str) -> tuple[Run | None, list[Run]]:
     """The sweep's parent run and its jobs' runs."""
+    if not re.fullmatch(r"[\w.-]+", sweep_id):  # a sweep id never holds quotes or spaces
+        return None, []
     runs = client.search_runs(
         [e.experiment_id for e in client.search_experiments()], filter_string=f"tags.sweep_id = '{sweep_id}'")
     parent = next((run for run in runs if run.data.tags.get("sweep") == "parent"), None)
@@ -142,7 +145,10 @@ def summarize_sweep(client: MlflowClient, parent_run_id: str, objective: str) ->
 
 
 def main(argv: list[str] | None = None) -> int:
-    from src.tracking import resolve_uri
+    from mlflow.exceptions import MlflowException
+
+    from src.config import OBJECTIVES, require
+    from src.tracking import check_reachable, redact, resolve_uri
 
     parser = argparse.ArgumentParser(prog="python -m src.compare", description=__doc__.splitlines()[0])
     parser.add_argument("target", help="an MLflow experiment name or a sweep id")
@@ -152,10 +158,19 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.WARNING)
     try:
-        client = MlflowClient(resolve_uri(args.tracking_uri))
-        parent, runs = sweep_runs(client, args.target)
-        if not runs:
-            runs = experiment_runs(client, args.target)
+        require(args.objective in OBJECTIVES, "--objective", f"must be one of {', '.join(OBJECTIVES)}",
+                args.objective)
+        require(args.output.suffix.lower() in (".png", ".svg", ".pdf") and args.output.resolve().parent.is_dir(),
+                "--output", "must be a .png, .svg or .pdf file in an existing folder", str(args.output))
+        uri = resolve_uri(args.tracking_uri)
+        check_reachable(uri)
+        client = MlflowClient(uri)
+        try:
+            parent, runs = sweep_runs(client, args.target)
+            if not runs:
+                runs = experiment_runs(client, args.target)
+        except MlflowException as error:
+            raise UserError(redact(f"cannot read {args.target!r} from {uri}: {str(error).splitlines()[0]}")) from None
         if not runs:
             raise UserError(f"{args.target!r} has no runs")
     except UserError as error:

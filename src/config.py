@@ -83,6 +83,8 @@ class ModelConfig:
         require(self.hidden_size >= 1, "model.hidden_size", "must be an integer >= 1", self.hidden_size)
         require(self.num_layers >= 1, "model.num_layers", "must be an integer >= 1", self.num_layers)
         require_fraction(self.dropout, "model.dropout")
+        require(self.cell is Cell.rnn or self.activation is Activation.tanh, "model.activation",
+                "only the rnn cell takes an activation (lstm and gru use their gates' own)", self.activation.value)
 
 
 @dataclass
@@ -105,7 +107,7 @@ class TrainerConfig:
                 "must be >= 0 (0 turns clipping off)", self.grad_clip)
         require(self.patience >= 0, "trainer.patience", "must be >= 0 (0 turns early stopping off)",
                 self.patience)
-        require(self.seed >= 0, "trainer.seed", "must be an integer >= 0", self.seed)
+        require(0 <= self.seed < 2**32, "trainer.seed", "must be an integer in [0, 2**32)", self.seed)
 
 
 @dataclass

@@ -6,6 +6,17 @@ Every other exception is a bug and keeps its traceback.
 """
 
 
+def stop_on_sigterm() -> None:
+    """Turn SIGTERM (kill, timeout, a cancelled CI job, `dvc queue kill`) into KeyboardInterrupt, so a
+    run ends KILLED with its metrics, exactly as on Ctrl-C, instead of staying RUNNING forever."""
+    import signal
+
+    def interrupt(signum: int, frame: object) -> None:
+        raise KeyboardInterrupt(f"signal {signum}")
+
+    signal.signal(signal.SIGTERM, interrupt)
+
+
 class UserError(Exception):
     """A mistake in configuration or input that the user can fix; the message says how."""
 

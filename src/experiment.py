@@ -86,8 +86,9 @@ def run(cfg: DictConfig, overrides: list[str] | None = None, sweep: SweepContext
         splits = data.generate(settings.dataset, settings.trainer.seed)
         check_fits_data(settings, splits)
         check_objective(settings.objective, splits)
-        backend_class(settings.framework.name.value)  # import the framework before the run starts
-    except UserError as error:
+        # Importing the framework and checking the device before the run starts.
+        backend_class(settings.framework.name.value).check_device(settings.framework.device)
+    except Exception as error:
         if sweep is not None:
             record_failed_run(resolve_uri(OmegaConf.select(cfg, "tracking.uri")), str(cfg.tracking.experiment),
                               {"sweep_id": sweep.sweep_id, "mlflow.parentRunId": sweep.parent_run_id,

@@ -35,10 +35,12 @@ def model_uri_of(model: str, tracking_uri: str) -> str:
     from mlflow import MlflowClient
     from mlflow.exceptions import MlflowException
 
+    from src.tracking import redact
+
     try:
         run = MlflowClient(tracking_uri).get_run(model)
     except MlflowException:
-        raise UserError(f"no MLflow run {model!r} in {tracking_uri}; give a run id or a model URI") from None
+        raise UserError(f"no MLflow run {model!r} in {redact(tracking_uri)}; give a run id or a model URI") from None
     if "model_uri" not in run.data.tags:
         raise UserError(f"run {model} logged no model (was it trained with tracking.log_model=false?)")
     return run.data.tags["model_uri"]
@@ -50,13 +52,14 @@ def load_language_model(model: str, tracking_uri: str):
     from mlflow.exceptions import MlflowException
 
     from src.tasks import language_model
+    from src.tracking import redact
 
     uri = model_uri_of(model, tracking_uri)
     mlflow.set_tracking_uri(tracking_uri)
     try:
         loaded = mlflow.pyfunc.load_model(uri)
     except (MlflowException, OSError) as error:
-        raise UserError(f"cannot load model {uri}: {str(error).splitlines()[0]}") from None
+        raise UserError(redact(f"cannot load model {uri}: {str(error).splitlines()[0]}")) from None
     predictor = getattr(loaded.unwrap_python_model(), "predictor", None)
     if predictor is None:
         raise UserError(f"model {uri} is not an rnnlab model")
@@ -74,14 +77,18 @@ def main(argv: list[str] | None = None) -> None:
             raise UserError(f"--length={args.length} is invalid: must be >= 0")
         if not args.temperature > 0:
             raise UserError(f"--temperature={args.temperature} is invalid: must be > 0")
+        if args.seed < 0:
+            raise UserError(f"--seed={args.seed} is invalid: must be >= 0")
         if not args.prime:
             raise UserError("--prime must not be empty: the model continues it")
         import numpy as np
 
         from src.tasks.language_model import generate_text
-        from src.tracking import resolve_uri
+        from src.tracking import check_reachable, resolve_uri
 
-        predictor = load_language_model(args.model, resolve_uri(args.tracking_uri))
+        tracking_uri = resolve_uri(args.tracking_uri)
+        check_reachable(tracking_uri)
+        predictor = load_language_model(args.model, tracking_uri)
         text = generate_text(predictor, args.prime, args.length, args.temperature, np.random.default_rng(args.seed))
     except UserError as error:
         print(f"error: {error}", file=sys.stderr)

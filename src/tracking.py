@@ -109,12 +109,21 @@ def git_commit() -> str | None:
 
 
 def ensure_experiment(uri: str, name: str) -> str:
-    """Create the store and the experiment once, before parallel jobs would race to do it."""
+    """Create the store and the experiment once, before parallel jobs would race to do it.
+
+    With a SQLite store the experiment's artifacts go to `mlartifacts/` beside the database file, not
+    to `./mlruns` of whichever directory the first run happened to start in.
+    """
     logging.getLogger("alembic").setLevel(logging.WARNING)
     keep_credentials_off_screen(uri)
     client = MlflowClient(uri)
     experiment = client.get_experiment_by_name(name)
-    return experiment.experiment_id if experiment else client.create_experiment(name)
+    if experiment:
+        return experiment.experiment_id
+    location = None
+    if uri.startswith("sqlite:///"):
+        location = (Path(uri.removeprefix("sqlite:///")).resolve().parent / "mlartifacts").as_uri()
+    return client.create_experiment(name, artifact_location=location)
 
 
 def record_failed_run(uri: str, experiment: str, tags: dict[str, str], error: BaseException) -> str:
@@ -149,7 +158,7 @@ class TrackedRun:
         logging.getLogger("alembic").setLevel(logging.WARNING)  # schema migrations of a new store
         keep_credentials_off_screen(self.uri)
         mlflow.set_tracking_uri(self.uri)
-        mlflow.set_experiment(self.experiment)
+        mlflow.set_experiment(experiment_id=ensure_experiment(self.uri, self.experiment))
         commit = git_commit()
         tags = {key: redact(str(value)) for key, value in self.tags.items()}
         if commit:

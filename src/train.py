@@ -20,7 +20,7 @@ from hydra.core.hydra_config import HydraConfig
 from omegaconf import DictConfig
 
 from src.config import register_configs
-from src.errors import UserError
+from src.errors import UserError, stop_on_sigterm
 
 log = logging.getLogger(__name__)
 
@@ -35,6 +35,7 @@ def main(cfg: DictConfig) -> float:
     from src import experiment  # after composition: a bad override fails before heavy imports
     from src.sweep import SweepContext
 
+    stop_on_sigterm()
     sweep = SweepContext.from_environment()
     try:
         outcome = experiment.run(cfg, list(HydraConfig.get().overrides.task), sweep)

@@ -11,6 +11,7 @@ import pkgutil
 from types import ModuleType
 
 from src.data.base import Split, Splits
+from src.errors import UserError
 
 _HELPERS = {"base", "scaling"}
 
@@ -30,7 +31,11 @@ DATASETS: dict[str, ModuleType] = _discover()
 
 def generate(params: object, seed: int) -> Splits:
     """Data for a checked dataset config (an instance of one generator's `Params`)."""
-    return DATASETS[params.name].generate(params, seed)  # type: ignore[attr-defined]
+    module = DATASETS.get(params.name)  # type: ignore[attr-defined]
+    if module is None or not isinstance(params, module.Params):
+        raise UserError(f"dataset.name={params.name!r} is invalid: it names the generator of the chosen dataset; "  # type: ignore[attr-defined]
+                        f"choose another dataset with dataset=<name> ({', '.join(DATASETS)})")
+    return module.generate(params, seed)
 
 
 __all__ = ["DATASETS", "Split", "Splits", "generate"]

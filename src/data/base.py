@@ -131,7 +131,8 @@ def split_sizes(count: int, val_fraction: float, test_fraction: float) -> tuple[
     num_test = max(1, round(count * test_fraction))
     num_train = count - num_val - num_test
     if num_train < 1:
-        raise ValueError(f"{count} samples cannot be split into train, val and test")
+        raise UserError(f"dataset.num_samples={count} is invalid: too few to split into train, val and test "
+                        f"with these fractions")
     return num_train, num_val, num_test
 
 

@@ -136,6 +136,10 @@ class Backend(Protocol):
     device: str
     spec: ModelSpec
 
+    @staticmethod
+    def check_device(device: str) -> None:
+        """Raise UserError for a `framework.device` this machine cannot give, before any run starts."""
+
     @classmethod
     def build(cls, spec: ModelSpec, seed: int, device: str = "auto") -> "Backend": ...
 

@@ -123,6 +123,10 @@ class KerasBackend:
         self._forward = tf.function(lambda x: model(x, training=False),
                                     input_signature=[tf.TensorSpec([None, None, spec.input_width], tf.float32)])
 
+    @staticmethod
+    def check_device(device: str) -> None:
+        resolve_device(device)
+
     @classmethod
     def build(cls, spec: ModelSpec, seed: int, device: str = "auto") -> "KerasBackend":
         shown, tf_device = resolve_device(device)

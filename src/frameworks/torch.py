@@ -54,6 +54,9 @@ def resolve_device(device: str) -> torch.device:
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
     if device.startswith("cuda") and not torch.cuda.is_available():
         raise UserError(f"framework.device={device!r} but no CUDA device is available; use auto or cpu")
+    index = device.partition(":")[2]
+    if index and int(index) >= torch.cuda.device_count():
+        raise UserError(f"framework.device={device!r} but torch sees {torch.cuda.device_count()} CUDA device(s)")
     return torch.device(device)
 
 
@@ -65,6 +68,10 @@ class TorchBackend:
         self.network = network.to(device)
         self.device = str(device)
         self.seed = seed
+
+    @staticmethod
+    def check_device(device: str) -> None:
+        resolve_device(device)
 
     @classmethod
     def build(cls, spec: ModelSpec, seed: int, device: str = "auto") -> "TorchBackend":
@@ -143,7 +150,7 @@ class TorchBackend:
 
     @staticmethod
     def requirements() -> list[str]:
-        return [f"torch=={version('torch')}"]
+        return [f"torch=={version('torch').split('+')[0]}"]  # "2.13.0+cpu" is no release on PyPI
 
     def _tensor(self, array: np.ndarray) -> torch.Tensor:
         return torch.as_tensor(np.asarray(array, dtype=np.float32), device=self.device)

@@ -34,6 +34,10 @@ class NumpyBackend:
         self.params = params
         self.seed = seed
 
+    @staticmethod
+    def check_device(device: str) -> None:
+        _check_device(device)
+
     @classmethod
     def build(cls, spec: ModelSpec, seed: int, device: str = "auto") -> "NumpyBackend":
         _check_device(device)
