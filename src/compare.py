@@ -27,12 +27,13 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
-OBJECTIVE_METRICS = {"val_loss": "best_val_loss", "train_loss": "best_train_loss"}
 DESCRIBING_TAGS = ["framework", "dataset", "cell", "task"]
 
 
 def objective_metric(objective: str) -> str:
-    return OBJECTIVE_METRICS.get(objective, objective)
+    from src.config import FINAL_LOSS_METRICS
+
+    return FINAL_LOSS_METRICS.get(objective, objective)
 
 
 def sweep_runs(client: MlflowClient, sweep_id: str) -> tuple[Run | None, list[Run]]:
@@ -54,7 +55,8 @@ def experiment_runs(client: MlflowClient, name: str) -> list[Run]:
 
 
 def leaderboard(runs: list[Run], objective: str = "val_loss") -> pd.DataFrame:
-    """One row per run: describing tags, status, objective, test metrics and baselines; best first."""
+    """One row per run: describing tags, status, objective, test metrics and baselines; finished runs
+    first, grouped by dataset, best objective first within each."""
     metric = objective_metric(objective)
     rows = []
     for run in runs:
@@ -70,7 +72,8 @@ def leaderboard(runs: list[Run], objective: str = "val_loss") -> pd.DataFrame:
     if frame.empty:
         return frame
     frame["finished"] = frame["status"] == "FINISHED"
-    frame = frame.sort_values(["finished", metric], ascending=[False, True], na_position="last")
+    # Runs of different datasets are not comparable: each dataset's runs together, best first.
+    frame = frame.sort_values(["finished", "dataset", metric], ascending=[False, True, True], na_position="last")
     return frame.drop(columns="finished").reset_index(drop=True)
 
 
@@ -148,7 +151,7 @@ def main(argv: list[str] | None = None) -> int:
     from mlflow.exceptions import MlflowException
 
     from src.config import OBJECTIVES, require
-    from src.tracking import check_reachable, redact, resolve_uri
+    from src.tracking import check_reachable, check_store_exists, redact, resolve_uri
 
     parser = argparse.ArgumentParser(prog="python -m src.compare", description=__doc__.splitlines()[0])
     parser.add_argument("target", help="an MLflow experiment name or a sweep id")
@@ -164,6 +167,7 @@ def main(argv: list[str] | None = None) -> int:
                 "--output", "must be a .png, .svg or .pdf file in an existing folder", str(args.output))
         uri = resolve_uri(args.tracking_uri)
         check_reachable(uri)
+        check_store_exists(uri)
         client = MlflowClient(uri)
         try:
             parent, runs = sweep_runs(client, args.target)

@@ -123,6 +123,9 @@ class TrackingConfig:
                 self.experiment)
 
 
+# Per-epoch curves are logged as train_loss/val_loss; their values at the best epoch (the weights
+# kept) are the final metrics best_train_loss/best_val_loss, which those objectives name.
+FINAL_LOSS_METRICS = {"train_loss": "best_train_loss", "val_loss": "best_val_loss"}
 # All minimised: sweepers minimise, and a failed sweep job returns +inf. For classification
 # use val_loss or test_log_loss (not accuracy, which grows).
 OBJECTIVES = ("val_loss", "train_loss", "test_mse", "test_rmse", "test_mae", "test_log_loss", "test_loss",

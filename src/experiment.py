@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from omegaconf import DictConfig, OmegaConf
 
 from src import data, plots, tasks
-from src.config import Config, require, settings_from
+from src.config import FINAL_LOSS_METRICS, Config, require, settings_from
 from src.data.base import Splits
 from src.evaluation import Evaluation, evaluate
 from src.frameworks import FitResult, ModelSpec, backend_class
@@ -28,8 +28,6 @@ from src.tracking import TrackedRun, check_reachable, flatten, record_failed_run
 log = logging.getLogger(__name__)
 
 INPUT_EXAMPLE_ROWS = 5
-# Per-epoch curves are logged as train_loss/val_loss; their values at the best epoch get own names.
-FINAL_LOSS_METRICS = {"train_loss": "best_train_loss", "val_loss": "best_val_loss"}
 
 
 @dataclass(frozen=True)

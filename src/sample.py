@@ -84,10 +84,12 @@ def main(argv: list[str] | None = None) -> None:
         import numpy as np
 
         from src.tasks.language_model import generate_text
-        from src.tracking import check_reachable, resolve_uri
+        from src.tracking import check_reachable, check_store_exists, resolve_uri
 
         tracking_uri = resolve_uri(args.tracking_uri)
         check_reachable(tracking_uri)
+        if ":/" not in args.model:  # a run id is looked up in the store; a model URI may live elsewhere
+            check_store_exists(tracking_uri)
         predictor = load_language_model(args.model, tracking_uri)
         text = generate_text(predictor, args.prime, args.length, args.temperature, np.random.default_rng(args.seed))
     except UserError as error:

@@ -60,6 +60,12 @@ def redact(text: str) -> str:
     return CREDENTIALS_IN_URL.sub(r"\1\2:***@", text)
 
 
+def check_store_exists(uri: str) -> None:
+    """Commands that only read runs must not create an empty SQLite store for a mistyped path."""
+    if uri.startswith("sqlite:///") and not Path(uri.removeprefix("sqlite:///")).is_file():
+        raise UserError(f"no tracking store at {uri.removeprefix('sqlite:///')} (check --tracking-uri)")
+
+
 def keep_credentials_off_screen(uri: str) -> None:
     """MLflow prints "View run at <tracking URI>..." when a run ends: not when that URI has a password."""
     if redact(uri) != uri:

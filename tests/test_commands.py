@@ -35,6 +35,9 @@ def test_an_unreachable_server_fails_fast_without_its_password(module: str, args
     (["it's"], "no experiment or sweep named"),
 ])
 def test_compare_refuses_bad_arguments_in_one_line(tmp_path, args: list[str], message: str) -> None:
+    from mlflow import MlflowClient
+
+    MlflowClient(f"sqlite:///{tmp_path / 'm.db'}").search_experiments()  # an existing, empty store
     result = command("src.compare", *args, "--tracking-uri", f"sqlite:///{tmp_path / 'm.db'}")
     assert result.returncode == 2
     assert result.stderr.strip().splitlines()[-1].startswith(f"error: {message}")
@@ -44,3 +47,11 @@ def test_compare_refuses_bad_arguments_in_one_line(tmp_path, args: list[str], me
 def test_sample_refuses_a_negative_seed(tmp_path) -> None:
     result = command("src.sample", "0123abcd", "--seed", "-1", "--tracking-uri", f"sqlite:///{tmp_path / 'm.db'}")
     assert result.returncode == 2 and result.stderr.strip() == "error: --seed=-1 is invalid: must be >= 0"
+
+
+def test_readers_do_not_create_a_store_for_a_mistyped_path(tmp_path) -> None:
+    for module in ("src.compare", "src.sample"):
+        result = command(module, "0123abcd", "--tracking-uri", f"sqlite:///{tmp_path / 'typo.db'}")
+        assert result.returncode == 2
+        assert result.stderr.strip() == f"error: no tracking store at {tmp_path / 'typo.db'} (check --tracking-uri)"
+    assert not (tmp_path / "typo.db").exists()

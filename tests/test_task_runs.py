@@ -121,11 +121,11 @@ def test_sampling_from_the_logged_model_repeats_with_a_seed(language_model_run, 
 
 
 def test_sampling_refuses_unknown_runs_and_other_tasks(compose_cfg, tracking_uri, capsys) -> None:
+    outcome = experiment.run(compose_cfg("dataset=parity", "dataset.num_samples=200", *QUICK))
     with pytest.raises(SystemExit) as exit_info:
         sample.main(["0123456789abcdef", "--tracking-uri", tracking_uri])
     assert exit_info.value.code == 2
     assert "error: no MLflow run '0123456789abcdef'" in capsys.readouterr().err.splitlines()[-1]
-    outcome = experiment.run(compose_cfg("dataset=parity", "dataset.num_samples=200", *QUICK))
     with pytest.raises(UserError, match="is a classification model; sampling needs a language model"):
         sample.load_language_model(outcome.run_id, tracking_uri)
 

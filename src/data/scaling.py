@@ -45,7 +45,8 @@ class Standardizer:
 
     @property
     def loss_scale(self) -> float:
-        """Multiplies an MSE on standardised targets into original units (mean over outputs)."""
+        """Multiplies an MSE on standardised targets into original units: exact for one output (every
+        regression dataset here); with several it uses the mean variance."""
         return float(np.mean(self.y_std**2))
 
     def to_dict(self) -> dict[str, list[float]]:

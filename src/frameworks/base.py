@@ -181,6 +181,19 @@ def cpu_threads(count: int) -> Iterator[None]:
         yield
 
 
+PREDICT_BATCH = 4096
+
+
+def predict_in_batches(forward: Callable[[np.ndarray], np.ndarray], x: np.ndarray, spec: ModelSpec) -> np.ndarray:
+    """float32 outputs of `forward` over `x` in slices of PREDICT_BATCH, so memory stays bounded."""
+    parts = [np.asarray(forward(x[start:start + PREDICT_BATCH])) for start in range(0, len(x), PREDICT_BATCH)]
+    return np.concatenate(parts).astype(np.float32) if parts else spec.no_outputs(x.shape[1])
+
+
+def as_float32(array: np.ndarray) -> np.ndarray:
+    return np.asarray(array, dtype=np.float32)
+
+
 def shuffled_batches(count: int, batch_size: int, rng: np.random.Generator) -> list[np.ndarray]:
     """One epoch's sample indices: a fresh permutation cut into batches (the last may be smaller)."""
     order = rng.permutation(count)

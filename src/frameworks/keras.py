@@ -31,10 +31,10 @@ from src.config import Optimizer, TrainerConfig  # noqa: E402
 from src.data.base import Split  # noqa: E402
 from src.errors import UserError  # noqa: E402
 from src.frameworks import convert  # noqa: E402
-from src.frameworks.base import EpochCallback, EpochMonitor, FitResult, ModelSpec  # noqa: E402
+from src.frameworks.base import (PREDICT_BATCH, EpochCallback, EpochMonitor, FitResult, ModelSpec,  # noqa: E402
+                                 as_float32, predict_in_batches)
 
 WEIGHTS_FILE = "weights.npz"
-PREDICT_BATCH = 4096
 # Adam's epsilon as torch's default, so one trainer config means the same optimiser everywhere.
 ADAM_EPSILON = 1e-8
 
@@ -139,8 +139,8 @@ class KerasBackend:
         with _seeded(trainer.seed), tf.device(self._tf_device):
             self.model.compile(optimizer=_optimizer(trainer), loss=_loss(self.spec))
             try:
-                self.model.fit(_float32(train.x), _float32(train.y), batch_size=trainer.batch_size,
-                               epochs=trainer.epochs, validation_data=(_float32(val.x), _float32(val.y)),
+                self.model.fit(as_float32(train.x), as_float32(train.y), batch_size=trainer.batch_size,
+                               epochs=trainer.epochs, validation_data=(as_float32(val.x), as_float32(val.y)),
                                validation_batch_size=PREDICT_BATCH, shuffle=True, verbose=0,
                                callbacks=[_MonitorCallback(monitor)])
             finally:
@@ -150,11 +150,8 @@ class KerasBackend:
         return monitor.result()
 
     def predict(self, x: np.ndarray) -> np.ndarray:
-        x = _float32(x)
         with tf.device(self._tf_device):
-            parts = [self._forward(tf.constant(x[start:start + PREDICT_BATCH])).numpy()
-                     for start in range(0, len(x), PREDICT_BATCH)]
-        return np.concatenate(parts).astype(np.float32) if parts else self.spec.no_outputs(x.shape[1])
+            return predict_in_batches(lambda part: self._forward(tf.constant(part)).numpy(), as_float32(x), self.spec)
 
     def save(self, directory: Path) -> None:
         directory.mkdir(parents=True, exist_ok=True)
@@ -248,10 +245,6 @@ def _pin(distributions: tuple[str, ...], module_version: str) -> str:
         except PackageNotFoundError:
             continue
     return f"{distributions[-1]}=={module_version}"
-
-
-def _float32(array: np.ndarray) -> np.ndarray:
-    return np.asarray(array, dtype=np.float32)
 
 
 BACKEND = KerasBackend

@@ -14,11 +14,10 @@ from torch.nn import functional
 from src.config import Optimizer, TrainerConfig
 from src.data.base import Split
 from src.errors import UserError
-from src.frameworks.base import EpochCallback, FitResult, ModelSpec, run_epochs, shuffled_batches
+from src.frameworks.base import EpochCallback, FitResult, ModelSpec, predict_in_batches, run_epochs, shuffled_batches
 
 WEIGHTS_FILE = "weights.pt"
 RECURRENT_LAYERS = {"rnn": nn.RNN, "lstm": nn.LSTM, "gru": nn.GRU}
-PREDICT_BATCH = 4096
 
 
 class RecurrentNetwork(nn.Module):
@@ -60,6 +59,12 @@ def resolve_device(device: str) -> torch.device:
     return torch.device(device)
 
 
+def private_rng():
+    """Fork torch's CPU and every CUDA generator: `manual_seed` inside seeds them all, and the
+    caller's streams come back unchanged afterwards."""
+    return torch.random.fork_rng(devices=list(range(torch.cuda.device_count())))
+
+
 class TorchBackend:
     name = "torch"
 
@@ -75,7 +80,7 @@ class TorchBackend:
 
     @classmethod
     def build(cls, spec: ModelSpec, seed: int, device: str = "auto") -> "TorchBackend":
-        with torch.random.fork_rng(devices=[]):  # seeded init without changing the caller's RNG
+        with private_rng():  # seeded init without changing the caller's RNG
             torch.manual_seed(seed)
             network = RecurrentNetwork(spec)
         return cls(spec, network, resolve_device(device), seed)
@@ -109,16 +114,14 @@ class TorchBackend:
         def snapshot() -> dict[str, torch.Tensor]:
             return copy.deepcopy(self.network.state_dict())
 
-        with torch.random.fork_rng(devices=[]):  # dropout draws from a seeded, private stream
+        with private_rng():  # dropout draws from a seeded, private stream
             torch.manual_seed(trainer.seed)
             return run_epochs(trainer, on_epoch, train_epoch, val_loss, snapshot, self.network.load_state_dict)
 
     def predict(self, x: np.ndarray) -> np.ndarray:
         self.network.eval()
         with torch.no_grad():
-            parts = [self.network(self._tensor(x[start:start + PREDICT_BATCH])).cpu().numpy()
-                     for start in range(0, len(x), PREDICT_BATCH)]
-        return np.concatenate(parts).astype(np.float32) if parts else self.spec.no_outputs(x.shape[1])
+            return predict_in_batches(lambda part: self.network(self._tensor(part)).cpu().numpy(), x, self.spec)
 
     def save(self, directory: Path) -> None:
         directory.mkdir(parents=True, exist_ok=True)

@@ -14,13 +14,13 @@ import numpy as np
 from src.config import Optimizer, TrainerConfig
 from src.data.base import Split
 from src.errors import UserError
-from src.frameworks.base import EpochCallback, FitResult, ModelSpec, run_epochs, shuffled_batches
+from src.frameworks.base import (EpochCallback, FitResult, ModelSpec, as_float32, predict_in_batches, run_epochs,
+                                 shuffled_batches)
 from src.frameworks.convert import canonical_shapes
 from src.frameworks.numpy import network
 from src.frameworks.numpy.optimizers import SGD, Adam, clip_grad_norm, flatten, unflatten
 
 WEIGHTS_FILE = "weights.npz"
-PREDICT_BATCH = 4096
 DROPOUT_STREAM = 1  # dropout masks come from their own stream of trainer.seed, apart from the batch order
 
 
@@ -44,7 +44,7 @@ class NumpyBackend:
         return cls(spec, network.init(spec, np.random.default_rng(seed)), seed)
 
     def fit(self, train: Split, val: Split, trainer: TrainerConfig, on_epoch: EpochCallback) -> FitResult:
-        x, y = _float32(train.x), _float32(train.y)
+        x, y = as_float32(train.x), as_float32(train.y)
         optimizer = _optimizer(trainer)
         rng = np.random.default_rng(trainer.seed)
         dropout_rng = np.random.default_rng([trainer.seed, DROPOUT_STREAM])
@@ -62,7 +62,7 @@ class NumpyBackend:
             return total / len(x)
 
         def val_loss() -> float:
-            return network.LOSSES[self.spec.loss](self.predict(val.x), _float32(val.y))[0]
+            return network.LOSSES[self.spec.loss](self.predict(val.x), as_float32(val.y))[0]
 
         def snapshot() -> dict[str, np.ndarray]:
             return {name: value.copy() for name, value in self.params.items()}
@@ -73,9 +73,7 @@ class NumpyBackend:
         return run_epochs(trainer, on_epoch, train_epoch, val_loss, snapshot, restore)
 
     def predict(self, x: np.ndarray) -> np.ndarray:
-        parts = [network.forward(self.params, self.spec, x[start:start + PREDICT_BATCH])[0]
-                 for start in range(0, len(x), PREDICT_BATCH)]
-        return np.concatenate(parts).astype(np.float32) if parts else self.spec.no_outputs(x.shape[1])
+        return predict_in_batches(lambda part: network.forward(self.params, self.spec, part)[0], x, self.spec)
 
     def save(self, directory: Path) -> None:
         directory.mkdir(parents=True, exist_ok=True)
@@ -89,7 +87,7 @@ class NumpyBackend:
         path = directory / WEIGHTS_FILE
         try:
             with np.load(path, allow_pickle=False) as archive:  # never unpickles code
-                params = {name: _float32(archive[name]) for name in archive.files}
+                params = {name: as_float32(archive[name]) for name in archive.files}
             network.check(params, spec)
         except FileNotFoundError:
             raise UserError(f"model file missing: {path}") from None
@@ -101,17 +99,13 @@ class NumpyBackend:
         return {name: value.astype(np.float32) for name, value in self.params.items()}
 
     def set_weights(self, weights: dict[str, np.ndarray]) -> None:
-        params = {name: _float32(value).copy() for name, value in weights.items()}
+        params = {name: as_float32(value).copy() for name, value in weights.items()}
         network.check(params, self.spec)
         self.params = params
 
     @staticmethod
     def requirements() -> list[str]:
         return []
-
-
-def _float32(array: np.ndarray) -> np.ndarray:
-    return np.asarray(array, dtype=np.float32)
 
 
 def _check_device(device: str) -> None:
