@@ -27,6 +27,8 @@ from typing import NamedTuple
 
 import numpy as np
 
+from src.frameworks.numpy.activations import sigmoid
+
 GATES = 3
 
 
@@ -38,11 +40,6 @@ class Cache(NamedTuple):
     hn: np.ndarray  # W_hn h[t-1] + b_hn, which r scaled
     Wih: np.ndarray
     Whh: np.ndarray
-
-
-def sigmoid(a: np.ndarray) -> np.ndarray:
-    """σ(a) written with tanh: the same value as 1 / (1 + e^-a), without overflow for large -a."""
-    return 0.5 * (1 + np.tanh(0.5 * a))
 
 
 def forward(x: np.ndarray, Wih: np.ndarray, Whh: np.ndarray, bih: np.ndarray,

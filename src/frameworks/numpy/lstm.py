@@ -23,6 +23,8 @@ from typing import NamedTuple
 
 import numpy as np
 
+from src.frameworks.numpy.activations import sigmoid
+
 GATES = 4
 
 
@@ -34,11 +36,6 @@ class Cache(NamedTuple):
     gates: np.ndarray  # activated i, f, g, o side by side
     Wih: np.ndarray
     Whh: np.ndarray
-
-
-def sigmoid(a: np.ndarray) -> np.ndarray:
-    """σ(a) written with tanh: the same value as 1 / (1 + e^-a), without overflow for large -a."""
-    return 0.5 * (1 + np.tanh(0.5 * a))
 
 
 def forward(x: np.ndarray, Wih: np.ndarray, Whh: np.ndarray, bih: np.ndarray,
