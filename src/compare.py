@@ -77,16 +77,28 @@ def leaderboard(runs: list[Run], objective: str = "val_loss") -> pd.DataFrame:
     return frame.drop(columns="finished").reset_index(drop=True)
 
 
+# Each task's headline test metric, and whether higher is better.
+MAIN_TEST_METRICS = {"test_mse": False, "test_accuracy": True, "test_bpc": False}
+
+
+def main_test_columns(frame: pd.DataFrame) -> tuple[str | None, list[str]]:
+    """The headline test metric present in `frame`, and the baselines' columns of the same metric."""
+    main_test = next((c for c in MAIN_TEST_METRICS if c in frame.columns), None)
+    if main_test is None:
+        return None, []
+    suffix = f"_{main_test}"
+    return main_test, [c for c in frame.columns if c.startswith("baseline_") and c.endswith(suffix)]
+
+
 def render(frame: pd.DataFrame, objective: str = "val_loss") -> str:
     """The terminal table: the key columns only, the model's and the baselines' main test metric."""
     if frame.empty:
         return "no runs"
     metric = objective_metric(objective)
-    main_test = next((c for c in ("test_mse", "test_accuracy", "test_bpc") if c in frame.columns), None)
+    main_test, baselines = main_test_columns(frame)
     columns = ["run_id", "status", *DESCRIBING_TAGS[:3], metric]
     if main_test:
-        suffix = main_test.removeprefix("test_")
-        columns += [main_test] + [c for c in frame.columns if c.startswith("baseline_") and c.endswith(f"_test_{suffix}")]
+        columns += [main_test, *baselines]
     shown = frame[[c for c in columns if c in frame.columns]].copy()
     shown["run_id"] = shown["run_id"].str[:8]
     return shown.to_string(index=False, float_format=lambda value: f"{value:.4g}")
@@ -108,15 +120,16 @@ def comparison_figure(client: MlflowClient, runs: list[Run], frame: pd.DataFrame
     curves.set(xlabel="epoch", ylabel="val_loss", title="validation loss", yscale="log")
     if len(runs) <= 12:
         curves.legend(fontsize="small")
-    main_test = next((c for c in ("test_mse", "test_accuracy", "test_bpc") if c in frame.columns), None)
+    main_test, baselines = main_test_columns(frame)
     if main_test:
         finished = frame[frame["status"] == "FINISHED"]
-        grouped = finished.groupby(["framework", "cell"])[main_test].min()
+        best = "max" if MAIN_TEST_METRICS[main_test] else "min"  # accuracy grows, errors shrink
+        grouped = finished.groupby(["framework", "cell"])[main_test].agg(best)
         bars.bar([f"{fw}\n{cell}" for fw, cell in grouped.index], grouped.to_numpy())
-        suffix = main_test.removeprefix("test_")
-        for column in (c for c in frame.columns if c.startswith("baseline_") and c.endswith(f"_test_{suffix}")):
-            bars.axhline(float(finished[column].min()), linestyle=":", color="grey")
-            bars.annotate(column.split("_")[1], (0, float(finished[column].min())), fontsize="small", color="grey")
+        for column in baselines:
+            level = float(finished[column].agg(best))
+            bars.axhline(level, linestyle=":", color="grey")
+            bars.annotate(column.split("_")[1], (0, level), fontsize="small", color="grey")
         bars.set(title=f"{main_test} by framework × cell (best run; dotted: baselines)", ylabel=main_test)
     return figure
 
