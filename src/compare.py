@@ -136,14 +136,21 @@ def comparison_figure(client: MlflowClient, runs: list[Run], frame: pd.DataFrame
 
 def summarize_sweep(client: MlflowClient, parent_run_id: str, objective: str) -> dict[str, Any]:
     """Record on the parent: best child, its objective, failed jobs, leaderboard and comparison PNG."""
+    from src.sweep import REUSED_TAG_PREFIX
+
     parent = client.get_run(parent_run_id)
     _, children = sweep_runs(client, parent.data.tags["sweep_id"])
+    # Jobs that reused a FINISHED run of an earlier sweep (tracking.skip_finished) count as this sweep's.
+    reused_ids = [tag.removeprefix(REUSED_TAG_PREFIX) for tag in parent.data.tags if tag.startswith(REUSED_TAG_PREFIX)]
+    own = {child.info.run_id for child in children}
+    children = children + [client.get_run(run_id) for run_id in reused_ids if run_id not in own]
     frame = leaderboard(children, objective)
     metric = objective_metric(objective)
     failed = int((frame["status"] != "FINISHED").sum()) if not frame.empty else 0
-    summary: dict[str, Any] = {"jobs": len(children), "failed": failed}
+    summary: dict[str, Any] = {"jobs": len(children), "failed": failed, "reused": len(reused_ids)}
     client.log_metric(parent_run_id, "jobs", len(children))
     client.log_metric(parent_run_id, "failed_jobs", failed)
+    client.log_metric(parent_run_id, "reused_jobs", len(reused_ids))
     finished = frame[(frame["status"] == "FINISHED") & frame[metric].notna()] if not frame.empty else frame
     if not finished.empty:
         best = finished.iloc[0]

@@ -98,6 +98,9 @@ class TrainerConfig:
     # Stop after this many epochs without a better validation loss; 0 turns early stopping off.
     patience: int = 15
     seed: int = 0
+    # Save a checkpoint (weights, optimiser, RNG states, early-stopping state) every this many epochs
+    # and at the end of training, so a killed run can resume in place (tracking.resume); 0 = off.
+    checkpoint_every: int = 1
 
     def __post_init__(self) -> None:
         require(self.epochs >= 1, "trainer.epochs", "must be an integer >= 1", self.epochs)
@@ -108,6 +111,8 @@ class TrainerConfig:
         require(self.patience >= 0, "trainer.patience", "must be >= 0 (0 turns early stopping off)",
                 self.patience)
         require(0 <= self.seed < 2**32, "trainer.seed", "must be an integer in [0, 2**32)", self.seed)
+        require(self.checkpoint_every >= 0, "trainer.checkpoint_every", "must be an integer >= 0 (0 = off)",
+                self.checkpoint_every)
 
 
 @dataclass
@@ -117,6 +122,11 @@ class TrackingConfig:
     experiment: str = "rnnlab"
     run_name: Optional[str] = None
     log_model: bool = True
+    # Continue an unfinished run of the same run_key (KILLED, FAILED, or RUNNING whose process is gone)
+    # from its last checkpoint, in place, instead of starting a new run.
+    resume: bool = False
+    # A job whose run_key already has a FINISHED run trains nothing and returns that run's objective.
+    skip_finished: bool = False
 
     def __post_init__(self) -> None:
         require(bool(self.experiment.strip()), "tracking.experiment", "must be a non-empty name",

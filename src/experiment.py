@@ -10,8 +10,12 @@ dataset's task module (src/tasks/); this file stays the same for all of them.
 from __future__ import annotations
 
 import logging
+import os
+import tempfile
 from dataclasses import dataclass
+from pathlib import Path
 
+from mlflow import MlflowClient
 from omegaconf import DictConfig, OmegaConf
 
 from src import data, plots, tasks
@@ -19,11 +23,15 @@ from src.config import FINAL_LOSS_METRICS, Config, require, settings_from
 from src.data.base import Splits
 from src.evaluation import Evaluation, evaluate
 from src.frameworks import FitResult, ModelSpec, backend_class
-from src.frameworks.base import EpochResult, cpu_threads
+from src.frameworks.base import Checkpointing, EpochResult, cpu_threads
+from src.frameworks.checkpoint import Checkpoint
 from src.predictor import Predictor
 from src.errors import UserError
-from src.sweep import SweepContext
-from src.tracking import TrackedRun, check_reachable, flatten, record_failed_run, redact, resolve_uri
+from src.paths import PROJECT_ROOT
+from src.resume import RUN_KEY_TAG, UNFINISHED, RunClaim, end_dead_runs, run_key, runs_with_key
+from src.sweep import REUSED_TAG_PREFIX, SweepContext
+from src.tracking import (TrackedRun, TrackingUnavailable, check_reachable, ensure_experiment, flatten,
+                          record_failed_run, redact, resolve_uri, sqlite_path)
 
 log = logging.getLogger(__name__)
 
@@ -32,12 +40,17 @@ INPUT_EXAMPLE_ROWS = 5
 
 @dataclass(frozen=True)
 class Outcome:
-    """What a finished experiment reports back to its entry point."""
+    """What a finished experiment reports back to its entry point (`evaluation` is None for a reused run,
+    whose logged table is `reused_table`)."""
 
     run_id: str
     metrics: dict[str, float]
-    evaluation: Evaluation
+    evaluation: Evaluation | None
     model_uri: str | None
+    reused_table: str | None = None
+
+    def table(self) -> str:
+        return self.evaluation.table() if self.evaluation is not None else (self.reused_table or "")
 
     def objective(self, name: str) -> float:
         """`val_loss` means the best epoch's (the weights kept); other names are final metrics."""
@@ -75,7 +88,9 @@ def run(cfg: DictConfig, overrides: list[str] | None = None, sweep: SweepContext
     """Run the composed config end to end and return what it measured.
 
     As a job of a sweep, the run is a child of the sweep's parent run; a job whose config fails its
-    checks is recorded as a FAILED child so the sweep shows it.
+    checks is recorded as a FAILED child so the sweep shows it. With `tracking.skip_finished` a config
+    that already has a FINISHED run (same run_key) reuses it; with `tracking.resume` an unfinished one
+    continues in place from its last checkpoint.
     """
     try:
         settings = settings_from(cfg)
@@ -93,20 +108,141 @@ def run(cfg: DictConfig, overrides: list[str] | None = None, sweep: SweepContext
                                "overrides": " ".join(overrides or [])}, error)
         raise
     tags = run_tags(settings, splits, overrides)
+    tags[RUN_KEY_TAG] = run_key(OmegaConf.to_container(cfg, resolve=True, enum_to_str=True), tags["data_digest"])
     if sweep is not None:
         tags["sweep_id"] = sweep.sweep_id
-    with TrackedRun(uri, settings.tracking.experiment, settings.tracking.run_name, tags,
-                    parent_run_id=sweep.parent_run_id if sweep else None) as tracked:
-        tracked.log_params(run_params(cfg, splits))
-        tracked.log_text(OmegaConf.to_yaml(cfg, resolve=True), "config.yaml")
-        tracked.log_datasets(splits)
-        trained = train(settings, splits, tracked)
-        evaluation, metrics = report(trained.predictor, splits, tracked, settings.tracking.log_model)
-        outcome = Outcome(tracked.run_id, {**trained.metrics, **metrics}, evaluation, tracked.model_uri)
+    experiment_id = ensure_experiment(uri, settings.tracking.experiment)
+    if settings.tracking.skip_finished:
+        reused = reuse_finished(uri, experiment_id, tags[RUN_KEY_TAG], sweep)
+        if reused is not None:
+            return reused
+    claim = None
+    if settings.tracking.resume:
+        claim = claim_unfinished(uri, experiment_id, tags[RUN_KEY_TAG])
+    if claim is None:
+        log.info("starting a new run (run_key %s)", tags[RUN_KEY_TAG])
+    try:
+        with TrackedRun(uri, settings.tracking.experiment, settings.tracking.run_name, tags,
+                        run_id=claim.run_id if claim else None,
+                        parent_run_id=sweep.parent_run_id if sweep else None) as tracked:
+            if claim is None:  # a new run: nobody else knows its id yet
+                claim = Claim(tracked.run_id, RunClaim(checkpoint_path(uri, tracked.run_id).with_suffix(".lock")),
+                              None, resuming=False)
+                claim.lock.acquire()
+            if not claim.resuming or not tracked.has_params():
+                tracked.log_params(run_params(cfg, splits))
+                tracked.log_text(OmegaConf.to_yaml(cfg, resolve=True), "config.yaml")
+                tracked.log_datasets(splits)
+            if claim.resuming:
+                tracked.read_logged_steps()
+            checkpointing = Checkpointing(checkpoint_path(uri, tracked.run_id), settings.trainer.checkpoint_every,
+                                          claim.checkpoint)
+            tracked.checkpoint = checkpointing.path if settings.trainer.checkpoint_every else None
+            try:
+                trained = train(settings, splits, tracked, checkpointing)
+                evaluation, metrics = report(trained.predictor, splits, tracked, settings.tracking.log_model)
+            except TrackingUnavailable as error:
+                raise TrackingUnavailable(f"{error}; {saved_state(checkpointing)}resume with: python -m src.train "
+                                          f"{redact(' '.join(overrides or []))} tracking.resume=true".rstrip()) from error
+            outcome = Outcome(tracked.run_id, {**trained.metrics, **metrics}, evaluation, tracked.model_uri)
+    finally:
+        if claim is not None:
+            claim.release()
     return outcome
 
 
-def train(settings: Config, splits: Splits, tracked: TrackedRun) -> Trained:
+def download_checkpoint(client: MlflowClient, run_id: str, path: Path) -> Checkpoint | None:
+    """A server's run keeps its last checkpoint as the artifact checkpoint/<run id>.npz; None without one."""
+    try:
+        names = {item.path for item in client.list_artifacts(run_id, "checkpoint")}
+    except Exception:  # no such folder, or an artifact store without listing
+        return None
+    name = f"checkpoint/{path.name}"
+    if name not in names:
+        return None
+    path.parent.mkdir(parents=True, exist_ok=True)
+    downloaded = Path(client.download_artifacts(run_id, name, str(path.parent)))
+    downloaded.replace(path)
+    return Checkpoint.load(path)
+
+
+def reuse_finished(uri: str, experiment_id: str, key: str, sweep: SweepContext | None) -> Outcome | None:
+    """The newest FINISHED run with this key, as this job's outcome; a sweep's parent counts it."""
+    client = MlflowClient(uri)
+    finished = runs_with_key(client, experiment_id, key, ["FINISHED"])
+    if not finished:
+        log.info("no FINISHED run with run_key %s: training", key)
+        return None
+    run = finished[0]
+    log.info("run_key %s already has the FINISHED run %s: reusing it, training nothing", key, run.info.run_id)
+    if sweep is not None:
+        client.set_tag(sweep.parent_run_id, f"{REUSED_TAG_PREFIX}{run.info.run_id}", sweep.sweep_id)
+    return Outcome(run.info.run_id, dict(run.data.metrics), None, run.data.tags.get("model_uri"),
+                   reused_table=read_results_table(client, run.info.run_id))
+
+
+def read_results_table(client: MlflowClient, run_id: str) -> str:
+    """The results table the run logged, or a note where it has none."""
+    try:
+        with tempfile.TemporaryDirectory() as scratch:
+            return Path(client.download_artifacts(run_id, "results.txt", scratch)).read_text().rstrip("\n")
+    except Exception:
+        return f"(run {run_id} logged no results table)"
+
+
+def saved_state(checkpointing: Checkpointing) -> str:
+    """Where the training state is, for the message of a run the server cut off."""
+    if checkpointing.path is not None and checkpointing.path.is_file():
+        return f"training state saved at {checkpointing.path}; "
+    return "no checkpoint was written (trainer.checkpoint_every=0 or no epoch finished); "
+
+
+def checkpoint_path(uri: str, run_id: str) -> Path:
+    """Beside a SQLite store (`checkpoints/<run id>.npz` next to the .db file); for a server in the
+    local spool folder ($RNNLAB_SPOOL_DIR, default checkpoints/spool/ in the project), uploaded to the
+    run as an artifact when it ends."""
+    database = sqlite_path(uri)
+    folder = database.parent / "checkpoints" if database else Path(
+        os.environ.get("RNNLAB_SPOOL_DIR") or PROJECT_ROOT / "checkpoints" / "spool")
+    return folder / f"{run_id}.npz"
+
+
+@dataclass
+class Claim:
+    """The run this process owns (its lock held), and when it resumes one, the checkpoint to continue from."""
+
+    run_id: str
+    lock: RunClaim
+    checkpoint: Checkpoint | None
+    resuming: bool = True
+
+    def release(self) -> None:
+        self.lock.release()
+
+
+def claim_unfinished(uri: str, experiment_id: str, key: str) -> Claim | None:
+    """End dead runs of this store KILLED, then take the newest unfinished run with this key that no
+    other process owns. Its checkpoint, if any, is where training continues."""
+    client = MlflowClient(uri)
+    for dead in end_dead_runs(client, [experiment_id]):
+        log.warning("run %s was RUNNING but its process is gone: ended KILLED", dead.info.run_id)
+    for candidate in runs_with_key(client, experiment_id, key, UNFINISHED):
+        run_id = candidate.info.run_id
+        path = checkpoint_path(uri, run_id)
+        lock = RunClaim(path.with_suffix(".lock"))
+        if not lock.acquire():
+            continue
+        resumed = Checkpoint.load(path) if path.is_file() else download_checkpoint(client, run_id, path)
+        if resumed is None:
+            log.info("resuming run %s (%s) from the start: it has no checkpoint", run_id, candidate.info.status)
+        else:
+            log.info("resuming run %s (%s) from its checkpoint at epoch %d", run_id, candidate.info.status,
+                     resumed.epoch)
+        return Claim(run_id, lock, resumed)
+    log.info("no unfinished run with run_key %s to resume", key)
+    return None
+def train(settings: Config, splits: Splits, tracked: TrackedRun,
+          checkpointing: Checkpointing | None = None) -> Trained:
     """Fit the configured network, logging every epoch and the loss curve: the task's loss, for
     regression the MSE in original units."""
     task = tasks.get(splits.info.task)
@@ -127,7 +263,7 @@ def train(settings: Config, splits: Splits, tracked: TrackedRun) -> Trained:
     watched = splits.val if len(splits.val) else splits.train
     with cpu_threads(settings.framework.threads):
         fit = backend.fit(standardizer.transform(splits.train), standardizer.transform(watched), settings.trainer,
-                          lambda result: tracked.log_epoch(in_original_units(result)))
+                          lambda result: tracked.log_epoch(in_original_units(result)), checkpointing)
     fit = FitResult([in_original_units(result) for result in fit.history], fit.best_epoch, fit.stopped_early)
     metrics = {
         "best_epoch": float(fit.best_epoch),

@@ -11,8 +11,10 @@ the number of failed jobs and a leaderboard on the parent, then ends it.
 from __future__ import annotations
 
 import atexit
+import contextlib
 import logging
 import os
+import sys
 import uuid
 from dataclasses import dataclass
 from datetime import datetime
@@ -25,6 +27,8 @@ log = logging.getLogger(__name__)
 
 PARENT_RUN_ENV = "RNNLAB_PARENT_RUN_ID"
 SWEEP_ID_ENV = "RNNLAB_SWEEP_ID"
+# A job that reuses a FINISHED run (tracking.skip_finished) tags the parent reused_run.<run id>.
+REUSED_TAG_PREFIX = "reused_run."
 
 
 @dataclass(frozen=True)
@@ -46,18 +50,37 @@ class MlflowSweepCallback(Callback):
         self.uri = ""
 
     def on_multirun_start(self, config: DictConfig, **kwargs: Any) -> None:
+        """Open the parent run, or stop the whole sweep (one line, exit 2) before any job runs: jobs
+        without their parent would run ungrouped, and Hydra only warns when a callback fails."""
+        try:
+            self._open_parent(config)
+        except Exception as error:
+            from src.tracking import redact
+
+            log.debug("parent run not created", exc_info=True)
+            message = redact(str(error).splitlines()[0] if str(error) else type(error).__name__)
+            print(f"error: the sweep's parent run could not be created, no job was started: {message}",
+                  file=sys.stderr, flush=True)
+            raise SystemExit(2) from None
+
+    def _open_parent(self, config: DictConfig) -> None:
         from mlflow import MlflowClient
 
-        from src.tracking import ensure_experiment, redact, resolve_uri
+        from src.resume import end_dead_runs, process_tags
+        from src.tracking import check_reachable, ensure_experiment, redact, resolve_uri
 
         self.uri = resolve_uri(OmegaConf.select(config, "tracking.uri"))
+        check_reachable(self.uri)
         experiment_id = ensure_experiment(self.uri, str(config.tracking.experiment))
+        client = MlflowClient(self.uri)
+        for dead in end_dead_runs(client, [experiment_id]):
+            log.warning("run %s was RUNNING but its process is gone: ended KILLED", dead.info.run_id)
         sweep_id = f"{datetime.now():%Y%m%d-%H%M%S}-{uuid.uuid4().hex[:6]}"
         sweep_overrides = redact(" ".join(config.hydra.overrides.task))
-        parent = MlflowClient(self.uri).create_run(
+        parent = client.create_run(
             experiment_id, run_name=f"sweep-{sweep_id}",
             tags={"sweep_id": sweep_id, "sweep": "parent", "overrides": sweep_overrides,
-                  "objective": str(config.objective)})
+                  "objective": str(config.objective), **process_tags()})
         self.parent_run_id = parent.info.run_id
         os.environ[PARENT_RUN_ENV], os.environ[SWEEP_ID_ENV] = self.parent_run_id, sweep_id
         atexit.register(self._end_if_interrupted)
@@ -73,8 +96,9 @@ class MlflowSweepCallback(Callback):
         client = MlflowClient(self.uri)
         try:
             summary = summarize_sweep(client, self.parent_run_id, str(config.objective))
-            log.info("sweep %s: best run %s with %s = %s; %d failed", os.environ.get(SWEEP_ID_ENV),
-                     summary.get("best_run_id"), config.objective, summary.get("best_objective"), summary["failed"])
+            log.info("sweep %s: best run %s with %s = %s; %d failed, %d reused", os.environ.get(SWEEP_ID_ENV),
+                     summary.get("best_run_id"), config.objective, summary.get("best_objective"), summary["failed"],
+                     summary["reused"])
             client.set_terminated(self.parent_run_id, "FINISHED")
         except BaseException:
             client.set_terminated(self.parent_run_id, "FAILED")
@@ -85,9 +109,36 @@ class MlflowSweepCallback(Callback):
                 os.environ.pop(name, None)
 
     def _end_if_interrupted(self) -> None:
-        """Ctrl-C or a crash of the sweeper: the parent ends KILLED rather than staying RUNNING."""
-        if self.parent_run_id is not None:
-            from mlflow import MlflowClient
+        """Ctrl-C, SIGTERM or a crash of the sweeper: stop every worker, then end the jobs' runs that
+        are still RUNNING and the parent KILLED, rather than leaving them RUNNING forever."""
+        if self.parent_run_id is None:
+            return
+        from mlflow import MlflowClient
 
-            MlflowClient(self.uri).set_terminated(self.parent_run_id, "KILLED")
-            self.parent_run_id = None
+        stop_workers()
+        client = MlflowClient(self.uri)
+        for run in client.search_runs([client.get_run(self.parent_run_id).info.experiment_id],
+                                      filter_string=f"tags.sweep_id = '{os.environ.get(SWEEP_ID_ENV, '')}' "
+                                                    "and attributes.status = 'RUNNING'"):
+            if run.info.run_id != self.parent_run_id:
+                client.set_terminated(run.info.run_id, "KILLED")
+        client.set_terminated(self.parent_run_id, "KILLED")
+        log.warning("sweep interrupted: its workers stopped, its unfinished runs and parent %s ended KILLED",
+                    self.parent_run_id)
+        self.parent_run_id = None
+
+
+def stop_workers(grace_seconds: float = 10.0) -> None:
+    """Terminate every process this one started (joblib's loky workers, Ray's raylet and workers), then
+    kill what is left after `grace_seconds`: a stopped sweep leaves nothing training behind."""
+    import psutil
+
+    children = psutil.Process().children(recursive=True)
+    for child in children:
+        with contextlib.suppress(psutil.Error):
+            child.terminate()
+    _, alive = psutil.wait_procs(children, timeout=grace_seconds)
+    for child in alive:
+        with contextlib.suppress(psutil.Error):
+            child.kill()
+    psutil.wait_procs(alive, timeout=grace_seconds)

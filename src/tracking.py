@@ -7,18 +7,21 @@ A `TrackedRun` ends FINISHED when its block succeeds, FAILED on an exception (th
 from __future__ import annotations
 
 import base64
+import functools
 import logging
 import os
 import re
 import subprocess
 import tempfile
+import time
 import urllib.error
 import urllib.request
 import uuid
 from importlib.metadata import version
 from pathlib import Path
+from contextlib import contextmanager
 from types import TracebackType
-from typing import TYPE_CHECKING, Any, Mapping
+from typing import TYPE_CHECKING, Any, Iterator, Mapping
 from urllib.parse import unquote, urlsplit, urlunsplit
 
 import mlflow
@@ -43,6 +46,14 @@ os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
 # Asynchronous epoch metrics go to the store in batches each second; without a buffering interval
 # MLflow's logging thread blocks in a 1 s queue wait that end_run then sits through (benchmarks/).
 os.environ.setdefault("MLFLOW_ASYNC_LOGGING_BUFFERING_SECONDS", "1")
+# A server that hangs or dies must stop a run in well under a minute, not after MLflow's defaults
+# (120 s per request, 7 retries with exponential backoff: many minutes). Each request now gives up
+# after 10 s and is retried twice, 1 s and 2 s apart: at most about 35 s for one call. A user's own
+# values win.
+HTTP_DEFAULTS = {"MLFLOW_HTTP_REQUEST_TIMEOUT": "10", "MLFLOW_HTTP_REQUEST_MAX_RETRIES": "2",
+                 "MLFLOW_HTTP_REQUEST_BACKOFF_FACTOR": "1", "MLFLOW_HTTP_REQUEST_BACKOFF_JITTER": "0.5"}
+for _name, _value in HTTP_DEFAULTS.items():
+    os.environ.setdefault(_name, _value)
 
 MODEL_CODE = Path(__file__).with_name("mlflow_model.py")
 REACHABILITY_TIMEOUT_S = 5.0
@@ -114,22 +125,50 @@ def git_commit() -> str | None:
     return result.stdout.strip() or None
 
 
+class TrackingUnavailable(UserError):
+    """The tracking server stopped answering (or answered errors) while a run was under way."""
+
+
+def sqlite_path(uri: str) -> Path | None:
+    """The database file of a `sqlite:///` URI; None for any other store."""
+    return Path(uri.removeprefix("sqlite:///")).resolve() if uri.startswith("sqlite:///") else None
+
+
+@contextmanager
+def store_lock(uri: str) -> Iterator[None]:
+    """Serialise creating and migrating a SQLite store, and creating experiments in it, across processes.
+
+    MLflow migrates a new SQLite file on first use; two processes doing that at once corrupt it
+    (mlflow#4123), and two creating one experiment race. A file lock beside the database makes first
+    use safe for any number of runs, sweeps and DVC stages started at once. Servers do this themselves.
+    """
+    database = sqlite_path(uri)
+    if database is None:
+        yield
+        return
+    from filelock import FileLock
+
+    database.parent.mkdir(parents=True, exist_ok=True)
+    with FileLock(str(database) + ".lock", timeout=300):
+        yield
+
+
 def ensure_experiment(uri: str, name: str) -> str:
-    """Create the store and the experiment once, before parallel jobs would race to do it.
+    """Create the store and the experiment once, under a lock, so that parallel starts never race.
 
     With a SQLite store the experiment's artifacts go to `mlartifacts/` beside the database file, not
     to `./mlruns` of whichever directory the first run happened to start in.
     """
     logging.getLogger("alembic").setLevel(logging.WARNING)
     keep_credentials_off_screen(uri)
-    client = MlflowClient(uri)
-    experiment = client.get_experiment_by_name(name)
-    if experiment:
-        return experiment.experiment_id
-    location = None
-    if uri.startswith("sqlite:///"):
-        location = (Path(uri.removeprefix("sqlite:///")).resolve().parent / "mlartifacts").as_uri()
-    return client.create_experiment(name, artifact_location=location)
+    with store_lock(uri):
+        client = MlflowClient(uri)
+        experiment = client.get_experiment_by_name(name)
+        if experiment:
+            return experiment.experiment_id
+        database = sqlite_path(uri)
+        location = (database.parent / "mlartifacts").as_uri() if database else None
+        return client.create_experiment(name, artifact_location=location)
 
 
 def record_failed_run(uri: str, experiment: str, tags: dict[str, str], error: BaseException) -> str:
@@ -148,39 +187,85 @@ def descriptive_name(tags: Mapping[str, str]) -> str:
     return "-".join([*parts, uuid.uuid4().hex[:4]])
 
 
+HEARTBEAT_SECONDS = 10.0
+EPOCH_METRICS = ("train_loss", "val_loss", "epoch_seconds")
+
+
+def is_server(uri: str) -> bool:
+    return uri.startswith(("http://", "https://"))
+
+
+def _guarded(method):
+    """On a tracking server, any failure of a call becomes TrackingUnavailable (one line, the server
+    named); on a local store errors stay what they are."""
+
+    @functools.wraps(method)
+    def wrapper(self: "TrackedRun", *args: Any, **kwargs: Any) -> Any:
+        try:
+            return method(self, *args, **kwargs)
+        except (KeyboardInterrupt, UserError):
+            raise
+        except Exception as error:
+            if not is_server(self.uri):
+                raise
+            reason = redact(str(error).splitlines()[0] if str(error) else type(error).__name__)[:300]
+            self._server_failed = True
+            raise TrackingUnavailable(f"tracking server {redact(self.uri)} failed ({reason})") from error
+
+    return wrapper
+
+
 class TrackedRun:
-    """One MLflow run around a `with` block."""
+    """One MLflow run around a `with` block, owned by this process (heartbeat tags) while it lasts."""
 
     def __init__(self, uri: str, experiment: str, run_name: str | None, tags: dict[str, str],
                  run_id: str | None = None, parent_run_id: str | None = None) -> None:
-        """With `run_id`, continue that run (a later pipeline stage adding to the run it belongs to);
-        with `parent_run_id`, start a child of that run (a job of a sweep)."""
+        """With `run_id`, continue that run (a later pipeline stage adding to the run it belongs to, or
+        a resumed run); with `parent_run_id`, start a child of that run (a job of a sweep)."""
         self.uri, self.experiment, self.run_name, self.tags = uri, experiment, run_name, tags
         self.run_id = run_id or ""
         self.parent_run_id = parent_run_id
         self.model_uri: str | None = None
+        self.experiment_id = ""
+        self.logged_steps: dict[str, set[int]] = {}
+        self.checkpoint: Path | None = None  # uploaded when the run ends, for a server
+        self._last_heartbeat = 0.0
+        self._server_failed = False
 
+    @_guarded
     def __enter__(self) -> "TrackedRun":
+        from src.resume import process_tags
+
         logging.getLogger("alembic").setLevel(logging.WARNING)  # schema migrations of a new store
         keep_credentials_off_screen(self.uri)
         mlflow.set_tracking_uri(self.uri)
-        mlflow.set_experiment(experiment_id=ensure_experiment(self.uri, self.experiment))
+        self.experiment_id = ensure_experiment(self.uri, self.experiment)
+        mlflow.set_experiment(experiment_id=self.experiment_id)
         commit = git_commit()
         tags = {key: redact(str(value)) for key, value in self.tags.items()}
         if commit:
             tags.update({"git_commit": commit, "mlflow.source.git.commit": commit})
+        tags.update(process_tags())
         if self.run_id:
             run = mlflow.start_run(run_id=self.run_id)
+            if self.parent_run_id:
+                tags["mlflow.parentRunId"] = self.parent_run_id
             mlflow.set_tags(tags)
         else:
             run = mlflow.start_run(run_name=self.run_name or descriptive_name(self.tags), tags=tags,
                                    parent_run_id=self.parent_run_id)
         self.run_id = run.info.run_id
+        self._last_heartbeat = time.monotonic()
         log.info("MLflow run %s in experiment %r at %s", self.run_id, self.experiment, redact(self.uri))
         return self
 
     def __exit__(self, kind: type[BaseException] | None, error: BaseException | None,
                  traceback: TracebackType | None) -> None:
+        if self._server_failed or (kind is not None and issubclass(kind, TrackingUnavailable)):
+            # Every further call would wait for the same dead server: forget the run locally instead.
+            # Its process is gone once we exit, so the next resume or cleanup ends it KILLED.
+            _forget_active_run()
+            return
         if kind is None:
             status = RunStatus.to_string(RunStatus.FINISHED)
         elif issubclass(kind, KeyboardInterrupt):
@@ -191,28 +276,70 @@ class TrackedRun:
                 mlflow.set_tag("error", redact(f"{kind.__name__}: {error}")[:5000])
             except Exception:  # the reason is a courtesy; ending the run matters more
                 log.exception("could not record the error on run %s", self.run_id)
-        mlflow.end_run(status=status)
+        try:
+            self._upload_checkpoint()
+            mlflow.end_run(status=status)
+        except Exception as failure:
+            if not is_server(self.uri) or kind is not None:
+                raise
+            _forget_active_run()
+            raise TrackingUnavailable(f"tracking server {redact(self.uri)} failed while ending run {self.run_id} "
+                                      f"({redact(str(failure).splitlines()[0])[:300]})") from failure
 
+    def _upload_checkpoint(self) -> None:
+        """A server's run keeps its last checkpoint as an artifact; the local spool copy then goes."""
+        if self.checkpoint is None or not is_server(self.uri) or not self.checkpoint.is_file():
+            return
+        mlflow.log_artifact(str(self.checkpoint), "checkpoint")
+        self.checkpoint.unlink(missing_ok=True)
+
+    @_guarded
+    def read_logged_steps(self) -> None:
+        """A resumed run: the epochs already in the store, so that none is logged twice."""
+        client = MlflowClient(self.uri)
+        self.logged_steps = {name: {point.step for point in client.get_metric_history(self.run_id, name)}
+                             for name in EPOCH_METRICS}
+
+    @_guarded
+    def has_params(self) -> bool:
+        return bool(MlflowClient(self.uri).get_run(self.run_id).data.params)
+
+    @_guarded
     def log_params(self, params: Mapping[str, Any]) -> None:
         mlflow.log_params({key: "None" if value is None else redact(str(value)) for key, value in params.items()})
 
+    @_guarded
     def log_epoch(self, result: EpochResult) -> None:
-        # Asynchronous: epochs are batched to the store in the background and flushed at end_run.
-        mlflow.log_metrics({"train_loss": result.train_loss, "val_loss": result.val_loss,
-                            "epoch_seconds": result.seconds}, step=result.epoch, synchronous=False)
+        """Asynchronous: epochs go to the store in batches in the background and are flushed at end_run.
+        Epochs a resumed run already holds are skipped; a synchronous heartbeat every HEARTBEAT_SECONDS
+        says the owner lives, and notices a server that stopped answering."""
+        values = {"train_loss": result.train_loss, "val_loss": result.val_loss, "epoch_seconds": result.seconds}
+        missing = {name: value for name, value in values.items()
+                   if result.epoch not in self.logged_steps.get(name, ())}
+        if missing:
+            mlflow.log_metrics(missing, step=result.epoch, synchronous=False)
+        if time.monotonic() - self._last_heartbeat >= HEARTBEAT_SECONDS:
+            mlflow.set_tags({"heartbeat.time": f"{time.time():.3f}", "heartbeat.epoch": str(result.epoch)},
+                            synchronous=True)
+            self._last_heartbeat = time.monotonic()
 
+    @_guarded
     def log_metrics(self, metrics: Mapping[str, float]) -> None:
         mlflow.log_metrics(dict(metrics))
 
+    @_guarded
     def set_tags(self, tags: Mapping[str, str]) -> None:
         mlflow.set_tags({key: redact(str(value)) for key, value in tags.items()})
 
+    @_guarded
     def log_text(self, text: str, path: str) -> None:
         mlflow.log_text(text, path)
 
+    @_guarded
     def log_figure(self, figure: "Figure", path: str) -> None:
         mlflow.log_figure(figure, path)
 
+    @_guarded
     def log_datasets(self, splits: Splits) -> None:
         """Each split as an MLflow dataset input; its digest is a hash of the arrays' content."""
         contexts = {"train": "training", "val": "validation", "test": "testing"}
@@ -222,6 +349,7 @@ class TrackedRun:
             dataset = mlflow.data.from_numpy(split.x, targets=split.y, name=f"{splits.info.name}-{split_name}")
             mlflow.log_input(dataset, context=contexts[split_name])
 
+    @_guarded
     def log_model(self, predictor: "Predictor", input_example: np.ndarray) -> str:
         """Log the predictor as a pyfunc model; returns (and tags) the URI that loads it."""
         from mlflow.models import infer_signature
@@ -242,6 +370,15 @@ class TrackedRun:
         mlflow.set_tag("model_uri", info.model_uri)
         self.model_uri = info.model_uri
         return info.model_uri
+
+
+def _forget_active_run() -> None:
+    """Drop the current run from MLflow's in-process stack without a call to the store (MLflow would
+    otherwise end it at exit, waiting on the unreachable server again). Private MLflow state, pinned <4."""
+    from mlflow.tracking import fluent
+
+    stack = fluent._active_run_stack.get()
+    stack.clear()
 
 
 def model_requirements(backend_requirements: list[str]) -> list[str]:

@@ -13,6 +13,7 @@ import atexit
 import gc
 import logging
 import math
+import os
 import sys
 
 import hydra
@@ -34,11 +35,20 @@ atexit.register(gc.freeze)
 def main(cfg: DictConfig) -> float:
     from src import experiment  # after composition: a bad override fails before heavy imports
     from src.sweep import SweepContext
+    from src.tracking import TrackingUnavailable
 
     stop_on_sigterm()
     sweep = SweepContext.from_environment()
     try:
         outcome = experiment.run(cfg, list(HydraConfig.get().overrides.task), sweep)
+    except TrackingUnavailable as error:
+        # The server is gone: say where the training state is and how to resume, then leave at once.
+        # A normal exit would wait on MLflow's background logging and exit hooks, each a call to that
+        # same server.
+        print(f"error: {error}", file=sys.stderr, flush=True)
+        logging.shutdown()
+        sys.stdout.flush()
+        os._exit(3)
     except UserError as error:
         if sweep is not None:
             log.error("job failed: %s", error)
@@ -51,10 +61,13 @@ def main(cfg: DictConfig) -> float:
             raise
         log.exception("job failed")  # a bug: keep the traceback, but let the sweep go on
         return math.inf
-    print(outcome.evaluation.table())
+    print(outcome.table())
     print(f"run {outcome.run_id}: {cfg.objective} = {outcome.objective(cfg.objective):.6g}")
     return outcome.objective(cfg.objective)
 
 
 if __name__ == "__main__":
+    # In the launching process too: SIGTERM to a sweep's main process becomes KeyboardInterrupt, so the
+    # sweep callback's exit handler stops the workers and ends every run of the sweep KILLED.
+    stop_on_sigterm()
     main()

@@ -16,13 +16,14 @@ import time
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Any, Callable, Iterator, Protocol
+from typing import Any, Callable, Iterator, NamedTuple, Protocol
 
 import numpy as np
 
 from src.config import ModelConfig, TrainerConfig
 from src.data.base import Split
 from src.errors import TrainingDiverged, UserError
+from src.frameworks.checkpoint import Checkpoint, EpochResult
 
 log = logging.getLogger(__name__)
 
@@ -108,14 +109,6 @@ class ModelSpec:
 
 
 @dataclass(frozen=True)
-class EpochResult:
-    epoch: int
-    train_loss: float
-    val_loss: float
-    seconds: float
-
-
-@dataclass(frozen=True)
 class FitResult:
     history: list[EpochResult]
     best_epoch: int
@@ -143,9 +136,11 @@ class Backend(Protocol):
     @classmethod
     def build(cls, spec: ModelSpec, seed: int, device: str = "auto") -> "Backend": ...
 
-    def fit(self, train: Split, val: Split, trainer: TrainerConfig, on_epoch: EpochCallback) -> FitResult:
-        """Train on standardised data with `spec.loss`; `on_epoch` sees every epoch's losses as they happen.
-        Cross-entropy targets are class (token) ids stored as floats: (samples, 1) or (samples, steps)."""
+    def fit(self, train: Split, val: Split, trainer: TrainerConfig, on_epoch: EpochCallback,
+            checkpointing: "Checkpointing | None" = None) -> FitResult:
+        """Train on standardised data with `spec.loss`; `on_epoch` sees every epoch's losses as they happen
+        (after a resume, the checkpoint's earlier epochs first). Cross-entropy targets are class (token) ids
+        stored as floats: (samples, 1) or (samples, steps)."""
 
     def predict(self, x: np.ndarray) -> np.ndarray:
         """float32 network outputs for inputs shaped (samples, steps, spec.input_width): values (regression)
@@ -200,14 +195,36 @@ def shuffled_batches(count: int, batch_size: int, rng: np.random.Generator) -> l
     return [order[start:start + batch_size] for start in range(0, count, batch_size)]
 
 
-class EpochMonitor:
-    """Per-epoch bookkeeping: divergence check, callback, progress bar, early stopping, best state.
+@dataclass(frozen=True)
+class Checkpointing:
+    """Where a fit saves its state, how often (epochs), and the checkpoint it continues from."""
 
-    Frameworks call `end_epoch` once per epoch with their losses and a function that snapshots the
-    weights; it returns True when training should stop. `best_state` is the snapshot to restore.
+    path: Path | None = None
+    every: int = 0
+    resume_from: Checkpoint | None = None
+
+    def due(self, epoch: int, last: bool) -> bool:
+        """Every `every` epochs and after the last one, so the trained weights are never only in memory."""
+        return self.path is not None and self.every > 0 and (last or epoch % self.every == 0)
+
+
+class TrainingSteps(NamedTuple):
+    """What a framework supplies to the shared epoch loop."""
+
+    train_epoch: Callable[[], float]  # one pass over shuffled batches; the mean training loss
+    val_loss: Callable[[], float]
+    state: Callable[[], dict[str, np.ndarray]]  # weights, optimiser and RNG states: enough to continue exactly
+    load_state: Callable[[dict[str, np.ndarray]], None]
+
+
+class EpochMonitor:
+    """Per-epoch bookkeeping: divergence check, callback, progress bar, early stopping, best weights.
+
+    `end_epoch` is called once per epoch with the losses and a function that snapshots the weights
+    (canonical layout); it returns True when training should stop. `best_state` is the snapshot to restore.
     """
 
-    def __init__(self, trainer: TrainerConfig, on_epoch: EpochCallback) -> None:
+    def __init__(self, trainer: TrainerConfig, on_epoch: EpochCallback, resume_from: Checkpoint | None = None) -> None:
         self.trainer = trainer
         self.on_epoch = on_epoch
         self.history: list[EpochResult] = []
@@ -216,6 +233,19 @@ class EpochMonitor:
         self.stopped_early = False
         self._best_val = math.inf
         self._bar = _progress_bar(trainer.epochs)
+        if resume_from is not None:
+            self.history = list(resume_from.history)
+            self.best_epoch, self._best_val = resume_from.best_epoch, resume_from.best_val
+            self.best_state = resume_from.best_weights or None
+            self.stopped_early = resume_from.finished and resume_from.epoch < trainer.epochs
+            for result in self.history:  # the tracker logs what it lacks (epochs lost in a kill)
+                self.on_epoch(result)
+            if self._bar is not None:
+                self._bar.update(len(self.history))
+
+    @property
+    def epoch(self) -> int:
+        return len(self.history)
 
     def end_epoch(self, train_loss: float, val_loss: float, seconds: float,
                   snapshot: Callable[[], Any]) -> bool:
@@ -238,6 +268,10 @@ class EpochMonitor:
         self.stopped_early = patience > 0 and epoch - self.best_epoch >= patience and epoch < self.trainer.epochs
         return self.stopped_early
 
+    def checkpoint(self, framework: str, state: dict[str, np.ndarray], finished: bool) -> Checkpoint:
+        return Checkpoint(framework, self.epoch, list(self.history), self.best_epoch, self._best_val,
+                          dict(self.best_state or {}), state, finished)
+
     def result(self) -> FitResult:
         self.close()
         return FitResult(list(self.history), self.best_epoch, self.stopped_early)
@@ -248,21 +282,33 @@ class EpochMonitor:
             self._bar = None
 
 
-def run_epochs(trainer: TrainerConfig, on_epoch: EpochCallback, train_epoch: Callable[[], float],
-               val_loss: Callable[[], float], snapshot: Callable[[], Any],
-               restore: Callable[[Any], None]) -> FitResult:
-    """The epoch loop for frameworks that drive their own steps (NumPy, PyTorch)."""
-    monitor = EpochMonitor(trainer, on_epoch)
+def run_epochs(framework: str, trainer: TrainerConfig, on_epoch: EpochCallback, steps: TrainingSteps,
+               get_weights: Callable[[], dict[str, np.ndarray]],
+               set_weights: Callable[[dict[str, np.ndarray]], None],
+               checkpointing: Checkpointing | None = None) -> FitResult:
+    """The epoch loop every framework shares: train, validate, check, checkpoint, stop early, restore
+    the best weights. After a resume it continues from the checkpoint's epoch with its exact state."""
+    checkpointing = checkpointing or Checkpointing()
+    resume_from = checkpointing.resume_from
+    if resume_from is not None:
+        if resume_from.framework != framework:
+            raise UserError(f"the checkpoint to resume is a {resume_from.framework} checkpoint, not {framework}")
+        steps.load_state(resume_from.state)
+    monitor = EpochMonitor(trainer, on_epoch, resume_from)
+    finished = resume_from is not None and resume_from.finished
     try:
-        for _ in range(trainer.epochs):
+        while not finished:
             start = time.perf_counter()
-            train_loss = train_epoch()
-            current_val_loss = val_loss()
-            if monitor.end_epoch(train_loss, current_val_loss, time.perf_counter() - start, snapshot):
-                break
+            train_loss = steps.train_epoch()
+            current_val_loss = steps.val_loss()
+            stop = monitor.end_epoch(train_loss, current_val_loss, time.perf_counter() - start, get_weights)
+            finished = stop or monitor.epoch >= trainer.epochs
+            if checkpointing.due(monitor.epoch, finished):
+                monitor.checkpoint(framework, steps.state(), finished).save(checkpointing.path)  # type: ignore[arg-type]
     finally:
         monitor.close()
-    restore(monitor.best_state)
+    if monitor.best_state is not None:
+        set_weights(monitor.best_state)
     return monitor.result()
 
 

@@ -1,9 +1,11 @@
 """Keras 3 backend (TensorFlow): SimpleRNN / LSTM / GRU layers with a Dense head on the last step
 (on every step for a language model, whose token ids a weightless OneHot layer encodes first).
 
-Keras drives its own epochs through `model.fit`; a callback hands each epoch to the shared
-`EpochMonitor`, so the divergence check, early stopping and the best weights behave as in the other
-backends. Weights travel in the canonical layout through `convert`, and are saved as an .npz of
+Training runs through the shared epoch loop (base.py) with `train_on_batch` over the same seeded
+batches as the other backends: the divergence check, early stopping, the best weights and
+checkpoints behave as there, and a resumed fit continues with the exact weights, optimiser
+variables and dropout seed states it stopped with. (On small recurrent nets this is also faster
+than `model.fit`, whose per-epoch machinery costs more than the batches.) Weights travel in the canonical layout through `convert`, and are saved as an .npz of
 that layout: no pickle, and a torch or numpy user can read them.
 
 TensorFlow is imported here and only here, so selecting another framework never loads it.
@@ -14,7 +16,6 @@ from __future__ import annotations
 import contextlib
 import os
 import random
-import time
 from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
 from typing import Any, Iterator
@@ -31,8 +32,10 @@ from src.config import Optimizer, TrainerConfig  # noqa: E402
 from src.data.base import Split  # noqa: E402
 from src.errors import UserError  # noqa: E402
 from src.frameworks import convert  # noqa: E402
-from src.frameworks.base import (PREDICT_BATCH, EpochCallback, EpochMonitor, FitResult, ModelSpec,  # noqa: E402
-                                 as_float32, predict_in_batches)
+from src.frameworks.base import (Checkpointing, EpochCallback, FitResult, ModelSpec, TrainingSteps,  # noqa: E402
+                                 as_float32, predict_in_batches, run_epochs, shuffled_batches)
+from src.frameworks.checkpoint import rng_state, set_rng_state  # noqa: E402
+from src.frameworks.numpy.network import LOSSES  # noqa: E402  (plain NumPy: the validation loss)
 
 WEIGHTS_FILE = "weights.npz"
 # Adam's epsilon as torch's default, so one trainer config means the same optimiser everywhere.
@@ -134,20 +137,39 @@ class KerasBackend:
             model = build_network(spec, seed)
         return cls(spec, model, shown, tf_device)
 
-    def fit(self, train: Split, val: Split, trainer: TrainerConfig, on_epoch: EpochCallback) -> FitResult:
-        monitor = EpochMonitor(trainer, on_epoch)
+    def fit(self, train: Split, val: Split, trainer: TrainerConfig, on_epoch: EpochCallback,
+            checkpointing: Checkpointing | None = None) -> FitResult:
+        x, y = as_float32(train.x), as_float32(train.y)
+        val_y = as_float32(val.y)
+        rng = np.random.default_rng(trainer.seed)
+
+        def train_epoch() -> float:
+            total = 0.0
+            for batch in shuffled_batches(len(x), trainer.batch_size, rng):
+                total += float(self.model.train_on_batch(x[batch], y[batch])) * len(batch)
+            return total / len(x)
+
+        def val_loss() -> float:
+            return LOSSES[self.spec.loss](self.predict(val.x), val_y)[0]
+
+        def state() -> dict[str, np.ndarray]:
+            # Model variables include the dropout layers' seed states; the optimiser's its step count.
+            saved = {f"model/{index}": np.asarray(v) for index, v in enumerate(self.model.variables)}
+            saved.update({f"optimizer/{index}": np.asarray(v) for index, v in enumerate(self.model.optimizer.variables)})
+            saved["rng/batches"] = rng_state(rng)
+            return saved
+
+        def load_state(saved: dict[str, np.ndarray]) -> None:
+            self.model.optimizer.build(self.model.trainable_variables)
+            for prefix, variables in (("model", self.model.variables), ("optimizer", self.model.optimizer.variables)):
+                for index, variable in enumerate(variables):
+                    variable.assign(saved[f"{prefix}/{index}"])
+            set_rng_state(rng, saved["rng/batches"])
+
         with _seeded(trainer.seed), tf.device(self._tf_device):
             self.model.compile(optimizer=_optimizer(trainer), loss=_loss(self.spec))
-            try:
-                self.model.fit(as_float32(train.x), as_float32(train.y), batch_size=trainer.batch_size,
-                               epochs=trainer.epochs, validation_data=(as_float32(val.x), as_float32(val.y)),
-                               validation_batch_size=PREDICT_BATCH, shuffle=True, verbose=0,
-                               callbacks=[_MonitorCallback(monitor)])
-            finally:
-                monitor.close()
-            if monitor.best_state is not None:
-                self.model.set_weights(monitor.best_state)
-        return monitor.result()
+            return run_epochs(self.name, trainer, on_epoch, TrainingSteps(train_epoch, val_loss, state, load_state),
+                              self.get_weights, self.set_weights, checkpointing)
 
     def predict(self, x: np.ndarray) -> np.ndarray:
         with tf.device(self._tf_device):
@@ -185,24 +207,6 @@ class KerasBackend:
     @staticmethod
     def requirements() -> list[str]:
         return [_pin(("tensorflow-cpu", "tensorflow"), tf.__version__), _pin(("keras",), keras.__version__)]
-
-
-class _MonitorCallback(keras.callbacks.Callback):
-    """Hands each finished epoch (Keras' mean training loss, the validation loss) to the monitor."""
-
-    def __init__(self, monitor: EpochMonitor) -> None:
-        super().__init__()
-        self.monitor = monitor
-        self._start = 0.0
-
-    def on_epoch_begin(self, epoch: int, logs: dict[str, float] | None = None) -> None:
-        self._start = time.perf_counter()
-
-    def on_epoch_end(self, epoch: int, logs: dict[str, float] | None = None) -> None:
-        logs = logs or {}
-        if self.monitor.end_epoch(float(logs["loss"]), float(logs["val_loss"]),
-                                  time.perf_counter() - self._start, self.model.get_weights):
-            self.model.stop_training = True
 
 
 @contextlib.contextmanager

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import copy
 from importlib.metadata import version
 from pathlib import Path
 
@@ -14,7 +13,9 @@ from torch.nn import functional
 from src.config import Optimizer, TrainerConfig
 from src.data.base import Split
 from src.errors import UserError
-from src.frameworks.base import EpochCallback, FitResult, ModelSpec, predict_in_batches, run_epochs, shuffled_batches
+from src.frameworks.base import (Checkpointing, EpochCallback, FitResult, ModelSpec, TrainingSteps, predict_in_batches,
+                                 run_epochs, shuffled_batches)
+from src.frameworks.checkpoint import rng_state, set_rng_state
 
 WEIGHTS_FILE = "weights.pt"
 RECURRENT_LAYERS = {"rnn": nn.RNN, "lstm": nn.LSTM, "gru": nn.GRU}
@@ -85,12 +86,14 @@ class TorchBackend:
             network = RecurrentNetwork(spec)
         return cls(spec, network, resolve_device(device), seed)
 
-    def fit(self, train: Split, val: Split, trainer: TrainerConfig, on_epoch: EpochCallback) -> FitResult:
+    def fit(self, train: Split, val: Split, trainer: TrainerConfig, on_epoch: EpochCallback,
+            checkpointing: Checkpointing | None = None) -> FitResult:
         x, y = self._tensor(train.x), self._tensor(train.y)
         val_x, val_y = self._tensor(val.x), self._tensor(val.y)
         optimizer = _optimizer(trainer, self.network.parameters())
         loss_fn = loss_function(self.spec)
         rng = np.random.default_rng(trainer.seed)
+        cuda_devices = list(range(torch.cuda.device_count()))
 
         def train_epoch() -> float:
             self.network.train()
@@ -111,12 +114,38 @@ class TorchBackend:
             with torch.no_grad():
                 return loss_fn(self.network(val_x), val_y).item()
 
-        def snapshot() -> dict[str, torch.Tensor]:
-            return copy.deepcopy(self.network.state_dict())
+        def state() -> dict[str, np.ndarray]:
+            saved = {f"weights/{name}": value for name, value in self.get_weights().items()}
+            for index, moments in optimizer.state_dict()["state"].items():
+                saved.update({f"optimizer/{index}/{key}": torch.as_tensor(value).cpu().numpy()
+                              for key, value in moments.items()})
+            saved["rng/batches"] = rng_state(rng)
+            saved["rng/torch"] = torch.get_rng_state().numpy()  # dropout masks
+            for device in cuda_devices:
+                saved[f"rng/cuda/{device}"] = torch.cuda.get_rng_state(device).numpy()
+            return saved
+
+        def load_state(saved: dict[str, np.ndarray]) -> None:
+            self.set_weights({name.removeprefix("weights/"): value for name, value in saved.items()
+                              if name.startswith("weights/")})
+            moments: dict[int, dict[str, torch.Tensor]] = {}
+            for name, value in saved.items():
+                if name.startswith("optimizer/"):
+                    _, index, key = name.split("/")
+                    moments.setdefault(int(index), {})[key] = torch.as_tensor(value)
+            optimizer_state = optimizer.state_dict()
+            optimizer_state["state"] = moments
+            optimizer.load_state_dict(optimizer_state)  # moves the moments to the parameters' device
+            set_rng_state(rng, saved["rng/batches"])
+            torch.set_rng_state(torch.as_tensor(saved["rng/torch"]))
+            for device in cuda_devices:
+                if f"rng/cuda/{device}" in saved:
+                    torch.cuda.set_rng_state(torch.as_tensor(saved[f"rng/cuda/{device}"]), device)
 
         with private_rng():  # dropout draws from a seeded, private stream
             torch.manual_seed(trainer.seed)
-            return run_epochs(trainer, on_epoch, train_epoch, val_loss, snapshot, self.network.load_state_dict)
+            return run_epochs(self.name, trainer, on_epoch, TrainingSteps(train_epoch, val_loss, state, load_state),
+                              self.get_weights, self.set_weights, checkpointing)
 
     def predict(self, x: np.ndarray) -> np.ndarray:
         self.network.eval()

@@ -14,8 +14,9 @@ import numpy as np
 from src.config import Optimizer, TrainerConfig
 from src.data.base import Split
 from src.errors import UserError
-from src.frameworks.base import (EpochCallback, FitResult, ModelSpec, as_float32, predict_in_batches, run_epochs,
-                                 shuffled_batches)
+from src.frameworks.base import (Checkpointing, EpochCallback, FitResult, ModelSpec, TrainingSteps, as_float32,
+                                 predict_in_batches, run_epochs, shuffled_batches)
+from src.frameworks.checkpoint import rng_state, set_rng_state
 from src.frameworks.convert import canonical_shapes
 from src.frameworks.numpy import network
 from src.frameworks.numpy.optimizers import SGD, Adam, clip_grad_norm, flatten, unflatten
@@ -43,7 +44,8 @@ class NumpyBackend:
         _check_device(device)
         return cls(spec, network.init(spec, np.random.default_rng(seed)), seed)
 
-    def fit(self, train: Split, val: Split, trainer: TrainerConfig, on_epoch: EpochCallback) -> FitResult:
+    def fit(self, train: Split, val: Split, trainer: TrainerConfig, on_epoch: EpochCallback,
+            checkpointing: Checkpointing | None = None) -> FitResult:
         x, y = as_float32(train.x), as_float32(train.y)
         optimizer = _optimizer(trainer)
         rng = np.random.default_rng(trainer.seed)
@@ -64,13 +66,21 @@ class NumpyBackend:
         def val_loss() -> float:
             return network.LOSSES[self.spec.loss](self.predict(val.x), as_float32(val.y))[0]
 
-        def snapshot() -> dict[str, np.ndarray]:
-            return {name: value.copy() for name, value in self.params.items()}
+        def state() -> dict[str, np.ndarray]:
+            return {**{f"weights/{name}": value for name, value in self.params.items()},
+                    **{f"optimizer/{name}": value for name, value in optimizer.state().items()},
+                    "rng/batches": rng_state(rng), "rng/dropout": rng_state(dropout_rng)}
 
-        def restore(state: dict[str, np.ndarray]) -> None:
-            self.params = state
+        def load_state(saved: dict[str, np.ndarray]) -> None:
+            self.set_weights({name.removeprefix("weights/"): value for name, value in saved.items()
+                              if name.startswith("weights/")})
+            optimizer.load_state({name.removeprefix("optimizer/"): value for name, value in saved.items()
+                                  if name.startswith("optimizer/")})
+            set_rng_state(rng, saved["rng/batches"])
+            set_rng_state(dropout_rng, saved["rng/dropout"])
 
-        return run_epochs(trainer, on_epoch, train_epoch, val_loss, snapshot, restore)
+        return run_epochs(self.name, trainer, on_epoch, TrainingSteps(train_epoch, val_loss, state, load_state),
+                          self.get_weights, self.set_weights, checkpointing)
 
     def predict(self, x: np.ndarray) -> np.ndarray:
         return predict_in_batches(lambda part: network.forward(self.params, self.spec, part)[0], x, self.spec)

@@ -43,6 +43,12 @@ class SGD:
     def step(self, p: np.ndarray, g: np.ndarray) -> np.ndarray:
         return p - self.lr * g
 
+    def state(self) -> dict[str, np.ndarray]:
+        return {}
+
+    def load_state(self, state: dict[str, np.ndarray]) -> None:
+        """Plain SGD keeps nothing between steps."""
+
 
 class Adam:
     """torch.optim.Adam with its defaults (no weight decay, no amsgrad); the moments start at zero."""
@@ -63,6 +69,15 @@ class Adam:
         step_size = self.lr / (1 - beta1 ** self.t)
         bias_correction2_sqrt = math.sqrt(1 - beta2 ** self.t)
         return p - step_size * self.m / (np.sqrt(self.v) / bias_correction2_sqrt + self.eps)
+
+    def state(self) -> dict[str, np.ndarray]:
+        """The moments and the step count: what a resumed fit needs to take the very same next step."""
+        moments = {"m": self.m, "v": self.v} if self.m is not None and self.v is not None else {}
+        return {**moments, "t": np.array(self.t)}
+
+    def load_state(self, state: dict[str, np.ndarray]) -> None:
+        self.t = int(state["t"])
+        self.m, self.v = (state["m"].copy(), state["v"].copy()) if "m" in state else (None, None)
 
 
 def clip_grad_norm(g: np.ndarray, max_norm: float) -> tuple[np.ndarray, float]:

@@ -1,0 +1,126 @@
+"""Which run is which across processes: run keys, heartbeats, dead runs, and claiming a run to resume.
+
+- `run_key`: a hash of the resolved config without what cannot change the result (tracking.*, the
+  checkpoint interval, the objective's name) plus the data's digest. Equal keys, same training.
+- Heartbeat tags (`heartbeat.host`, `.pid`, `.process_start`, `.time`, `.epoch`) say which process
+  owns a RUNNING run; on the same host a run whose process is gone (or whose PID now belongs to
+  another process) is dead, and `end_dead_runs` ends it KILLED.
+- A run is owned by the process holding a lock file beside its checkpoint, so two processes can
+  never resume the same run at once; the operating system releases it when a process dies, even
+  by kill -9.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import os
+import socket
+import time
+from pathlib import Path
+from typing import Any, Iterable, Mapping
+
+from mlflow import MlflowClient
+from mlflow.entities import Run
+
+log = logging.getLogger(__name__)
+
+RUN_KEY_TAG = "run_key"
+# Config keys that do not change what is trained: where it is tracked, how often it is checkpointed,
+# and which metric a sweeper reads afterwards.
+KEYS_WITHOUT_EFFECT = ("tracking", "trainer.checkpoint_every", "objective")
+UNFINISHED = ("KILLED", "FAILED")
+HOST_TAG, PID_TAG, START_TAG = "heartbeat.host", "heartbeat.pid", "heartbeat.process_start"
+
+
+def run_key(config: Mapping[str, Any], data_digest: str) -> str:
+    """A hash of the resolved config (as plain data) minus KEYS_WITHOUT_EFFECT, and the data digest."""
+    tree = json.loads(json.dumps(config, default=str))
+    for dotted in KEYS_WITHOUT_EFFECT:
+        *parents, leaf = dotted.split(".")
+        node = tree
+        for parent in parents:
+            node = node.get(parent, {}) if isinstance(node, dict) else {}
+        if isinstance(node, dict):
+            node.pop(leaf, None)
+    text = json.dumps({"config": tree, "data_digest": data_digest}, sort_keys=True)
+    return hashlib.sha256(text.encode()).hexdigest()[:32]
+
+
+def process_tags() -> dict[str, str]:
+    """The tags that name this process as the owner of a run."""
+    import psutil
+
+    return {HOST_TAG: socket.gethostname(), PID_TAG: str(os.getpid()),
+            START_TAG: f"{psutil.Process().create_time():.3f}", "heartbeat.time": f"{time.time():.3f}"}
+
+
+def process_gone(tags: Mapping[str, str]) -> bool:
+    """True when the run's owning process is known to be dead: same host, and its PID is gone or now
+    belongs to a process started at another time. A run of another host, or one without heartbeat
+    tags, is never called dead here (`src.runs cleanup --stale-minutes` handles those)."""
+    import psutil
+
+    if tags.get(HOST_TAG) != socket.gethostname() or PID_TAG not in tags:
+        return False
+    try:
+        started = psutil.Process(int(tags[PID_TAG])).create_time()
+    except (psutil.NoSuchProcess, ValueError):
+        return True
+    except psutil.AccessDenied:
+        return False
+    return abs(started - float(tags.get(START_TAG, started))) > 1.0
+
+
+def heartbeat_age_minutes(run: Run) -> float:
+    """Minutes since the run's last heartbeat (or its start, without one)."""
+    last = float(run.data.tags.get("heartbeat.time", run.info.start_time / 1000))
+    return (time.time() - last) / 60
+
+
+def end_dead_runs(client: MlflowClient, experiment_ids: Iterable[str],
+                  stale_minutes: float | None = None) -> list[Run]:
+    """End KILLED every RUNNING run whose process is gone (and, with `stale_minutes`, every RUNNING run
+    whose heartbeat is older than that, whatever its host); returns the runs it ended."""
+    ids = list(experiment_ids)
+    if not ids:
+        return []
+    ended = []
+    for run in client.search_runs(ids, filter_string="attributes.status = 'RUNNING'", max_results=50000):
+        stale = stale_minutes is not None and heartbeat_age_minutes(run) > stale_minutes
+        if process_gone(run.data.tags) or stale:
+            client.set_terminated(run.info.run_id, "KILLED")
+            client.set_tag(run.info.run_id, "ended_by", "dead-run cleanup: its process was gone")
+            ended.append(run)
+    return ended
+
+
+def runs_with_key(client: MlflowClient, experiment_id: str, key: str, statuses: Iterable[str]) -> list[Run]:
+    """Runs with this run key in these statuses, newest first."""
+    wanted = set(statuses)
+    runs = client.search_runs([experiment_id], filter_string=f"tags.{RUN_KEY_TAG} = '{key}'",
+                              order_by=["attributes.start_time DESC"], max_results=50000)
+    return [run for run in runs if run.info.status in wanted]
+
+
+class RunClaim:
+    """An exclusive, process-lifetime lock on one run (a lock file beside its checkpoint)."""
+
+    def __init__(self, lock_path: Path) -> None:
+        from filelock import FileLock
+
+        lock_path.parent.mkdir(parents=True, exist_ok=True)
+        self._lock = FileLock(str(lock_path), timeout=0)
+
+    def acquire(self) -> bool:
+        from filelock import Timeout
+
+        try:
+            self._lock.acquire()
+        except Timeout:
+            return False
+        return True
+
+    def release(self) -> None:
+        self._lock.release()
