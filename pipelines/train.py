@@ -12,6 +12,8 @@ import pandas as pd
 from src import experiment
 from src.data.base import Splits
 from src.frameworks import backend_class
+from src.frameworks.base import Checkpointing
+from src.resume import RUN_KEY_TAG, run_key
 from src.tracking import TrackedRun, check_reachable, resolve_uri
 from pipelines.common import DATA_FILE, RUN_FILE, load_settings, model_dir, reports_dir, stage, write_json
 
@@ -24,12 +26,16 @@ def main(framework: str) -> None:
     backend_class(framework).check_device(settings.framework.device)
     uri = resolve_uri(settings.tracking.uri)
     check_reachable(uri)
-    tags = {**experiment.run_tags(settings, splits, ["dvc repro"]), "stage.train": f"train@{framework}"}
+    tags = {**experiment.run_tags(settings, splits, ["dvc repro"]), "stage.train": f"train@{framework}",
+            RUN_KEY_TAG: run_key(params, splits.digest())}
     with TrackedRun(uri, settings.tracking.experiment, settings.tracking.run_name or f"dvc-{framework}",
                     tags) as tracked:
         tracked.log_params(experiment.run_params(params, splits))
         tracked.log_datasets(splits)
-        trained = experiment.train(settings, splits, tracked)
+        checkpoint = experiment.checkpoint_path(uri, tracked.run_id) if settings.trainer.checkpoint_every else None
+        tracked.checkpoint = checkpoint
+        trained = experiment.train(settings, splits, tracked,
+                                   Checkpointing(checkpoint, settings.trainer.checkpoint_every))
     output = model_dir(framework)
     output.mkdir(parents=True, exist_ok=True)
     trained.predictor.save(output)

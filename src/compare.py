@@ -171,7 +171,7 @@ def main(argv: list[str] | None = None) -> int:
     from mlflow.exceptions import MlflowException
 
     from src.config import OBJECTIVES, require
-    from src.tracking import check_reachable, check_store_exists, redact, resolve_uri
+    from src.tracking import check_reachable, check_store_exists, open_client, redact, resolve_uri
 
     parser = argparse.ArgumentParser(prog="python -m src.compare", description=__doc__.splitlines()[0])
     parser.add_argument("target", help="an MLflow experiment name or a sweep id")
@@ -188,7 +188,7 @@ def main(argv: list[str] | None = None) -> int:
         uri = resolve_uri(args.tracking_uri)
         check_reachable(uri)
         check_store_exists(uri)
-        client = MlflowClient(uri)
+        client = open_client(uri)
         try:
             parent, runs = sweep_runs(client, args.target)
             if not runs:

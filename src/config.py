@@ -162,6 +162,9 @@ def register_configs() -> None:
     """Put the schemas where conf/ finds them: `config_schema` and `/schema/dataset/<name>`."""
     from src.data import DATASETS
 
+    from src.resume import register_resolvers
+
+    register_resolvers()
     store = ConfigStore.instance()
     store.store(name="config_schema", node=Config)
     for name, module in DATASETS.items():

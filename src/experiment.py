@@ -31,7 +31,7 @@ from src.paths import PROJECT_ROOT
 from src.resume import RUN_KEY_TAG, UNFINISHED, RunClaim, end_dead_runs, run_key, runs_with_key
 from src.sweep import REUSED_TAG_PREFIX, SweepContext
 from src.tracking import (TrackedRun, TrackingUnavailable, check_reachable, ensure_experiment, flatten,
-                          record_failed_run, redact, resolve_uri, sqlite_path)
+                          record_failed_run, redact, resolve_uri, server_errors, sqlite_path)
 
 log = logging.getLogger(__name__)
 
@@ -111,14 +111,15 @@ def run(cfg: DictConfig, overrides: list[str] | None = None, sweep: SweepContext
     tags[RUN_KEY_TAG] = run_key(OmegaConf.to_container(cfg, resolve=True, enum_to_str=True), tags["data_digest"])
     if sweep is not None:
         tags["sweep_id"] = sweep.sweep_id
-    experiment_id = ensure_experiment(uri, settings.tracking.experiment)
-    if settings.tracking.skip_finished:
-        reused = reuse_finished(uri, experiment_id, tags[RUN_KEY_TAG], sweep)
-        if reused is not None:
-            return reused
     claim = None
-    if settings.tracking.resume:
-        claim = claim_unfinished(uri, experiment_id, tags[RUN_KEY_TAG])
+    with server_errors(uri):
+        experiment_id = ensure_experiment(uri, settings.tracking.experiment)
+        if settings.tracking.skip_finished:
+            reused = reuse_finished(uri, experiment_id, tags[RUN_KEY_TAG], sweep)
+            if reused is not None:
+                return reused
+        if settings.tracking.resume:
+            claim = claim_unfinished(uri, experiment_id, tags[RUN_KEY_TAG])
     if claim is None:
         log.info("starting a new run (run_key %s)", tags[RUN_KEY_TAG])
     try:

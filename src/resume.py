@@ -124,3 +124,37 @@ class RunClaim:
 
     def release(self) -> None:
         self._lock.release()
+
+
+def search_key(root: Any) -> str:
+    """An Optuna study's name: `rnnlab-` and a hash of the search's base config (without hydra.* and
+    tracking.*), so re-running an interrupted search continues its study and another search never
+    mixes its trials in."""
+    from omegaconf import OmegaConf
+
+    tree = OmegaConf.to_container(root, resolve=False)
+    assert isinstance(tree, dict)
+    tree.pop("hydra", None)
+    return "rnnlab-" + run_key(tree, "")[:12]
+
+
+def study_storage(root: Any) -> str:
+    """The Optuna journal file (src/optuna_storage.py) beside the tracking store (next to a SQLite file),
+    or in the local checkpoint spool for a server."""
+    from src.paths import PROJECT_ROOT
+    from src.tracking import resolve_uri, sqlite_path
+
+    uri = resolve_uri(root.tracking.uri)
+    database = sqlite_path(uri)
+    folder = database.parent if database else Path(os.environ.get("RNNLAB_SPOOL_DIR")
+                                                    or PROJECT_ROOT / "checkpoints" / "spool")
+    return str(folder / "optuna-studies.jsonl")
+
+
+def register_resolvers() -> None:
+    """`${rnnlab.study_name:}` and `${rnnlab.study_storage:}` for conf/hparams_search/optuna.yaml."""
+    from omegaconf import OmegaConf
+
+    for name, function in (("rnnlab.study_name", search_key), ("rnnlab.study_storage", study_storage)):
+        if not OmegaConf.has_resolver(name):
+            OmegaConf.register_new_resolver(name, lambda *, _root_, function=function: function(_root_))

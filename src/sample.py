@@ -32,13 +32,12 @@ def model_uri_of(model: str, tracking_uri: str) -> str:
     """A model URI as given, or the `model_uri` a training run tagged."""
     if ":/" in model:
         return model
-    from mlflow import MlflowClient
     from mlflow.exceptions import MlflowException
 
-    from src.tracking import redact
+    from src.tracking import open_client, redact
 
     try:
-        run = MlflowClient(tracking_uri).get_run(model)
+        run = open_client(tracking_uri).get_run(model)
     except MlflowException:
         raise UserError(f"no MLflow run {model!r} in {redact(tracking_uri)}; give a run id or a model URI") from None
     if "model_uri" not in run.data.tags:

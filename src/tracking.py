@@ -153,6 +153,17 @@ def store_lock(uri: str) -> Iterator[None]:
         yield
 
 
+def open_client(uri: str) -> MlflowClient:
+    """An MlflowClient whose store is opened (created and migrated, for a new SQLite file) under the
+    store lock, so that no reader or writer ever sees, or migrates, a half-created store. MLflow keeps
+    the opened store for the rest of the process."""
+    logging.getLogger("alembic").setLevel(logging.WARNING)
+    with store_lock(uri):
+        client = MlflowClient(uri)
+        client.search_experiments(max_results=1)
+    return client
+
+
 def ensure_experiment(uri: str, name: str) -> str:
     """Create the store and the experiment once, under a lock, so that parallel starts never race.
 
@@ -161,8 +172,8 @@ def ensure_experiment(uri: str, name: str) -> str:
     """
     logging.getLogger("alembic").setLevel(logging.WARNING)
     keep_credentials_off_screen(uri)
+    client = open_client(uri)
     with store_lock(uri):
-        client = MlflowClient(uri)
         experiment = client.get_experiment_by_name(name)
         if experiment:
             return experiment.experiment_id
@@ -195,22 +206,32 @@ def is_server(uri: str) -> bool:
     return uri.startswith(("http://", "https://"))
 
 
+@contextmanager
+def server_errors(uri: str) -> Iterator[None]:
+    """On a tracking server, any failure inside the block becomes TrackingUnavailable (one line, the
+    server named, no secret); on a local store errors stay what they are."""
+    try:
+        yield
+    except UserError:
+        raise
+    except Exception as error:
+        if not is_server(uri):
+            raise
+        reason = redact(str(error).splitlines()[0] if str(error) else type(error).__name__)[:300]
+        raise TrackingUnavailable(f"tracking server {redact(uri)} failed ({reason})") from error
+
+
 def _guarded(method):
-    """On a tracking server, any failure of a call becomes TrackingUnavailable (one line, the server
-    named); on a local store errors stay what they are."""
+    """A TrackedRun method whose store calls fail as `server_errors` says; the run then ends locally."""
 
     @functools.wraps(method)
     def wrapper(self: "TrackedRun", *args: Any, **kwargs: Any) -> Any:
         try:
-            return method(self, *args, **kwargs)
-        except (KeyboardInterrupt, UserError):
-            raise
-        except Exception as error:
-            if not is_server(self.uri):
-                raise
-            reason = redact(str(error).splitlines()[0] if str(error) else type(error).__name__)[:300]
+            with server_errors(self.uri):
+                return method(self, *args, **kwargs)
+        except TrackingUnavailable:
             self._server_failed = True
-            raise TrackingUnavailable(f"tracking server {redact(self.uri)} failed ({reason})") from error
+            raise
 
     return wrapper
 

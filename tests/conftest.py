@@ -2,11 +2,15 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
+import socket
 import subprocess
 import sys
+import time
+import urllib.request
 from pathlib import Path
-from typing import Callable
+from typing import Callable, Iterator
 
 import pytest
 from hydra import compose, initialize_config_dir
@@ -43,3 +47,36 @@ def run_cli(*args: str, env: dict[str, str] | None = None, timeout: float = 300)
     environment.pop("MLFLOW_RUN_ID", None)
     return subprocess.run([sys.executable, "-m", "src.train", *args], cwd=PROJECT_ROOT, env=environment,
                           capture_output=True, text=True, timeout=timeout)
+
+
+def free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
+@contextlib.contextmanager
+def mlflow_server(root: Path, port: int | None = None) -> Iterator[str]:
+    """A real `mlflow server` on 127.0.0.1 over a SQLite store in `root`; its URL while the block runs."""
+    port = port or free_port()
+    process = subprocess.Popen(
+        [str(Path(sys.executable).parent / "mlflow"), "server", "--host", "127.0.0.1", "--port", str(port),
+         "--backend-store-uri", f"sqlite:///{root / 'mlflow.db'}", "--artifacts-destination", str(root / "artifacts"),
+         "--workers", "1"], stdout=subprocess.DEVNULL, stderr=(root / "server.log").open("a"), start_new_session=True)
+    url = f"http://127.0.0.1:{port}"
+    try:
+        for _ in range(240):
+            try:
+                with urllib.request.urlopen(f"{url}/health", timeout=2):
+                    break
+            except OSError:
+                if process.poll() is not None:
+                    pytest.fail(f"mlflow server exited: {(root / 'server.log').read_text()[-2000:]}")
+                time.sleep(0.25)
+        else:
+            pytest.fail("mlflow server did not answer /health within 60 s")
+        yield url
+    finally:
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(process.pid, 9)  # the server and its workers, at once: a server that dies
+        process.wait(timeout=30)

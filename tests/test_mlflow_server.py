@@ -16,7 +16,7 @@ from typing import Iterator
 
 import pytest
 
-from tests.conftest import run_cli
+from tests.conftest import mlflow_server, run_cli
 
 pytestmark = pytest.mark.slow
 
@@ -24,36 +24,11 @@ CHROMIUM_FLAGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic
                   "--disable-background-networking", "--disable-component-update", "--disable-sync"]
 
 
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
-
-
 @pytest.fixture(scope="module")
 def server(tmp_path_factory) -> Iterator[str]:
     root = tmp_path_factory.mktemp("server")
-    port = free_port()
-    process = subprocess.Popen(
-        [str(Path(sys.executable).parent / "mlflow"), "server", "--host", "127.0.0.1", "--port", str(port),
-         "--backend-store-uri", f"sqlite:///{root / 'mlflow.db'}", "--artifacts-destination", str(root / "artifacts"),
-         "--workers", "1"], stdout=subprocess.DEVNULL, stderr=(root / "server.log").open("w"))
-    url = f"http://127.0.0.1:{port}"
-    try:
-        for _ in range(120):
-            try:
-                with urllib.request.urlopen(f"{url}/health", timeout=2):
-                    break
-            except OSError:
-                if process.poll() is not None:
-                    pytest.fail(f"mlflow server exited: {(root / 'server.log').read_text()[-2000:]}")
-                time.sleep(0.5)
-        else:
-            pytest.fail("mlflow server did not answer /health within 60 s")
+    with mlflow_server(root) as url:
         yield url
-    finally:
-        process.terminate()
-        process.wait(timeout=30)
 
 
 def rest(url: str, path: str, body: dict | None = None) -> dict:

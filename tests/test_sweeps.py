@@ -105,7 +105,8 @@ def test_ray_launcher_runs_jobs_as_children(tmp_path: Path) -> None:
     _, parent, children = sweep_of(uri)
     check_grouped(parent, children)
     assert sorted(child.data.tags["framework"] for child in children) == ["numpy", "torch"]
-    assert all(child.info.status == "FINISHED" for child in children)
+    assert all(child.info.status == "FINISHED" for child in children), [
+        (child.info.status, child.data.tags.get("error")) for child in children]
 
 
 def test_compare_prints_a_leaderboard_and_writes_the_plot(tmp_path: Path) -> None:

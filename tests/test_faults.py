@@ -1,0 +1,317 @@
+"""Faults with real processes: kill -9 and resume, interrupted sweeps re-run, concurrent first use of a
+store, a tracking server that hangs or dies, and SIGTERM to a sweep."""
+
+from __future__ import annotations
+
+import http.server
+import os
+import signal
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+
+import psutil
+import pytest
+from mlflow import MlflowClient
+
+from src.paths import PROJECT_ROOT
+from src.tracking import open_client
+from tests.conftest import mlflow_server, run_cli
+
+pytestmark = pytest.mark.slow
+
+SMALL = ["dataset=sum", "dataset.num_samples=300", "model.hidden_size=8", "tracking.log_model=false"]
+
+
+def start_cli(*args: str) -> subprocess.Popen:
+    environment = {key: value for key, value in os.environ.items() if key != "MLFLOW_RUN_ID"}
+    return subprocess.Popen([sys.executable, "-m", "src.train", *args], cwd=PROJECT_ROOT, env=environment,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+
+
+def all_runs(uri: str) -> list:
+    client = open_client(uri)  # under the store lock: never migrates a store another process creates
+    return client.search_runs([e.experiment_id for e in client.search_experiments()], max_results=1000)
+
+
+def wait_for(condition, timeout: float = 120, what: str = "condition") -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if condition():
+            return
+        time.sleep(0.2)
+    pytest.fail(f"timed out waiting for {what}")
+
+
+def epochs_logged(uri: str, database: Path) -> int:
+    if not database.exists():
+        return 0
+    try:
+        runs = [run for run in all_runs(uri) if run.info.status == "RUNNING"]
+        return max((len(MlflowClient(uri).get_metric_history(run.info.run_id, "train_loss")) for run in runs), default=0)
+    except Exception:  # the store is being created by the other process
+        return 0
+
+
+@pytest.mark.parametrize("framework", ["numpy", "torch", "keras"])
+def test_kill_9_mid_training_then_resume_finishes_that_run_like_an_uninterrupted_one(tmp_path, framework) -> None:
+    config = [f"framework={framework}", *SMALL, "model.num_layers=2", "model.dropout=0.2", "trainer.epochs=30",
+              "trainer.patience=0"]
+    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    process = start_cli(*config, f"tracking.uri={uri}")
+    try:
+        wait_for(lambda: epochs_logged(uri, tmp_path / "mlflow.db") >= 5, what="5 epochs")
+        process.send_signal(signal.SIGKILL)
+        process.wait(timeout=30)
+    finally:
+        process.kill()
+    (killed,) = all_runs(uri)
+    assert killed.info.status == "RUNNING"  # nothing could end it
+    resumed = run_cli(*config, f"tracking.uri={uri}", "tracking.resume=true")
+    assert resumed.returncode == 0, resumed.stderr[-3000:]
+    assert f"resuming run {killed.info.run_id} (KILLED) from its checkpoint at epoch" in resumed.stdout
+
+    reference_uri = f"sqlite:///{tmp_path / 'reference.db'}"
+    reference = run_cli(*config, f"tracking.uri={reference_uri}")
+    assert reference.returncode == 0, reference.stderr[-3000:]
+
+    (run,) = all_runs(uri)
+    (uninterrupted,) = all_runs(reference_uri)
+    assert run.info.run_id == killed.info.run_id and run.info.status == "FINISHED"
+    assert run.data.tags["run_key"] == uninterrupted.data.tags["run_key"]
+    history = MlflowClient(uri).get_metric_history(run.info.run_id, "train_loss")
+    assert sorted(point.step for point in history) == list(range(1, 31))  # no gap, no duplicate
+    reference_history = MlflowClient(reference_uri).get_metric_history(uninterrupted.info.run_id, "train_loss")
+    assert sorted((p.step, p.value) for p in history) == sorted((p.step, p.value) for p in reference_history)
+    for name, value in uninterrupted.data.metrics.items():
+        if name.startswith(("test_", "best_val_loss", "best_train_loss")):
+            assert run.data.metrics[name] == value, name
+
+
+def test_resume_without_an_unfinished_run_starts_a_new_one_and_says_so(tmp_path) -> None:
+    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    result = run_cli("framework=numpy", *SMALL, "trainer=quick", f"tracking.uri={uri}", "tracking.resume=true")
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert "no unfinished run with run_key" in result.stdout and "starting a new run" in result.stdout
+    (run,) = all_runs(uri)
+    assert run.info.status == "FINISHED"
+    checkpoints = list((tmp_path / "checkpoints").glob("*.npz"))
+    assert [path.stem for path in checkpoints] == [run.info.run_id]
+
+
+def test_skip_finished_trains_nothing_and_returns_the_same_objective(tmp_path) -> None:
+    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    config = ["framework=numpy", *SMALL, "trainer=quick", f"tracking.uri={uri}"]
+    first = run_cli(*config)
+    assert first.returncode == 0, first.stderr[-3000:]
+    # Another checkpoint interval and store flags do not change the run key.
+    again = run_cli(*config, "tracking.skip_finished=true", "trainer.checkpoint_every=0")
+    assert again.returncode == 0, again.stderr[-3000:]
+    assert "reusing it, training nothing" in again.stdout
+    assert first.stdout.splitlines()[-1] == again.stdout.splitlines()[-1]  # "run <id>: val_loss = ..."
+    assert "model" in again.stdout  # the run's results table, printed again
+    assert len(all_runs(uri)) == 1
+    different = run_cli(*config, "tracking.skip_finished=true", "trainer.seed=1")
+    assert "training nothing" not in different.stdout and len(all_runs(uri)) == 2
+
+
+def test_six_job_sweep_killed_after_three_reruns_only_what_is_missing(tmp_path) -> None:
+    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    sweep = ["-m", "trainer.seed=0,1,2,3,4,5", "framework=numpy", *SMALL, "trainer.epochs=400", "trainer.patience=0",
+             f"tracking.uri={uri}", f"hydra.sweep.dir={tmp_path / 'multirun'}"]
+
+    def finished_jobs() -> list:
+        if not (tmp_path / "mlflow.db").exists():
+            return []
+        return [r for r in all_runs(uri) if r.data.tags.get("sweep") != "parent" and r.info.status == "FINISHED"]
+
+    process = start_cli(*sweep)
+    try:
+        wait_for(lambda: len(finished_jobs()) >= 3 and epochs_logged(uri, tmp_path / "mlflow.db") >= 3,
+                 timeout=240, what="3 finished jobs and the 4th training")
+        process.send_signal(signal.SIGKILL)
+        process.wait(timeout=30)
+    finally:
+        process.kill()
+    before = {run.info.run_id: run for run in all_runs(uri)}
+    done_before = {run_id for run_id, run in before.items()
+                   if run.info.status == "FINISHED" and run.data.tags.get("sweep") != "parent"}
+    cut = [run for run in before.values() if run.info.status == "RUNNING" and run.data.tags.get("sweep") != "parent"]
+    assert len(done_before) == 3 and len(cut) == 1
+
+    again = run_cli(*sweep, "tracking.skip_finished=true", "tracking.resume=true", timeout=600)
+    assert again.returncode == 0, again.stderr[-3000:]
+    after = all_runs(uri)
+    jobs = [run for run in after if run.data.tags.get("sweep") != "parent"]
+    assert len(jobs) == 6 and all(run.info.status == "FINISHED" for run in jobs)
+    assert {run.info.run_id for run in jobs} >= done_before | {cut[0].info.run_id}
+    for run in jobs:  # the three finished jobs were not trained again
+        if run.info.run_id in done_before:
+            assert run.info.end_time == before[run.info.run_id].info.end_time
+    parents = sorted((r for r in after if r.data.tags.get("sweep") == "parent"), key=lambda r: r.info.start_time)
+    assert [parent.info.status for parent in parents] == ["KILLED", "FINISHED"]
+    assert parents[1].data.metrics["reused_jobs"] == 3 and parents[1].data.metrics["jobs"] == 6
+    assert f"resuming run {cut[0].info.run_id}" in again.stdout
+
+
+def test_four_processes_started_at_once_on_a_new_store_all_finish(tmp_path) -> None:
+    for attempt in range(5):
+        uri = f"sqlite:///{tmp_path / f'new{attempt}.db'}"
+        processes = [start_cli("framework=numpy", *SMALL, "trainer=quick", f"trainer.seed={seed}",
+                               f"tracking.uri={uri}") for seed in range(4)]
+        outputs = [process.communicate(timeout=300) for process in processes]
+        assert [process.returncode for process in processes] == [0] * 4, [err[-2000:] for _, err in outputs]
+        runs = all_runs(uri)
+        assert sorted(run.info.status for run in runs) == ["FINISHED"] * 4
+
+
+def test_two_joblib_sweeps_started_at_once_on_a_new_store_are_both_grouped(tmp_path) -> None:
+    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    processes = [start_cli("-m", "hydra/launcher=joblib_local", "hydra.launcher.n_jobs=2", f"trainer.seed={seeds}",
+                           "framework=numpy", *SMALL, "trainer=quick", f"tracking.uri={uri}",
+                           f"hydra.sweep.dir={tmp_path / str(index)}")
+                 for index, seeds in enumerate(["0,1", "2,3"])]
+    outputs = [process.communicate(timeout=400) for process in processes]
+    assert [process.returncode for process in processes] == [0, 0], [err[-2000:] for _, err in outputs]
+    runs = all_runs(uri)
+    parents = [run for run in runs if run.data.tags.get("sweep") == "parent"]
+    assert len(parents) == 2 and all(parent.info.status == "FINISHED" for parent in parents)
+    for parent in parents:
+        children = [run for run in runs if run.data.tags.get("mlflow.parentRunId") == parent.info.run_id]
+        assert len(children) == 2 and all(child.info.status == "FINISHED" for child in children)
+
+
+def test_a_sweep_whose_parent_cannot_be_created_fails_before_any_job(tmp_path) -> None:
+    blocker = tmp_path / "not-a-folder"
+    blocker.write_text("a file where the store's folder should be")
+    result = run_cli("-m", "trainer.seed=0,1", "framework=numpy", *SMALL, "trainer=quick",
+                     f"tracking.uri=sqlite:///{blocker / 'mlflow.db'}", f"hydra.sweep.dir={tmp_path / 'multirun'}")
+    assert result.returncode == 2
+    assert result.stderr.strip().splitlines()[-1].startswith("error: the sweep's parent run could not be created")
+    assert "Launching 2 jobs" not in result.stdout + result.stderr
+
+
+class HangingTracker(http.server.BaseHTTPRequestHandler):
+    """Answers /health, then never answers anything else (a server whose database hangs)."""
+
+    def do_GET(self) -> None:  # noqa: N802
+        if self.path.endswith("/health"):
+            self.send_response(200)
+            self.end_headers()
+            self.wfile.write(b"OK")
+            return
+        time.sleep(3600)
+
+    do_POST = do_GET  # noqa: N815
+
+    def log_message(self, *args) -> None:
+        pass
+
+
+def test_a_server_that_hangs_stops_the_run_within_90_seconds_with_one_line(tmp_path) -> None:
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), HangingTracker)
+    server.daemon_threads = True
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        start = time.monotonic()
+        result = run_cli("framework=numpy", *SMALL, "trainer=quick",
+                         f"tracking.uri=http://127.0.0.1:{server.server_address[1]}", timeout=120)
+        elapsed = time.monotonic() - start
+    finally:
+        server.shutdown()
+    assert result.returncode != 0 and elapsed < 90
+    last = result.stderr.strip().splitlines()[-1]
+    assert last.startswith(f"error: tracking server http://127.0.0.1:{server.server_address[1]} failed")
+    assert "Traceback" not in result.stderr
+
+
+def test_a_server_that_dies_mid_training_keeps_the_weights_and_the_run_resumes(tmp_path) -> None:
+    root = tmp_path / "server"
+    root.mkdir()
+    spool = tmp_path / "spool"
+    config = ["framework=torch", *SMALL, "trainer.epochs=3000", "trainer.patience=0"]
+    environment = {**os.environ, "RNNLAB_SPOOL_DIR": str(spool)}
+    with mlflow_server(root) as url:
+        process = subprocess.Popen([sys.executable, "-m", "src.train", *config, f"tracking.uri={url}"],
+                                   cwd=PROJECT_ROOT, env=environment, stdout=subprocess.PIPE,
+                                   stderr=subprocess.PIPE, text=True)
+        wait_for(lambda: list(spool.glob("*.npz")), what="a first checkpoint")
+        time.sleep(2)
+    killed_at = time.monotonic()  # the server and its workers got SIGKILL
+    _, stderr = process.communicate(timeout=120)
+    assert time.monotonic() - killed_at < 60
+    assert process.returncode != 0
+    last = stderr.strip().splitlines()[-1]
+    (checkpoint,) = spool.glob("*.npz")
+    assert last.startswith(f"error: tracking server {url} failed")
+    assert f"training state saved at {checkpoint}" in last and "tracking.resume=true" in last
+    port = int(url.rsplit(":", 1)[1])
+    with mlflow_server(root, port) as url:
+        (cut,) = all_runs(url)
+        assert cut.info.status == "RUNNING"
+        resumed = subprocess.run([sys.executable, "-m", "src.train", *config[:-2], "trainer.epochs=3000",
+                                  "trainer.patience=0", f"tracking.uri={url}", "tracking.resume=true"],
+                                 cwd=PROJECT_ROOT, env=environment, capture_output=True, text=True, timeout=900)
+        assert resumed.returncode == 0, resumed.stderr[-3000:]
+        (run,) = all_runs(url)
+        assert run.info.run_id == cut.info.run_id and run.info.status == "FINISHED"
+        steps = sorted(p.step for p in MlflowClient(url).get_metric_history(run.info.run_id, "train_loss"))
+        assert steps == list(range(1, 3001))
+        assert "checkpoint" in {item.path for item in MlflowClient(url).list_artifacts(run.info.run_id)}
+    assert not list(spool.glob("*.npz"))  # uploaded with the run, then removed from the spool
+
+
+def descendants(pid: int) -> list[psutil.Process]:
+    try:
+        return psutil.Process(pid).children(recursive=True)
+    except psutil.NoSuchProcess:
+        return []
+
+
+@pytest.mark.parametrize("launcher", ["basic", "joblib_local"])
+def test_sigterm_to_a_sweep_leaves_no_worker_and_no_running_run(tmp_path, launcher) -> None:
+    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    extra = [] if launcher == "basic" else [f"hydra/launcher={launcher}", "hydra.launcher.n_jobs=2"]
+    process = start_cli("-m", *extra, "trainer.seed=0,1,2,3", "framework=numpy", *SMALL, "trainer.epochs=100000",
+                        "trainer.patience=0", f"tracking.uri={uri}", f"hydra.sweep.dir={tmp_path / 'multirun'}")
+    expected_running = 1 if launcher == "basic" else 2
+    try:
+        wait_for(lambda: (tmp_path / "mlflow.db").exists() and sum(
+            r.info.status == "RUNNING" and r.data.tags.get("sweep") != "parent" for r in all_runs(uri)
+        ) >= expected_running and epochs_logged(uri, tmp_path / "mlflow.db") >= 2, timeout=180, what="jobs training")
+        workers = descendants(process.pid)
+        process.send_signal(signal.SIGTERM)
+        process.communicate(timeout=30)
+        gone, alive = psutil.wait_procs(workers, timeout=5)
+        assert not alive, [worker.cmdline() for worker in alive]
+    finally:
+        process.kill()
+    runs = all_runs(uri)
+    assert not [run for run in runs if run.info.status == "RUNNING"]
+    (parent,) = [run for run in runs if run.data.tags.get("sweep") == "parent"]
+    assert parent.info.status == "KILLED"
+    assert sum(run.info.status == "KILLED" for run in runs if run is not parent) >= expected_running
+
+
+def test_cleanup_ends_runs_whose_process_is_gone_and_lists_them(tmp_path) -> None:
+    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    process = start_cli("framework=numpy", *SMALL, "trainer.epochs=100000", "trainer.patience=0",
+                        f"tracking.uri={uri}")
+    try:
+        wait_for(lambda: epochs_logged(uri, tmp_path / "mlflow.db") >= 2, what="2 epochs")
+        alive = subprocess.run([sys.executable, "-m", "src.runs", "cleanup", "--tracking-uri", uri],
+                               cwd=PROJECT_ROOT, capture_output=True, text=True, timeout=120)
+        assert alive.returncode == 0 and alive.stdout.strip() == "no dead runs"  # its owner still trains
+        process.send_signal(signal.SIGKILL)
+        process.wait(timeout=30)
+    finally:
+        process.kill()
+    (run,) = all_runs(uri)
+    result = subprocess.run([sys.executable, "-m", "src.runs", "cleanup", "--tracking-uri", uri],
+                            cwd=PROJECT_ROOT, capture_output=True, text=True, timeout=120)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.splitlines() == [f"ended KILLED: {run.info.run_id} {run.info.run_name} (experiment rnnlab)",
+                                          "1 dead run(s) ended"]
+    assert all_runs(uri)[0].info.status == "KILLED"
