@@ -6,7 +6,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-$(shell sha256sum pyproject.toml | cut -c1-16)
 
-.PHONY: install train test bench ui repro params clean
+.PHONY: install browser train test bench ui repro params clean
 
 install: $(STAMP)
 
@@ -20,7 +20,13 @@ $(STAMP): pyproject.toml
 train: install
 	$(BIN)/python -m src.train $(ARGS)
 
-test: install
+# Debian's chromium for the UI test (tests/test_mlflow_server.py); needs root and apt-get, else the test skips.
+browser:
+	@command -v chromium >/dev/null || { [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null && \
+		apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null; } || \
+		echo "chromium not installed (needs root and apt-get): the UI test will skip"
+
+test: install browser
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
 
 bench: install

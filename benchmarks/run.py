@@ -5,7 +5,8 @@ Pieces (each a module here with a `rows()` function):
                where the extra seconds go, start-up to the first epoch, peak memory, the torch device
   numpy_speed  the NumPy backend against the notebook's per-sample loop and against torch
   sweep        8 jobs with the joblib launcher on 2 workers against the same 8 sequentially
-Run: .venv/bin/python -m benchmarks.run [--repeats N] [--only workflow,numpy_speed,sweep]
+  checkpoints  what a checkpoint each epoch costs on the medium task, per framework
+Run: .venv/bin/python -m benchmarks.run [--repeats N] [--only workflow,numpy_speed,sweep,checkpoints]
 Progress goes to stderr, the table to stdout. Timings on a shared machine are noisy: compare the ratios
 (each measured within one run, the compared commands alternating), not the seconds across runs.
 """
@@ -16,10 +17,10 @@ import argparse
 import sys
 import time
 
-from benchmarks import numpy_speed, sweep, workflow
+from benchmarks import checkpoint_cost, numpy_speed, sweep, workflow
 from benchmarks.table import Row, format_table, machine
 
-PIECES = ("workflow", "numpy_speed", "sweep")
+PIECES = ("workflow", "numpy_speed", "sweep", "checkpoints")
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -42,6 +43,8 @@ def main(argv: list[str] | None = None) -> None:
             rows += workflow.rows(repeats=args.repeats)
         elif piece == "numpy_speed":
             rows += numpy_speed.rows()
+        elif piece == "checkpoints":
+            rows += checkpoint_cost.rows(repeats=args.repeats)
         else:
             rows += sweep.rows(repeats=args.repeats)
     print(f"machine: {described}; torch device: {workflow.torch_cuda()}")

@@ -270,10 +270,11 @@ def descendants(pid: int) -> list[psutil.Process]:
         return []
 
 
-@pytest.mark.parametrize("launcher", ["basic", "joblib_local"])
+@pytest.mark.parametrize("launcher", ["basic", "joblib_local", "ray_local"])
 def test_sigterm_to_a_sweep_leaves_no_worker_and_no_running_run(tmp_path, launcher) -> None:
     uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
-    extra = [] if launcher == "basic" else [f"hydra/launcher={launcher}", "hydra.launcher.n_jobs=2"]
+    extra = {"basic": [], "joblib_local": ["hydra/launcher=joblib_local", "hydra.launcher.n_jobs=2"],
+             "ray_local": ["hydra/launcher=ray_local"]}[launcher]
     process = start_cli("-m", *extra, "trainer.seed=0,1,2,3", "framework=numpy", *SMALL, "trainer.epochs=100000",
                         "trainer.patience=0", f"tracking.uri={uri}", f"hydra.sweep.dir={tmp_path / 'multirun'}")
     expected_running = 1 if launcher == "basic" else 2
