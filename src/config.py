@@ -9,7 +9,7 @@ next to their generators in src/data/ and are registered from there.
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields, is_dataclass
 from enum import Enum
 from typing import Any, Optional
 
@@ -17,6 +17,15 @@ from hydra.core.config_store import ConfigStore
 from omegaconf import MISSING, DictConfig, OmegaConf
 
 from src.errors import UserError
+
+
+# Upper bounds where a value beyond them only crashes the interpreter or exhausts memory: OpenMP with
+# 100,000 threads segfaults, an LSTM of hidden size 100,000 needs 320 GB for one layer's weights.
+MAX_THREADS = 256
+MAX_HIDDEN_SIZE = 16384
+MAX_LAYERS = 64
+# Any other integer key: a count of epochs, samples or steps beyond this is a typo, not an experiment.
+MAX_INTEGER = 2**32
 
 
 class Cell(Enum):
@@ -63,8 +72,8 @@ class FrameworkConfig:
     threads: int = 1
 
     def __post_init__(self) -> None:
-        require(self.threads >= 0, "framework.threads", "must be an integer >= 0 (0 = library default)",
-                self.threads)
+        require(0 <= self.threads <= MAX_THREADS, "framework.threads",
+                f"must be an integer in [0, {MAX_THREADS}] (0 = library default)", self.threads)
         require(self.device in ("auto", "cpu", "cuda") or self.device.startswith("cuda:"),
                 "framework.device", "must be auto, cpu, cuda or cuda:N", self.device)
 
@@ -80,8 +89,10 @@ class ModelConfig:
     dropout: float = 0.0
 
     def __post_init__(self) -> None:
-        require(self.hidden_size >= 1, "model.hidden_size", "must be an integer >= 1", self.hidden_size)
-        require(self.num_layers >= 1, "model.num_layers", "must be an integer >= 1", self.num_layers)
+        require(1 <= self.hidden_size <= MAX_HIDDEN_SIZE, "model.hidden_size",
+                f"must be an integer in [1, {MAX_HIDDEN_SIZE}]", self.hidden_size)
+        require(1 <= self.num_layers <= MAX_LAYERS, "model.num_layers", f"must be an integer in [1, {MAX_LAYERS}]",
+                self.num_layers)
         require_fraction(self.dropout, "model.dropout")
         require(self.cell is Cell.rnn or self.activation is Activation.tanh, "model.activation",
                 "only the rnn cell takes an activation (lstm and gru use their gates' own)", self.activation.value)
@@ -187,9 +198,9 @@ def settings_from_params(values: dict[str, Any]) -> Config:
 
 
 def settings_from(cfg: DictConfig) -> Config:
-    """The composed config as checked dataclasses; range errors surface here as UserError."""
+    """The composed config as checked dataclasses; range errors and unknown keys surface here as UserError."""
     try:
-        return OmegaConf.to_object(cfg)  # type: ignore[return-value]
+        settings = OmegaConf.to_object(cfg)
     except UserError:
         raise
     except Exception as error:  # OmegaConf wraps errors raised inside __post_init__
@@ -197,3 +208,22 @@ def settings_from(cfg: DictConfig) -> Config:
         if isinstance(cause, UserError):
             raise cause from None
         raise UserError(f"invalid config: {str(error).splitlines()[0]}") from None
+    check_known_keys(cfg, settings)
+    return settings  # type: ignore[return-value]
+
+
+def check_known_keys(node: Any, schema: Any, prefix: str = "") -> None:
+    """Every key of the composed config is a field of its schema (`+trainer.momentum=0.9` would
+    otherwise be logged as a param while nothing reads it), every float is finite and every integer
+    below MAX_INTEGER."""
+    names = {item.name for item in fields(schema)}
+    for key in node:
+        require(key in names, f"{prefix}{key}", f"is not a config key; {prefix.rstrip('.') or 'the config'} "
+                f"has {', '.join(sorted(names))}", node[key] if not OmegaConf.is_config(node[key]) else "...")
+        value = getattr(schema, key)
+        if is_dataclass(value) and OmegaConf.is_config(node[key]):
+            check_known_keys(node[key], value, f"{prefix}{key}.")
+        elif isinstance(value, float) and not isinstance(value, bool):
+            require(math.isfinite(value), f"{prefix}{key}", "must be a finite number", value)
+        elif isinstance(value, int) and not isinstance(value, bool):
+            require(abs(value) <= MAX_INTEGER, f"{prefix}{key}", f"must be at most {MAX_INTEGER} in size", value)

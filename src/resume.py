@@ -152,9 +152,14 @@ def study_storage(root: Any) -> str:
 
 
 def register_resolvers() -> None:
-    """`${rnnlab.study_name:}` and `${rnnlab.study_storage:}` for conf/hparams_search/optuna.yaml."""
+    """`${rnnlab.study_name:}` and `${rnnlab.study_storage:}` for conf/hparams_search/optuna.yaml, and
+    `${rnnlab.project_root:}` for Hydra's output folders in conf/config.yaml."""
     from omegaconf import OmegaConf
+
+    from src.paths import PROJECT_ROOT
 
     for name, function in (("rnnlab.study_name", search_key), ("rnnlab.study_storage", study_storage)):
         if not OmegaConf.has_resolver(name):
             OmegaConf.register_new_resolver(name, lambda *, _root_, function=function: function(_root_))
+    if not OmegaConf.has_resolver("rnnlab.project_root"):
+        OmegaConf.register_new_resolver("rnnlab.project_root", lambda: str(PROJECT_ROOT))

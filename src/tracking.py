@@ -10,7 +10,6 @@ import base64
 import functools
 import logging
 import os
-import re
 import subprocess
 import tempfile
 import time
@@ -22,7 +21,7 @@ from pathlib import Path
 from contextlib import contextmanager
 from types import TracebackType
 from typing import TYPE_CHECKING, Any, Iterator, Mapping
-from urllib.parse import unquote, urlsplit, urlunsplit
+from urllib.parse import urlsplit, urlunsplit
 
 import mlflow
 import numpy as np
@@ -32,7 +31,8 @@ from mlflow.entities import RunStatus
 from src.data.base import Splits
 from src.errors import UserError
 from src.frameworks.base import EpochResult
-from src.paths import DEFAULT_TRACKING_DB, PROJECT_ROOT
+from src.paths import PROJECT_ROOT
+from src.uris import is_server, redact, resolve_uri, sqlite_path  # noqa: F401  (used by the modules above)
 
 if TYPE_CHECKING:
     from matplotlib.figure import Figure
@@ -57,18 +57,6 @@ for _name, _value in HTTP_DEFAULTS.items():
 
 MODEL_CODE = Path(__file__).with_name("mlflow_model.py")
 REACHABILITY_TIMEOUT_S = 5.0
-CREDENTIALS_IN_URL = re.compile(r"([A-Za-z][A-Za-z0-9+.-]*://)([^:/@\s]*):([^@\s]+)@")
-
-
-def resolve_uri(configured: str | None) -> str:
-    """`tracking.uri` if set, else $MLFLOW_TRACKING_URI, else the SQLite file at the project root."""
-    return configured or os.environ.get("MLFLOW_TRACKING_URI") or f"sqlite:///{DEFAULT_TRACKING_DB}"
-
-
-def redact(text: str) -> str:
-    """Any URL in `text` without its password (user:secret@host → user:***@host): fit for params,
-    tags and messages, which are stored and shown in plain text."""
-    return CREDENTIALS_IN_URL.sub(r"\1\2:***@", text)
 
 
 def check_store_exists(uri: str) -> None:
@@ -85,17 +73,16 @@ def keep_credentials_off_screen(uri: str) -> None:
 
 def check_reachable(uri: str) -> None:
     """Fail in seconds, before any training, when an HTTP tracking server does not answer."""
-    if not uri.startswith(("http://", "https://")):
+    if not is_server(uri):
         return
     parts = urlsplit(uri)
-    netloc = parts.hostname or ""
-    netloc = f"[{netloc}]" if ":" in netloc else netloc
-    if parts.port:
-        netloc += f":{parts.port}"
-    request = urllib.request.Request(urlunsplit(parts._replace(netloc=netloc, path=parts.path.rstrip("/") + "/health")))
-    if parts.username is not None:  # credentials in the URI: send them as MLflow's client will
-        token = base64.b64encode(f"{unquote(parts.username)}:{unquote(parts.password or '')}".encode()).decode()
+    request = urllib.request.Request(urlunsplit(parts._replace(path=parts.path.rstrip("/") + "/health", query="")))
+    username, password = os.environ.get("MLFLOW_TRACKING_USERNAME"), os.environ.get("MLFLOW_TRACKING_PASSWORD")
+    if username is not None:  # as MLflow's client will send them
+        token = base64.b64encode(f"{username}:{password or ''}".encode()).decode()
         request.add_header("Authorization", f"Basic {token}")
+    elif os.environ.get("MLFLOW_TRACKING_TOKEN"):
+        request.add_header("Authorization", f"Bearer {os.environ['MLFLOW_TRACKING_TOKEN']}")
     try:
         with urllib.request.urlopen(request, timeout=REACHABILITY_TIMEOUT_S):
             pass
@@ -127,11 +114,6 @@ def git_commit() -> str | None:
 
 class TrackingUnavailable(UserError):
     """The tracking server stopped answering (or answered errors) while a run was under way."""
-
-
-def sqlite_path(uri: str) -> Path | None:
-    """The database file of a `sqlite:///` URI; None for any other store."""
-    return Path(uri.removeprefix("sqlite:///")).resolve() if uri.startswith("sqlite:///") else None
 
 
 @contextmanager
@@ -200,10 +182,6 @@ def descriptive_name(tags: Mapping[str, str]) -> str:
 
 HEARTBEAT_SECONDS = 10.0
 EPOCH_METRICS = ("train_loss", "val_loss", "epoch_seconds")
-
-
-def is_server(uri: str) -> bool:
-    return uri.startswith(("http://", "https://"))
 
 
 @contextmanager

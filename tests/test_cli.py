@@ -46,7 +46,7 @@ def test_unknown_cell_lists_what_is_allowed(tmp_path) -> None:
 def test_range_error_is_one_line(tmp_path) -> None:
     result = run_cli("model.hidden_size=0", f"tracking.uri=sqlite:///{tmp_path / 'm.db'}")
     assert result.returncode == 2
-    assert result.stderr.strip() == "error: model.hidden_size=0 is invalid: must be an integer >= 1"
+    assert result.stderr.strip() == "error: model.hidden_size=0 is invalid: must be an integer in [1, 16384]"
 
 
 def test_unreachable_tracking_server_fails_fast_before_training(tmp_path) -> None:

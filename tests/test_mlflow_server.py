@@ -24,11 +24,20 @@ CHROMIUM_FLAGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic
                   "--disable-background-networking", "--disable-component-update", "--disable-sync"]
 
 
+SERVER_ROOTS: dict[str, Path] = {}
+
+
 @pytest.fixture(scope="module")
 def server(tmp_path_factory) -> Iterator[str]:
     root = tmp_path_factory.mktemp("server")
     with mlflow_server(root) as url:
+        SERVER_ROOTS[url] = root
         yield url
+
+
+def server_root(url: str) -> Path:
+    """The folder holding the server's store and artifacts."""
+    return SERVER_ROOTS[url]
 
 
 def rest(url: str, path: str, body: dict | None = None) -> dict:
@@ -92,15 +101,27 @@ def test_the_ui_lists_the_sweep_runs(server: str, sweep: dict, tmp_path: Path) -
     assert "3 matching runs" in text
 
 
-def test_credentials_in_the_tracking_uri_are_never_stored(server: str) -> None:
-    secret_uri = server.replace("http://", "http://alice:s3cr3t-pw@")
-    result = run_cli("dataset=sum", "dataset.num_samples=200", "trainer=quick", "tracking.log_model=false",
-                     "tracking.experiment=credentials", f"tracking.uri={secret_uri}")
-    assert result.returncode == 0, result.stderr[-3000:]
-    assert "s3cr3t-pw" not in result.stdout + result.stderr
+def test_credentials_travel_in_the_environment_and_a_secret_uri_is_refused(server: str, tmp_path: Path) -> None:
+    secret = "SweepPW99s3cr3t"
+    environment = {"MLFLOW_TRACKING_USERNAME": "carol", "MLFLOW_TRACKING_PASSWORD": secret}
+    good = run_cli("dataset=sum", "dataset.num_samples=200", "trainer=quick", "tracking.log_model=false",
+                   "tracking.experiment=credentials", f"tracking.uri={server}", f"hydra.run.dir={tmp_path / 'run'}",
+                   env=environment)
+    assert good.returncode == 0, good.stderr[-3000:]
+    outputs = [good]
+    secret_uri = server.replace("http://", f"http://carol:{secret}@")
+    for args in (["trainer=quick", f"tracking.uri={secret_uri}", f"hydra.run.dir={tmp_path / 'refused'}"],
+                 ["-m", "hydra/launcher=joblib_local", "trainer.seed=0,1", "trainer=quick", f"tracking.uri={secret_uri}",
+                  f"hydra.sweep.dir={tmp_path / 'sweep'}"],
+                 ["trainer=quick", f"tracking.uri='{server}/?access_token={secret}'", f"hydra.run.dir={tmp_path / 'q'}"]):
+        refused = run_cli(*args)
+        assert refused.returncode == 2 and refused.stderr.startswith("error: tracking.uri carries a"), refused.stderr
+        outputs.append(refused)
+    for result in outputs:
+        assert secret not in result.stdout + result.stderr
+    written = [path for folder in (tmp_path, server_root(server)) for path in folder.rglob("*") if path.is_file()]
+    assert any(path.name == "mlflow.db" for path in written) and any(".hydra" in str(path) for path in written)
+    assert not [path for path in written if secret.encode() in path.read_bytes()]
     experiment = rest(server, "experiments/get-by-name?experiment_name=credentials")["experiment"]
     (run,) = rest(server, "runs/search", {"experiment_ids": [experiment["experiment_id"]]})["runs"]
-    stored = json.dumps(run)
-    assert "s3cr3t-pw" not in stored
-    params = {param["key"]: param["value"] for param in run["data"]["params"]}
-    assert params["tracking.uri"] == server.replace("http://", "http://alice:***@")
+    assert run["info"]["status"] == "FINISHED" and secret not in json.dumps(run)

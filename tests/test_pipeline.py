@@ -150,3 +150,20 @@ def test_bad_data_file_fails_the_stage_with_a_clear_error(repo: Path, damage: st
         data_file.write_bytes(saved)
     assert result.returncode == 2
     assert result.stderr.strip().splitlines()[-1].startswith(f"error: {message}: {data_file}")
+
+
+def test_a_secret_in_the_params_tracking_uri_fails_the_stage_and_reaches_no_dvc_file(repo: Path) -> None:
+    secret = "DvcPW77s3cr3t"
+    params = repo / "params.yaml"
+    saved = params.read_text()
+    edit_params(repo, {"tracking": {"uri": f"http://dave:{secret}@127.0.0.1:5999"}, "trainer": {"epochs": 4}})
+    try:
+        result = sh(repo, "dvc", "repro", "train@numpy", check=False)
+    finally:
+        params.write_text(saved)
+    assert result.returncode != 0
+    assert "error: tracking.uri carries a password" in result.stderr
+    assert secret not in result.stdout + result.stderr
+    leaked = [path for path in repo.rglob("*") if path.is_file() and path != params and ".git" not in path.parts
+              and secret.encode() in path.read_bytes()]
+    assert not leaked

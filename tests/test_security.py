@@ -3,7 +3,10 @@
 from __future__ import annotations
 
 import pickle
+import os
 import re
+import subprocess
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -78,10 +81,44 @@ def test_logged_models_hold_no_pickle(compose_cfg, tracking_uri) -> None:
     assert not [name for name in names if name.endswith((".pkl", ".pickle"))], names
 
 
-def test_redact_hides_passwords_in_any_url() -> None:
-    assert redact("http://bob:pw@host:5000/x") == "http://bob:***@host:5000/x"
-    assert redact("a=postgresql://u:p%40ss@db/x b=http://host") == "a=postgresql://u:***@db/x b=http://host"
+def test_redact_hides_user_information_and_secret_query_values_in_any_url() -> None:
+    assert redact("http://bob:pw@host:5000/x") == "http://***@host:5000/x"
+    assert redact("a=postgresql://u:p%40ss@db/x b=http://host") == "a=postgresql://***@db/x b=http://host"
+    assert redact("http://u:p@ss@host/x") == "http://***@host/x"  # a password holding '@'
+    assert redact("http://TOKEN123@host") == "http://***@host"
+    assert redact("https://h/p?a=1&access_token=abc&b=2") == "https://h/p?a=1&access_token=***&b=2"
     assert redact("sqlite:////tmp/mlflow.db") == "sqlite:////tmp/mlflow.db"
+
+
+SECRET = "S3cretPW42"
+SECRET_URIS = [f"http://alice:{SECRET}@127.0.0.1:5999", f"http://{SECRET}@127.0.0.1:5999",
+               f"http://bob:a@b{SECRET}@127.0.0.1:5999", f"postgresql://carol:{SECRET}@db/mlflow"]
+
+
+@pytest.mark.parametrize("uri", SECRET_URIS)
+def test_a_tracking_uri_carrying_a_secret_is_refused_before_anything_is_written(tmp_path, uri) -> None:
+    result = subprocess.run([sys.executable, "-m", "src.train", "trainer=quick", f"tracking.uri={uri}",
+                             f"hydra.run.dir={tmp_path / 'out'}"], cwd=PROJECT_ROOT, capture_output=True, text=True,
+                            timeout=120)
+    assert result.returncode == 2
+    (line,) = result.stderr.strip().splitlines()
+    assert line.startswith("error: tracking.uri carries a") and "MLFLOW_TRACKING_PASSWORD" in line
+    assert SECRET not in result.stdout + result.stderr
+    assert not (tmp_path / "out").exists()
+
+
+def test_a_secret_uri_in_the_environment_or_a_sweep_is_refused_too(tmp_path) -> None:
+    environment = {**os.environ, "MLFLOW_TRACKING_URI": SECRET_URIS[0]}
+    single = subprocess.run([sys.executable, "-m", "src.train", "trainer=quick", f"hydra.run.dir={tmp_path / 'a'}"],
+                            cwd=PROJECT_ROOT, env=environment, capture_output=True, text=True, timeout=120)
+    assert single.returncode == 2 and single.stderr.startswith("error: MLFLOW_TRACKING_URI carries a password")
+    sweep = subprocess.run([sys.executable, "-m", "src.train", "-m", "trainer.seed=0,1", "trainer=quick",
+                            f"tracking.uri={SECRET_URIS[1]}", f"hydra.sweep.dir={tmp_path / 'b'}"],
+                           cwd=PROJECT_ROOT, capture_output=True, text=True, timeout=120)
+    assert sweep.returncode == 2 and sweep.stderr.startswith("error: tracking.uri carries a user name or token")
+    for result in (single, sweep):
+        assert SECRET not in result.stdout + result.stderr
+    assert not any(tmp_path.rglob("*"))
 
 
 def test_documented_server_commands_bind_localhost() -> None:

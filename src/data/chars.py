@@ -56,17 +56,24 @@ def default_corpus() -> str:
     return "\n".join((stdlib / module).read_text(encoding="utf-8") for module in DEFAULT_MODULES)
 
 
-def read_corpus(path: str | None) -> tuple[str, str]:
-    """(the text, where it came from)."""
+def read_corpus(path: str | None, max_chars: int = 0) -> tuple[str, str]:
+    """(the text, where it came from): at most `max_chars` characters (0: all), read from a regular file
+    only, so a device (/dev/zero) or a FIFO is refused rather than read forever."""
     if path is None:
-        return default_corpus(), f"Python's standard library ({len(DEFAULT_MODULES)} modules)"
+        text = default_corpus()
+        return (text[:max_chars] if max_chars else text), f"Python's standard library ({len(DEFAULT_MODULES)} modules)"
     file = resolve_path(path)
+    if not file.exists():
+        raise UserError(f"dataset.path={path!r}: no such file: {file}")
+    if file.is_dir():
+        raise UserError(f"dataset.path={path!r}: is a directory, not a text file: {file}")
+    if not file.is_file():
+        raise UserError(f"dataset.path={path!r}: not a regular file (a device, FIFO or socket): {file}")
     try:
-        return file.read_text(encoding="utf-8"), file.name
-    except FileNotFoundError:
-        raise UserError(f"dataset.path={path!r}: no such file: {file}") from None
-    except IsADirectoryError:
-        raise UserError(f"dataset.path={path!r}: is a directory, not a text file: {file}") from None
+        with file.open(encoding="utf-8", newline="") as handle:
+            return (handle.read(max_chars) if max_chars else handle.read()), file.name
+    except PermissionError:
+        raise UserError(f"dataset.path={path!r}: not readable (permission denied): {file}") from None
     except UnicodeDecodeError as error:
         raise UserError(f"dataset.path={path!r}: not UTF-8 text: {file} ({error.reason} at byte {error.start})") from None
 
@@ -95,9 +102,9 @@ def sequences(ids: np.ndarray, seq_len: int) -> Split:
 
 def generate(params: Params, seed: int) -> Splits:
     """The same splits for every seed: the text and its order are fixed."""
-    text, source = read_corpus(params.path)
-    if params.max_chars:
-        text = text[:params.max_chars]
+    text, source = read_corpus(params.path, params.max_chars)
+    require(len(text) > 0, "dataset.path", f"must name a text file with characters in it; {source} is empty",
+            params.path)
     try:
         sizes = split_sizes(len(text), params.val_fraction, params.test_fraction)
     except ValueError:  # too few characters for three splits

@@ -1,0 +1,60 @@
+"""Checks that must pass before Hydra writes anything: a Hydra callback, first in conf/config.yaml.
+
+Hydra calls `on_run_start` / `on_multirun_start` after composing the config and before it creates
+the output folder and writes `.hydra/*.yaml` (or a sweep's `multirun.yaml`). So this is the one
+place where a secret in a URI can be refused before it is at rest, where an output folder that
+cannot be written is named in one line instead of a traceback, and where an interpolation that
+cannot resolve (`${oc.env:NOPE}`) is reported as the config error it is. A failed check prints one
+line and exits 2 (an exception would only be a warning: Hydra catches callbacks' exceptions).
+"""
+
+from __future__ import annotations
+
+import sys
+import tempfile
+from pathlib import Path
+from typing import Any
+
+from hydra.experimental.callback import Callback
+from omegaconf import DictConfig, OmegaConf
+
+from src.errors import UserError
+from src.uris import check_no_secret, resolve_uri
+
+
+class PreflightCallback(Callback):
+    def on_run_start(self, config: DictConfig, **kwargs: Any) -> None:
+        preflight(config, "hydra.run.dir")
+
+    def on_multirun_start(self, config: DictConfig, **kwargs: Any) -> None:
+        preflight(config, "hydra.sweep.dir")
+
+
+def preflight(config: DictConfig, output_key: str) -> None:
+    try:
+        # As typed: iterating the ListConfig would resolve a `${...}` inside an override string.
+        for override in OmegaConf.to_container(config.hydra.overrides.task, resolve=False):  # type: ignore[union-attr]
+            key, _, value = str(override).partition("=")
+            check_no_secret(value, key.lstrip("+~"))
+        try:
+            resolved = {key: OmegaConf.to_container(config[key], resolve=True) if OmegaConf.is_config(config[key])
+                        else config[key] for key in config if key != "hydra"}
+        except Exception as error:  # an interpolation that cannot resolve
+            raise UserError(f"invalid config: {str(error).splitlines()[0]}") from None
+        resolve_uri((resolved.get("tracking") or {}).get("uri"))
+        check_writable(Path(str(OmegaConf.select(config, output_key))), output_key)
+    except UserError as error:
+        print(f"error: {error}", file=sys.stderr, flush=True)
+        raise SystemExit(2) from None
+
+
+def check_writable(folder: Path, key: str) -> None:
+    """Create the folder (Hydra would next) and a probe file in it: permissions alone do not tell (root
+    passes every permission check, a read-only mount refuses everyone)."""
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+        with tempfile.TemporaryFile(dir=folder):
+            pass
+    except OSError as error:
+        raise UserError(f"{key}={str(folder)!r}: cannot write Hydra's output folder there ({error.strerror}); "
+                        f"set {key}=<a writable folder>") from None

@@ -1,0 +1,101 @@
+"""Tracking URIs: which store a run uses, whether a URI is one MLflow can use, and keeping secrets out.
+
+A URI that carries a secret (a password or token before `@`, or a `token=`/`password=`-like query
+parameter) is refused before anything is written: Hydra writes every override to its output folder
+(`.hydra/overrides.yaml`, `multirun.yaml`) before a job starts, and DVC writes params to `dvc.lock`,
+so redacting later cannot keep a secret off the disk. MLflow's own way is the environment:
+MLFLOW_TRACKING_USERNAME / MLFLOW_TRACKING_PASSWORD or MLFLOW_TRACKING_TOKEN. No MLflow import here,
+so the check costs nothing at start-up.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from pathlib import Path
+from urllib.parse import parse_qsl, urlsplit
+
+from src.errors import UserError
+from src.paths import DEFAULT_TRACKING_DB
+
+URL = re.compile(r"[A-Za-z][A-Za-z0-9+.-]*://[^\s'\"]+")
+SECRET_PARAMETER = re.compile(r"token|passw|pwd|secret|key|auth|sig|credential", re.IGNORECASE)
+# Stores MLflow can track to (a scheme may carry a driver: postgresql+psycopg2).
+TRACKING_SCHEMES = ("sqlite", "http", "https", "postgresql", "mysql", "mssql", "file", "databricks", "databricks-uc")
+CREDENTIALS_HINT = ("give credentials in MLFLOW_TRACKING_USERNAME and MLFLOW_TRACKING_PASSWORD, or "
+                    "MLFLOW_TRACKING_TOKEN (for a database store: PGPASSWORD, ~/.pgpass or ~/.my.cnf), and the URI "
+                    "without them")
+
+
+def secret_in_uri(uri: str) -> str | None:
+    """What in `uri` is a secret, in words that do not repeat it; None when it carries none."""
+    if "://" not in uri:
+        return None
+    parts = urlsplit(uri.replace("\\", ""))  # Hydra escapes ':' in overrides it writes back
+    netloc = parts.netloc
+    if "@" in netloc:
+        userinfo = netloc.rpartition("@")[0]
+        return "a password" if ":" in userinfo else "a user name or token before '@'"
+    for name, _ in parse_qsl(parts.query, keep_blank_values=True):
+        if SECRET_PARAMETER.search(name):
+            return f"a {name!r} query parameter"
+    return None
+
+
+def check_no_secret(uri: str | None, source: str) -> None:
+    """Refuse, in one line that does not repeat it, a URI carrying a secret."""
+    what = secret_in_uri(uri or "")
+    if what:
+        raise UserError(f"{source} carries {what}; it would be written to Hydra's output folder, MLflow and "
+                        f"DVC files, so it is refused: {CREDENTIALS_HINT}")
+
+
+def check_tracking_uri(uri: str, source: str) -> None:
+    """A URI MLflow can use: a known scheme, and `sqlite:///` with a path (`sqlite://x.db` has none)."""
+    scheme = uri.partition("://")[0].lower() if "://" in uri else ""
+    if scheme.split("+")[0] not in TRACKING_SCHEMES:
+        raise UserError(f"{source}={redact(uri)!r} is invalid: must be a tracking URI "
+                        f"(sqlite:///path/to/mlflow.db, http://host:port, postgresql://...)")
+    if scheme == "sqlite" and not uri.startswith("sqlite:///"):
+        raise UserError(f"{source}={redact(uri)!r} is invalid: a SQLite URI is sqlite:/// and a path "
+                        f"(sqlite:////abs/path.db or sqlite:///relative.db)")
+    check_no_secret(uri, source)
+
+
+def resolve_uri(configured: str | None) -> str:
+    """`tracking.uri` if set, else $MLFLOW_TRACKING_URI, else the SQLite file at the project root;
+    checked (scheme, no secret) whichever it is."""
+    if configured:
+        check_tracking_uri(configured, "tracking.uri")
+        return configured
+    from_environment = os.environ.get("MLFLOW_TRACKING_URI")
+    if from_environment:
+        check_tracking_uri(from_environment, "MLFLOW_TRACKING_URI")
+        return from_environment
+    return f"sqlite:///{DEFAULT_TRACKING_DB}"
+
+
+def redact(text: str) -> str:
+    """Every URL in `text` without user information or secret query values (`user:secret@` and
+    `token@` become `***@`, `token=x` becomes `token=***`): a second line of defence for messages."""
+
+    def hide(match: re.Match[str]) -> str:
+        url = match.group(0)
+        scheme, _, rest = url.partition("://")
+        authority, slash, tail = rest.partition("/")
+        if "@" in authority:
+            authority = "***@" + authority.rpartition("@")[2]
+        tail = re.sub(r"([?&;][^=&;#]*(?:token|passw|pwd|secret|key|auth|sig|credential)[^=&;#]*=)[^&;#]*",
+                      r"\1***", slash + tail, flags=re.IGNORECASE)
+        return f"{scheme}://{authority}{tail}"
+
+    return URL.sub(hide, text)
+
+
+def sqlite_path(uri: str) -> Path | None:
+    """The database file of a `sqlite:///` URI; None for any other store."""
+    return Path(uri.removeprefix("sqlite:///")).resolve() if uri.startswith("sqlite:///") else None
+
+
+def is_server(uri: str) -> bool:
+    return uri.startswith(("http://", "https://"))
