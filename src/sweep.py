@@ -99,7 +99,8 @@ class MlflowSweepCallback(Callback):
             log.info("sweep %s: best run %s with %s = %s; %d failed, %d reused", os.environ.get(SWEEP_ID_ENV),
                      summary.get("best_run_id"), config.objective, summary.get("best_objective"), summary["failed"],
                      summary["reused"])
-            client.set_terminated(self.parent_run_id, "FINISHED")
+            all_failed = summary["jobs"] > 0 and summary["failed"] == summary["jobs"]
+            client.set_terminated(self.parent_run_id, "FAILED" if all_failed else "FINISHED")
         except BaseException:
             client.set_terminated(self.parent_run_id, "FAILED")
             raise
@@ -107,6 +108,10 @@ class MlflowSweepCallback(Callback):
             self.parent_run_id = None
             for name in (PARENT_RUN_ENV, SWEEP_ID_ENV):
                 os.environ.pop(name, None)
+        if all_failed:  # a sweep that produced nothing is not a success, whatever Hydra returns
+            print(f"error: all {summary['jobs']} jobs of the sweep failed (their runs' `error` tags say why)",
+                  file=sys.stderr, flush=True)
+            raise SystemExit(2)
 
     def _end_if_interrupted(self) -> None:
         """Ctrl-C, SIGTERM or a crash of the sweeper: stop every worker, then end the jobs' runs that

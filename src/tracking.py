@@ -7,6 +7,7 @@ A `TrackedRun` ends FINISHED when its block succeeds, FAILED on an exception (th
 from __future__ import annotations
 
 import base64
+import contextlib
 import functools
 import logging
 import os
@@ -60,9 +61,22 @@ REACHABILITY_TIMEOUT_S = 5.0
 
 
 def check_store_exists(uri: str) -> None:
-    """Commands that only read runs must not create an empty SQLite store for a mistyped path."""
-    if uri.startswith("sqlite:///") and not Path(uri.removeprefix("sqlite:///")).is_file():
-        raise UserError(f"no tracking store at {uri.removeprefix('sqlite:///')} (check --tracking-uri)")
+    """Commands that only read runs must not create a store, nor migrate a file that is not one (an
+    empty or foreign file would otherwise get MLflow's schema written into it)."""
+    database = sqlite_path(uri)
+    if database is None:
+        return
+    if not database.is_file():
+        raise UserError(f"no tracking store at {database} (check --tracking-uri)")
+    import sqlite3
+
+    try:
+        with contextlib.closing(sqlite3.connect(f"{database.as_uri()}?mode=ro", uri=True)) as connection:
+            tables = {row[0] for row in connection.execute("SELECT name FROM sqlite_master WHERE type='table'")}
+    except sqlite3.Error as error:
+        raise UserError(f"{database} is not a readable SQLite tracking store ({error})") from None
+    if not {"alembic_version", "runs", "experiments"} <= tables:
+        raise UserError(f"{database} is not an MLflow tracking store (it lacks MLflow's tables)")
 
 
 def keep_credentials_off_screen(uri: str) -> None:
@@ -140,10 +154,26 @@ def open_client(uri: str) -> MlflowClient:
     store lock, so that no reader or writer ever sees, or migrates, a half-created store. MLflow keeps
     the opened store for the rest of the process."""
     logging.getLogger("alembic").setLevel(logging.WARNING)
-    with store_lock(uri):
+    with store_lock(uri), store_errors(uri):
         client = MlflowClient(uri)
         client.search_experiments(max_results=1)
     return client
+
+
+@contextmanager
+def store_errors(uri: str) -> Iterator[None]:
+    """Opening or first writing to a store: a server's failure is TrackingUnavailable; a local store that is
+    not one (garbage, truncated), is read-only or on a full disk is the user's to fix, in one line."""
+    with server_errors(uri):
+        try:
+            yield
+        except UserError:
+            raise
+        except Exception as error:
+            if is_server(uri):
+                raise
+            reason = redact(str(error).splitlines()[0] if str(error) else type(error).__name__)[:300]
+            raise UserError(f"cannot use the tracking store {redact(uri)}: {reason}") from None
 
 
 def ensure_experiment(uri: str, name: str) -> str:
@@ -155,7 +185,7 @@ def ensure_experiment(uri: str, name: str) -> str:
     logging.getLogger("alembic").setLevel(logging.WARNING)
     keep_credentials_off_screen(uri)
     client = open_client(uri)
-    with store_lock(uri):
+    with store_lock(uri), store_errors(uri):
         experiment = client.get_experiment_by_name(name)
         if experiment:
             return experiment.experiment_id
@@ -245,14 +275,15 @@ class TrackedRun:
         if commit:
             tags.update({"git_commit": commit, "mlflow.source.git.commit": commit})
         tags.update(process_tags())
-        if self.run_id:
-            run = mlflow.start_run(run_id=self.run_id)
-            if self.parent_run_id:
-                tags["mlflow.parentRunId"] = self.parent_run_id
-            mlflow.set_tags(tags)
-        else:
-            run = mlflow.start_run(run_name=self.run_name or descriptive_name(self.tags), tags=tags,
-                                   parent_run_id=self.parent_run_id)
+        with store_errors(self.uri):
+            if self.run_id:
+                run = mlflow.start_run(run_id=self.run_id)
+                if self.parent_run_id:
+                    tags["mlflow.parentRunId"] = self.parent_run_id
+                mlflow.set_tags(tags)
+            else:
+                run = mlflow.start_run(run_name=self.run_name or descriptive_name(self.tags), tags=tags,
+                                       parent_run_id=self.parent_run_id)
         self.run_id = run.info.run_id
         self._last_heartbeat = time.monotonic()
         log.info("MLflow run %s in experiment %r at %s", self.run_id, self.experiment, redact(self.uri))

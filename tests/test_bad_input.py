@@ -1,0 +1,104 @@
+"""Bad input, table-driven: each case exits non-zero with one line and no traceback, and leaves no run
+RUNNING (most leave no run at all)."""
+
+from __future__ import annotations
+
+import os
+import sqlite3
+from pathlib import Path
+
+import pytest
+
+from tests.conftest import run_cli
+
+pytestmark = pytest.mark.slow
+
+QUICK = ["trainer=quick", "framework=numpy", "tracking.log_model=false"]
+
+# (overrides, what the one line starts with); "{tmp}" is the test's folder. Exit 2 for all of these.
+CASES = [
+    (["model.hidden_size=0"], "error: model.hidden_size=0 is invalid"),
+    (["model.hidden_size=100000"], "error: model.hidden_size=100000 is invalid"),
+    (["model.num_layers=0"], "error: model.num_layers=0 is invalid"),
+    (["model.num_layers=1000"], "error: model.num_layers=1000 is invalid"),
+    (["model.dropout=1.5"], "error: model.dropout=1.5 is invalid"),
+    (["model=lstm", "model.activation=relu"], "error: model.activation='relu' is invalid"),
+    (["trainer.lr=-1"], "error: trainer.lr=-1.0 is invalid"),
+    (["trainer.lr=nan"], "error: trainer.lr=nan is invalid"),
+    (["trainer.lr=inf"], "error: trainer.lr=inf is invalid"),
+    (["trainer.epochs=0"], "error: trainer.epochs=0 is invalid"),
+    (["trainer.epochs=99999999999"], "error: trainer.epochs=99999999999 is invalid"),
+    (["trainer.batch_size=0"], "error: trainer.batch_size=0 is invalid"),
+    (["trainer.batch_size=100000"], "error: trainer.batch_size=100000 is invalid"),
+    (["trainer.grad_clip=-1"], "error: trainer.grad_clip=-1.0 is invalid"),
+    (["trainer.patience=-1"], "error: trainer.patience=-1 is invalid"),
+    (["trainer.seed=-1"], "error: trainer.seed=-1 is invalid"),
+    (["trainer.seed=4294967296"], "error: trainer.seed=4294967296 is invalid"),
+    (["trainer.checkpoint_every=-1"], "error: trainer.checkpoint_every=-1 is invalid"),
+    (["framework.threads=100000"], "error: framework.threads=100000 is invalid"),
+    (["framework.threads=-1"], "error: framework.threads=-1 is invalid"),
+    (["framework.device=cuda:7"], "error: framework.device='cuda:7'"),
+    (["framework.device=tpu"], "error: framework.device='tpu' is invalid"),
+    (["+trainer.momentum=0.9"], "error: trainer.momentum=0.9 is invalid: is not a config key"),
+    (["+foo=1"], "error: foo=1 is invalid: is not a config key"),
+    (["dataset=sum", "dataset.high=1e300"], "error: dataset sum produced values that are not finite"),
+    (["dataset=sum", "dataset.low=-inf"], "error: dataset.low=-inf is invalid"),
+    (["dataset=sum", "dataset.num_samples=1000000000"], "error: dataset.num_samples=1000000000 with dataset.seq_len=10 is invalid"),
+    (["dataset=adding", "dataset.seq_len=1"], "error: dataset.seq_len=1 is invalid"),
+    (["dataset=chars", "dataset.path=/dev/zero", "dataset.max_chars=1000"], "error: dataset.path='/dev/zero': not a regular file"),
+    (["dataset=chars", "dataset.path={tmp}/fifo"], "error: dataset.path='{tmp}/fifo': not a regular file"),
+    (["dataset=chars", "dataset.path={tmp}/empty.txt"], "error: dataset.path='{tmp}/empty.txt' is invalid"),
+    (["dataset=chars", "dataset.path={tmp}/missing.txt"], "error: dataset.path='{tmp}/missing.txt': no such file"),
+    (["dataset=chars", "dataset.path={tmp}"], "error: dataset.path='{tmp}': is a directory"),
+    (["dataset=chars", "dataset.path={tmp}/binary.bin"], "error: dataset.path='{tmp}/binary.bin': not UTF-8 text"),
+    (["tracking.uri=foo://bar"], "error: tracking.uri='foo://bar' is invalid"),
+    (["tracking.uri=sqlite://tmp/x.db"], "error: tracking.uri='sqlite://tmp/x.db' is invalid"),
+    (["tracking.uri=sqlite:///{tmp}/garbage.db"], "error: cannot use the tracking store sqlite:///{tmp}/garbage.db"),
+    (["tracking.uri=sqlite:///{tmp}/truncated.db"], "error: cannot use the tracking store sqlite:///{tmp}/truncated.db"),
+    (["tracking.uri=http://127.0.0.1:9"], "error: tracking server http://127.0.0.1:9 is unreachable"),
+    (["tracking.uri=http://alice:pw@127.0.0.1:9"], "error: tracking.uri carries a password"),
+    (["trainer.lr=${oc.env:RNNLAB_NO_SUCH_VARIABLE}"], "error: invalid config:"),
+    (["tracking.experiment= "], "error: tracking.experiment='' is invalid"),
+    (["objective=nope"], "error: objective='nope' is invalid"),
+    (["objective=test_bpc"], "error: objective='test_bpc' is invalid"),
+    (["hydra.run.dir=/proc/no/such/folder"], "error: hydra.run.dir='/proc/no/such/folder': cannot write"),
+]
+
+
+@pytest.fixture(scope="module")
+def inputs(tmp_path_factory) -> Path:
+    folder = tmp_path_factory.mktemp("inputs")
+    os.mkfifo(folder / "fifo")
+    (folder / "empty.txt").write_text("")
+    (folder / "binary.bin").write_bytes(b"\xff\xfe\x00\x81" * 100)
+    (folder / "garbage.db").write_bytes(b"this is not a database" * 100)
+    store = folder / "whole.db"
+    from src.tracking import open_client
+
+    open_client(f"sqlite:///{store}")
+    (folder / "truncated.db").write_bytes(store.read_bytes()[:20000])
+    return folder
+
+
+@pytest.mark.parametrize("overrides, expected", CASES, ids=[" ".join(case[0]) for case in CASES])
+def test_bad_input_exits_2_with_one_line_and_no_run_left_running(inputs, tmp_path, overrides, expected) -> None:
+    store = tmp_path / "mlflow.db"
+    arguments = [*QUICK, f"tracking.uri=sqlite:///{store}", f"hydra.run.dir={tmp_path / 'out'}"]
+    arguments += [override.replace("{tmp}", str(inputs)) for override in overrides]
+    result = run_cli(*arguments, timeout=180)
+    lines = result.stderr.strip().splitlines()
+    assert result.returncode == 2, result.stderr[-2000:]
+    assert "Traceback" not in result.stderr
+    assert lines and lines[-1].startswith(expected.replace("{tmp}", str(inputs))), lines[-1:]
+    if store.exists():
+        with sqlite3.connect(store) as connection:
+            statuses = [row[0] for row in connection.execute("SELECT status FROM runs")]
+        assert "RUNNING" not in statuses
+
+
+@pytest.mark.parametrize("override", ["trainer.epochs=abc", "model.cell=xyz", "dataset=nope", "optimiser=adam"])
+def test_hydra_composition_errors_name_the_key_without_a_traceback(tmp_path, override) -> None:
+    result = run_cli(*QUICK, f"tracking.uri=sqlite:///{tmp_path / 'mlflow.db'}", override)
+    assert result.returncode == 1 and "Traceback" not in result.stderr
+    assert override.split("=")[0].split(".")[-1] in result.stderr
+    assert not (tmp_path / "mlflow.db").exists()
