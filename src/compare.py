@@ -183,9 +183,10 @@ def main(argv: list[str] | None = None) -> int:
     try:
         require(args.objective in OBJECTIVES, "--objective", f"must be one of {', '.join(OBJECTIVES)}",
                 args.objective)
-        require(args.output.suffix.lower() in (".png", ".svg", ".pdf") and args.output.resolve().parent.is_dir(),
+        require(args.output.suffix.lower() in (".png", ".svg", ".pdf") and args.output.resolve().parent.is_dir()
+                and not args.output.is_dir(),
                 "--output", "must be a .png, .svg or .pdf file in an existing folder", str(args.output))
-        uri = resolve_uri(args.tracking_uri)
+        uri = resolve_uri(args.tracking_uri, "--tracking-uri")
         check_reachable(uri)
         check_store_exists(uri)
         client = open_client(uri)
@@ -202,7 +203,12 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     frame = leaderboard(runs, args.objective)
     print(render(frame, args.objective))
-    comparison_figure(client, runs, frame).savefig(args.output)
+    try:
+        comparison_figure(client, runs, frame).savefig(args.output)
+    except OSError as error:
+        print(f"error: --output={str(args.output)!r}: cannot write the plot ({error.strerror}); "
+              f"give a writable path with --output", file=sys.stderr)
+        return 2
     print(f"comparison plot: {args.output}")
     if parent is not None:
         summarize_sweep(client, parent.info.run_id, args.objective)

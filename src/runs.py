@@ -41,7 +41,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         if args.stale_minutes is not None and not args.stale_minutes > 0:
             raise UserError(f"--stale-minutes={args.stale_minutes} is invalid: must be a number > 0")
-        uri = resolve_uri(args.tracking_uri)
+        uri = resolve_uri(args.tracking_uri, "--tracking-uri")
         check_reachable(uri)
         check_store_exists(uri)
         ended = cleanup(uri, args.stale_minutes)

@@ -9,6 +9,8 @@ from __future__ import annotations
 import argparse
 import logging
 import sys
+import tempfile
+from pathlib import Path
 
 from src.errors import UserError
 
@@ -28,21 +30,29 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     return parser.parse_args(argv)
 
 
-def model_uri_of(model: str, tracking_uri: str) -> str:
-    """A model URI as given, or the `model_uri` a training run tagged."""
-    if ":/" in model:
-        return model
+def model_of(model: str, tracking_uri: str) -> tuple[str, str | None]:
+    """(the model URI, the digest its run recorded) for a run id, or for a `runs:/<run id>/...` URI."""
     from mlflow.exceptions import MlflowException
 
+    from src.model_digest import DIGEST_TAG
     from src.tracking import open_client, redact
 
+    client = open_client(tracking_uri)
+    run_id = model.split("/")[1] if model.startswith("runs:/") else (None if ":/" in model else model)
+    if model.startswith("models:/m-"):  # a logged model (MLflow 3): its run holds the digest
+        try:
+            run_id = client.get_logged_model(model.split("/")[1]).source_run_id
+        except MlflowException:
+            raise UserError(f"no logged model {model!r} in {redact(tracking_uri)}") from None
+    if run_id is None:
+        return model, None
     try:
-        run = open_client(tracking_uri).get_run(model)
+        run = client.get_run(run_id)
     except MlflowException:
-        raise UserError(f"no MLflow run {model!r} in {redact(tracking_uri)}; give a run id or a model URI") from None
+        raise UserError(f"no MLflow run {run_id!r} in {redact(tracking_uri)}; give a run id or a model URI") from None
     if "model_uri" not in run.data.tags:
-        raise UserError(f"run {model} logged no model (was it trained with tracking.log_model=false?)")
-    return run.data.tags["model_uri"]
+        raise UserError(f"run {run_id} logged no model (was it trained with tracking.log_model=false?)")
+    return (model if ":/" in model else run.data.tags["model_uri"]), run.data.tags.get(DIGEST_TAG)
 
 
 def load_language_model(model: str, tracking_uri: str):
@@ -50,13 +60,15 @@ def load_language_model(model: str, tracking_uri: str):
     import mlflow
     from mlflow.exceptions import MlflowException
 
+    from src.model_digest import load_verified
     from src.tasks import language_model
     from src.tracking import redact
 
-    uri = model_uri_of(model, tracking_uri)
+    uri, digest = model_of(model, tracking_uri)
     mlflow.set_tracking_uri(tracking_uri)
     try:
-        loaded = mlflow.pyfunc.load_model(uri)
+        with tempfile.TemporaryDirectory() as scratch:
+            loaded = load_verified(uri, digest, Path(scratch))
     except (MlflowException, OSError) as error:
         raise UserError(redact(f"cannot load model {uri}: {str(error).splitlines()[0]}")) from None
     predictor = getattr(loaded.unwrap_python_model(), "predictor", None)
@@ -70,6 +82,8 @@ def load_language_model(model: str, tracking_uri: str):
 
 def main(argv: list[str] | None = None) -> None:
     args = parse_args(argv)
+    # A console that cannot show a generated character (PYTHONIOENCODING=ascii) gets an escape, not a crash.
+    sys.stdout.reconfigure(errors="backslashreplace")  # type: ignore[union-attr]
     logging.basicConfig(level=logging.WARNING)
     try:
         if args.length < 0:
@@ -85,7 +99,7 @@ def main(argv: list[str] | None = None) -> None:
         from src.tasks.language_model import generate_text
         from src.tracking import check_reachable, check_store_exists, resolve_uri
 
-        tracking_uri = resolve_uri(args.tracking_uri)
+        tracking_uri = resolve_uri(args.tracking_uri, "--tracking-uri")
         check_reachable(tracking_uri)
         if ":/" not in args.model:  # a run id is looked up in the store; a model URI may live elsewhere
             check_store_exists(tracking_uri)

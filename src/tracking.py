@@ -197,7 +197,8 @@ def ensure_experiment(uri: str, name: str) -> str:
 def record_failed_run(uri: str, experiment: str, tags: dict[str, str], error: BaseException) -> str:
     """A FAILED run for a sweep job that could not start, so the sweep's comparison shows it."""
     client = MlflowClient(uri)
-    run = client.create_run(ensure_experiment(uri, experiment), tags={
+    # Named here: MLflow's random names would move Python's global `random` state.
+    run = client.create_run(ensure_experiment(uri, experiment), run_name=f"failed-job-{uuid.uuid4().hex[:6]}", tags={
         key: redact(value) for key, value in {**tags, "error": f"{type(error).__name__}: {error}"[:5000]}.items()})
     client.set_terminated(run.info.run_id, "FAILED")
     return run.info.run_id
@@ -397,7 +398,9 @@ class TrackedRun:
                 input_example=input_example,
                 pip_requirements=model_requirements(predictor.backend.requirements()),
             )
-        mlflow.set_tag("model_uri", info.model_uri)
+        from src.model_digest import DIGEST_TAG, logged_model_digest
+
+        mlflow.set_tags({"model_uri": info.model_uri, DIGEST_TAG: logged_model_digest(info.model_uri)})
         self.model_uri = info.model_uri
         return info.model_uri
 

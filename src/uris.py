@@ -62,11 +62,11 @@ def check_tracking_uri(uri: str, source: str) -> None:
     check_no_secret(uri, source)
 
 
-def resolve_uri(configured: str | None) -> str:
-    """`tracking.uri` if set, else $MLFLOW_TRACKING_URI, else the SQLite file at the project root;
-    checked (scheme, no secret) whichever it is."""
+def resolve_uri(configured: str | None, source: str = "tracking.uri") -> str:
+    """`tracking.uri` (or a command's `source` option) if set, else $MLFLOW_TRACKING_URI, else the SQLite
+    file at the project root; checked (scheme, no secret) whichever it is."""
     if configured:
-        check_tracking_uri(configured, "tracking.uri")
+        check_tracking_uri(configured, source)
         return configured
     from_environment = os.environ.get("MLFLOW_TRACKING_URI")
     if from_environment:

@@ -20,19 +20,22 @@ def command(module: str, *args: str) -> subprocess.CompletedProcess:
     ("src.compare", ["rnnlab"]),
     ("src.sample", ["0123abcd"]),
 ])
-def test_an_unreachable_server_fails_fast_without_its_password(module: str, args: list[str]) -> None:
+def test_an_unreachable_server_fails_fast_and_a_password_is_refused(module: str, args: list[str]) -> None:
     started = time.perf_counter()
-    result = command(module, *args, "--tracking-uri", "http://bob:hunter2@127.0.0.1:9")
+    result = command(module, *args, "--tracking-uri", "http://127.0.0.1:9")
     assert time.perf_counter() - started < 60
     assert result.returncode == 2
-    assert result.stderr.startswith("error: tracking server http://bob:***@127.0.0.1:9 is unreachable")
-    assert "hunter2" not in result.stdout + result.stderr
+    assert result.stderr.startswith("error: tracking server http://127.0.0.1:9 is unreachable")
+    secret = command(module, *args, "--tracking-uri", "http://bob:hunter2@127.0.0.1:9")
+    assert secret.returncode == 2 and secret.stderr.startswith("error: --tracking-uri carries a password")
+    assert "hunter2" not in secret.stdout + secret.stderr
 
 
 @pytest.mark.parametrize("args, message", [
     (["rnnlab", "--objective", "test_accuracy"], "--objective='test_accuracy' is invalid"),
     (["rnnlab", "--output", "/nonexistent/folder/x.png"], "--output='/nonexistent/folder/x.png' is invalid"),
     (["it's"], "no experiment or sweep named"),
+    (["rnnlab", "--output", "/tmp"], "--output='/tmp' is invalid"),
 ])
 def test_compare_refuses_bad_arguments_in_one_line(tmp_path, args: list[str], message: str) -> None:
     from mlflow import MlflowClient
@@ -55,3 +58,30 @@ def test_readers_do_not_create_a_store_for_a_mistyped_path(tmp_path) -> None:
         assert result.returncode == 2
         assert result.stderr.strip() == f"error: no tracking store at {tmp_path / 'typo.db'} (check --tracking-uri)"
     assert not (tmp_path / "typo.db").exists()
+
+
+@pytest.mark.parametrize("content, message", [(b"", "is not an MLflow tracking store"),
+                                              (b"garbage" * 100, "is not a readable SQLite tracking store")])
+def test_readers_refuse_a_file_that_is_not_a_store_and_leave_it_alone(tmp_path, content, message) -> None:
+    store = tmp_path / "store.db"
+    store.write_bytes(content)
+    for module in ("src.compare", "src.sample", "src.runs"):
+        args = ["cleanup"] if module == "src.runs" else ["0123abcd"]
+        result = command(module, *args, "--tracking-uri", f"sqlite:///{store}")
+        assert result.returncode == 2 and "Traceback" not in result.stderr
+        assert result.stderr.strip() == f"error: {store} {message}" + (
+            " (it lacks MLflow's tables)" if not content else " (file is not a database)")
+    assert store.read_bytes() == content
+
+
+def test_compare_in_a_folder_it_cannot_write_fails_in_one_line(tmp_path) -> None:
+    from src.tracking import ensure_experiment
+
+    uri = f"sqlite:///{tmp_path / 'm.db'}"
+    ensure_experiment(uri, "rnnlab")
+    from mlflow import MlflowClient
+
+    MlflowClient(uri).create_run("1")
+    result = command("src.compare", "rnnlab", "--tracking-uri", uri, "--output", "/proc/comparison.png")
+    assert result.returncode == 2 and "Traceback" not in result.stderr
+    assert result.stderr.strip().splitlines()[-1].startswith("error: --output='/proc/comparison.png': cannot write")

@@ -127,3 +127,18 @@ def test_documented_server_commands_bind_localhost() -> None:
     assert commands
     for command in commands:
         assert "--host 127.0.0.1" in command, command
+
+
+@pytest.mark.parametrize("framework", ["numpy", "torch", "keras"])
+def test_an_impossible_spec_or_wrong_shaped_weights_are_refused_by_name(framework: str, tmp_path: Path) -> None:
+    import json
+
+    directory = saved(framework, tmp_path)
+    spec_file = directory / "spec.json"
+    spec = json.loads(spec_file.read_text())
+    spec_file.write_text(json.dumps({**spec, "hidden_size": -5}))
+    with pytest.raises(UserError, match=r"model file corrupt: .*spec\.json \(hidden_size=-5 is not possible\)"):
+        Predictor.load(directory)
+    spec_file.write_text(json.dumps({**spec, "hidden_size": spec["hidden_size"] + 3}))  # weights no longer fit
+    with pytest.raises(UserError, match=r"model file corrupt: .*weights\."):
+        Predictor.load(directory)

@@ -5,6 +5,8 @@ and sampling from a model loaded back through its model URI."""
 from __future__ import annotations
 
 import io
+import os
+from pathlib import Path
 
 import mlflow
 import numpy as np
@@ -154,3 +156,34 @@ def test_a_task_the_dataset_cannot_pose_is_refused(compose_cfg) -> None:
 
     with pytest.raises(UserError, match="dataset.task"):
         settings_from(compose_cfg("dataset=parity", "dataset.task=language_model"))
+
+
+def test_a_model_whose_files_changed_after_logging_is_refused(language_model_run, capsys) -> None:
+    tracking_uri, run_id, _ = language_model_run
+    client = MlflowClient(tracking_uri)
+    model_uri = client.get_run(run_id).data.tags["model_uri"]
+    location = Path(client.get_logged_model(model_uri.split("/")[1]).artifact_location.removeprefix("file://"))
+    code = next(location.rglob("mlflow_model.py"))
+    original = code.read_text()
+    code.write_text(original + "\nimport os  # whatever an attacker adds runs when the model loads\n")
+    try:
+        with pytest.raises(SystemExit) as exit_info:
+            sample.main([run_id, "--length", "5", "--tracking-uri", tracking_uri])
+    finally:
+        code.write_text(original)
+    assert exit_info.value.code == 2
+    assert "its files differ from the model_sha256 its run recorded" in capsys.readouterr().err
+
+
+def test_sampling_to_an_ascii_console_escapes_what_it_cannot_print(language_model_run) -> None:
+    import subprocess
+    import sys
+
+    from src.paths import PROJECT_ROOT
+
+    tracking_uri, run_id, _ = language_model_run
+    result = subprocess.run([sys.executable, "-m", "src.sample", run_id, "--prime", "é→", "--length", "20",
+                             "--tracking-uri", tracking_uri], cwd=PROJECT_ROOT, capture_output=True, text=True,
+                            env={**os.environ, "PYTHONIOENCODING": "ascii"}, timeout=300)
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert result.stdout.startswith("\\xe9\\u2192")

@@ -101,11 +101,31 @@ class ModelSpec:
     def load(cls, directory: Path) -> "ModelSpec":
         path = directory / SPEC_FILE
         try:
-            return cls(**json.loads(path.read_text()))
+            spec = cls(**json.loads(path.read_text()))
         except FileNotFoundError:
             raise UserError(f"model file missing: {path}") from None
         except (json.JSONDecodeError, TypeError) as error:
             raise UserError(f"model file corrupt: {path} ({error})") from None
+        problem = spec.problem()
+        if problem:
+            raise UserError(f"model file corrupt: {path} ({problem})")
+        return spec
+
+    def problem(self) -> str | None:
+        """What makes this spec impossible to build, or None: a spec read from a file is checked first."""
+        from src.config import MAX_HIDDEN_SIZE, MAX_LAYERS
+
+        checks = [(self.cell in ("rnn", "lstm", "gru"), f"cell={self.cell!r}"),
+                  (isinstance(self.hidden_size, int) and 1 <= self.hidden_size <= MAX_HIDDEN_SIZE,
+                   f"hidden_size={self.hidden_size!r}"),
+                  (isinstance(self.num_layers, int) and 1 <= self.num_layers <= MAX_LAYERS,
+                   f"num_layers={self.num_layers!r}"),
+                  (self.activation in ("tanh", "relu"), f"activation={self.activation!r}"),
+                  (isinstance(self.dropout, (int, float)) and 0 <= self.dropout < 1, f"dropout={self.dropout!r}"),
+                  (isinstance(self.num_features, int) and self.num_features >= 1, f"num_features={self.num_features!r}"),
+                  (isinstance(self.num_outputs, int) and self.num_outputs >= 1, f"num_outputs={self.num_outputs!r}"),
+                  (self.task in ("regression", "classification", "language_model"), f"task={self.task!r}")]
+        return next((f"{what} is not possible" for ok, what in checks if not ok), None)
 
 
 @dataclass(frozen=True)

@@ -169,7 +169,10 @@ class TorchBackend:
         except Exception as error:
             raise UserError(f"model file corrupt: {path} ({type(error).__name__})") from None
         network = RecurrentNetwork(spec)
-        network.load_state_dict(state)
+        try:
+            network.load_state_dict(state)
+        except (RuntimeError, TypeError) as error:  # names or shapes that do not fit the spec
+            raise UserError(f"model file corrupt: {path} ({str(error).splitlines()[0][:300]})") from None
         return cls(spec, network, target, seed=0)
 
     def get_weights(self) -> dict[str, np.ndarray]:
