@@ -52,6 +52,7 @@ class MlflowSweepCallback(Callback):
     def on_multirun_start(self, config: DictConfig, **kwargs: Any) -> None:
         """Open the parent run, or stop the whole sweep (one line, exit 2) before any job runs: jobs
         without their parent would run ungrouped, and Hydra only warns when a callback fails."""
+        keep_local_ray_on_loopback(config)
         try:
             self._open_parent(config)
         except Exception as error:
@@ -131,6 +132,21 @@ class MlflowSweepCallback(Callback):
         log.warning("sweep interrupted: its workers stopped, its unfinished runs and parent %s ended KILLED",
                     self.parent_run_id)
         self.parent_run_id = None
+
+
+def keep_local_ray_on_loopback(config: DictConfig) -> None:
+    """A local Ray instance (hydra/launcher=ray_local) listens on this machine's loopback only.
+
+    Ray 2.60 turns a node address of 127.0.0.1 into the machine's reachable address, and its GCS,
+    raylet and workers then listen on every interface, unless multi-node clusters are switched off
+    (RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER=0, what Ray does by default on macOS and Windows). Set before the
+    launcher imports Ray; a user's own value wins, and connecting to a cluster (an address) is left alone.
+    """
+    launcher = OmegaConf.select(config, "hydra.launcher")
+    if launcher is None or "RayLauncher" not in str(launcher.get("_target_", "")):
+        return
+    if OmegaConf.select(launcher, "ray.init.address") in (None, "", "local"):
+        os.environ.setdefault("RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER", "0")
 
 
 def stop_workers(grace_seconds: float = 10.0) -> None:

@@ -263,6 +263,9 @@ def test_a_server_that_dies_mid_training_keeps_the_weights_and_the_run_resumes(t
     assert not list(spool.glob("*.npz"))  # uploaded with the run, then removed from the spool
 
 
+LOOPBACK = ("127.0.0.1", "::1", "::ffff:127.0.0.1")
+
+
 def descendants(pid: int) -> list[psutil.Process]:
     try:
         return psutil.Process(pid).children(recursive=True)
@@ -283,6 +286,14 @@ def test_sigterm_to_a_sweep_leaves_no_worker_and_no_running_run(tmp_path, launch
             r.info.status == "RUNNING" and r.data.tags.get("sweep") != "parent" for r in all_runs(uri)
         ) >= expected_running and epochs_logged(uri, tmp_path / "mlflow.db") >= 2, timeout=180, what="jobs training")
         workers = descendants(process.pid)
+        listening = [(connection.laddr.ip, psutil.Process(connection.pid).name())
+                     for connection in psutil.net_connections(kind="inet")
+                     if connection.status == psutil.CONN_LISTEN
+                     and connection.pid in {process.pid, *(worker.pid for worker in workers)}]
+        # Everything the sweep (Ray's GCS, raylet, agents and workers included) listens on is loopback.
+        assert all(ip in LOOPBACK for ip, _ in listening), listening
+        if launcher == "ray_local":
+            assert {"gcs_server", "raylet"} <= {name for _, name in listening}
         process.send_signal(signal.SIGTERM)
         process.communicate(timeout=30)
         gone, alive = psutil.wait_procs(workers, timeout=5)
