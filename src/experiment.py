@@ -19,7 +19,7 @@ from mlflow import MlflowClient
 from omegaconf import DictConfig, OmegaConf
 
 from src import data, plots, tasks
-from src.config import FINAL_LOSS_METRICS, Config, require, settings_from
+from src.config import FINAL_LOSS_METRICS, OBJECTIVES, Config, require, settings_from
 from src.data.base import Splits
 from src.evaluation import Evaluation, evaluate
 from src.frameworks import FitResult, ModelSpec, backend_class
@@ -71,11 +71,16 @@ def check_fits_data(settings: Config, splits: Splits) -> None:
 
 
 def check_objective(objective: str, splits: Splits) -> None:
-    """The objective must be a metric this dataset's task reports."""
+    """The objective must be a minimised metric this dataset's task reports: the list in the message is
+    the list checked."""
     task = tasks.get(splits.info.task)
-    allowed = [*FINAL_LOSS_METRICS, *(f"test_{metric}" for metric in task.METRICS)]
+    reported = [*FINAL_LOSS_METRICS, *(f"test_{metric}" for metric in task.METRICS)]
+    allowed = [name for name in reported if name in OBJECTIVES]
+    maximised = [name for name in reported if name not in OBJECTIVES]
     require(objective in allowed, "objective",
-            f"must be one of {', '.join(allowed)} for dataset {splits.info.name} (task {task.NAME})", objective)
+            f"must be one of {', '.join(allowed)} for dataset {splits.info.name} (task {task.NAME})"
+            + (f"; {', '.join(maximised)} grow when better and cannot be the minimised objective" if maximised else ""),
+            objective)
 
 
 def run_tags(settings: Config, splits: Splits, overrides: list[str] | None = None) -> dict[str, str]:

@@ -89,3 +89,27 @@ def test_torch_run_never_imports_tensorflow(tmp_path) -> None:
                             timeout=300)
     assert result.returncode == 0, result.stderr
     assert result.stdout.split()[-3:] == ["False", "False", "True"]
+
+
+def test_running_from_another_folder_leaves_nothing_there(tmp_path) -> None:
+    import subprocess
+    import sys
+
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    result = subprocess.run([sys.executable, "-m", "src.train", "trainer=quick", "framework=numpy", "dataset=sum",
+                             "tracking.log_model=false", f"tracking.uri=sqlite:///{tmp_path / 'm.db'}"],
+                            cwd=elsewhere, capture_output=True, text=True, timeout=300,
+                            env={**__import__("os").environ, "PYTHONPATH": str(PROJECT_ROOT)})
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert list(elsewhere.iterdir()) == []
+
+
+def test_an_objective_is_refused_with_exactly_the_list_that_is_checked(tmp_path) -> None:
+    result = run_cli("dataset=sum", "objective=test_bpc", "trainer=quick", f"tracking.uri=sqlite:///{tmp_path / 'm.db'}")
+    assert result.returncode == 2
+    listed = result.stderr.split("must be one of ")[1].split(" for dataset")[0].split(", ")
+    assert listed == ["train_loss", "val_loss", "test_mse", "test_rmse", "test_mae"]
+    for objective in listed:  # each one the message offers is accepted
+        accepted = run_cli("--cfg", "job", "dataset=sum", f"objective={objective}")
+        assert accepted.returncode == 0

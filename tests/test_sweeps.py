@@ -133,3 +133,13 @@ def test_compare_prints_a_leaderboard_and_writes_the_plot(tmp_path: Path) -> Non
     missing = subprocess.run([sys.executable, "-m", "src.compare", "nope", "--tracking-uri", uri],
                              cwd=PROJECT_ROOT, capture_output=True, text=True, timeout=120)
     assert missing.returncode == 2 and missing.stderr.startswith("error: no experiment or sweep named 'nope'")
+
+
+def test_a_sweep_whose_jobs_all_fail_exits_2_with_its_parent_failed(tmp_path: Path) -> None:
+    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    result = run_cli("-m", "trainer.batch_size=100000,200000", f"tracking.uri={uri}", *TINY)
+    assert result.returncode == 2
+    assert result.stderr.strip().splitlines()[-1] == "error: all 2 jobs of the sweep failed (their runs' `error` tags say why)"
+    client, parent, children = sweep_of(uri)
+    assert parent.info.status == "FAILED" and [child.info.status for child in children] == ["FAILED", "FAILED"]
+    assert all(child.info.run_name.startswith("failed-job-") for child in children)
