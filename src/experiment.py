@@ -97,6 +97,7 @@ def run(cfg: DictConfig, overrides: list[str] | None = None, sweep: SweepContext
     that already has a FINISHED run (same run_key) reuses it; with `tracking.resume` an unfinished one
     continues in place from its last checkpoint.
     """
+    claim = None
     try:
         settings = settings_from(cfg)
         uri = resolve_uri(settings.tracking.uri)
@@ -106,25 +107,25 @@ def run(cfg: DictConfig, overrides: list[str] | None = None, sweep: SweepContext
         check_objective(settings.objective, splits)
         # Importing the framework and checking the device before the run starts.
         backend_class(settings.framework.name.value).check_device(settings.framework.device)
-    except Exception as error:
+        make_checkpoint_folder(uri)
+        tags = run_tags(settings, splits, overrides)
+        tags[RUN_KEY_TAG] = run_key(OmegaConf.to_container(cfg, resolve=True, enum_to_str=True), tags["data_digest"])
         if sweep is not None:
+            tags["sweep_id"] = sweep.sweep_id
+        with server_errors(uri):
+            experiment_id = ensure_experiment(uri, settings.tracking.experiment)
+            if settings.tracking.skip_finished:
+                reused = reuse_finished(uri, experiment_id, tags[RUN_KEY_TAG], sweep, settings.tracking.log_model)
+                if reused is not None:
+                    return reused
+            if settings.tracking.resume:
+                claim = claim_unfinished(uri, experiment_id, tags[RUN_KEY_TAG])
+    except Exception as error:
+        if sweep is not None:  # the sweep shows the job, FAILED with the reason
             record_failed_run(resolve_uri(OmegaConf.select(cfg, "tracking.uri")), str(cfg.tracking.experiment),
                               {"sweep_id": sweep.sweep_id, "mlflow.parentRunId": sweep.parent_run_id,
                                "overrides": " ".join(overrides or [])}, error)
         raise
-    tags = run_tags(settings, splits, overrides)
-    tags[RUN_KEY_TAG] = run_key(OmegaConf.to_container(cfg, resolve=True, enum_to_str=True), tags["data_digest"])
-    if sweep is not None:
-        tags["sweep_id"] = sweep.sweep_id
-    claim = None
-    with server_errors(uri):
-        experiment_id = ensure_experiment(uri, settings.tracking.experiment)
-        if settings.tracking.skip_finished:
-            reused = reuse_finished(uri, experiment_id, tags[RUN_KEY_TAG], sweep)
-            if reused is not None:
-                return reused
-        if settings.tracking.resume:
-            claim = claim_unfinished(uri, experiment_id, tags[RUN_KEY_TAG])
     if claim is None:
         log.info("starting a new run (run_key %s)", tags[RUN_KEY_TAG])
     try:
@@ -135,10 +136,11 @@ def run(cfg: DictConfig, overrides: list[str] | None = None, sweep: SweepContext
                 claim = Claim(tracked.run_id, RunClaim(checkpoint_path(uri, tracked.run_id).with_suffix(".lock")),
                               None, resuming=False)
                 claim.lock.acquire()
-            if not claim.resuming or not tracked.has_params():
+            if not claim.resuming or not tracked.has_tag(SETUP_LOGGED_TAG):
                 tracked.log_params(run_params(cfg, splits))
                 tracked.log_text(OmegaConf.to_yaml(cfg, resolve=True), "config.yaml")
                 tracked.log_datasets(splits)
+                tracked.set_tags({SETUP_LOGGED_TAG: "true"})  # all three are in: a resume need not log them again
             if claim.resuming:
                 tracked.read_logged_steps()
             checkpointing = Checkpointing(checkpoint_path(uri, tracked.run_id), settings.trainer.checkpoint_every,
@@ -172,10 +174,13 @@ def download_checkpoint(client: MlflowClient, run_id: str, path: Path) -> Checkp
     return Checkpoint.load(path)
 
 
-def reuse_finished(uri: str, experiment_id: str, key: str, sweep: SweepContext | None) -> Outcome | None:
-    """The newest FINISHED run with this key, as this job's outcome; a sweep's parent counts it."""
+def reuse_finished(uri: str, experiment_id: str, key: str, sweep: SweepContext | None,
+                   needs_model: bool = False) -> Outcome | None:
+    """The newest FINISHED run with this key (with a logged model, when one is asked for), as this job's
+    outcome; a sweep's parent counts it."""
     client = MlflowClient(uri)
-    finished = runs_with_key(client, experiment_id, key, ["FINISHED"])
+    finished = [run for run in runs_with_key(client, experiment_id, key, ["FINISHED"])
+                if not needs_model or "model_uri" in run.data.tags]
     if not finished:
         log.info("no FINISHED run with run_key %s: training", key)
         return None
@@ -194,6 +199,19 @@ def read_results_table(client: MlflowClient, run_id: str) -> str:
             return Path(client.download_artifacts(run_id, "results.txt", scratch)).read_text().rstrip("\n")
     except Exception:
         return f"(run {run_id} logged no results table)"
+
+
+SETUP_LOGGED_TAG = "setup_logged"
+
+
+def make_checkpoint_folder(uri: str) -> None:
+    """The folder for checkpoints and run locks, made before any run exists, so a failure is one line."""
+    folder = checkpoint_path(uri, "run").parent
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+    except OSError as error:
+        raise UserError(f"cannot create the checkpoint folder {folder} ({error.strerror}): it holds the runs' "
+                        f"checkpoints and locks; make it a writable folder (for a server: set RNNLAB_SPOOL_DIR)") from None
 
 
 def saved_state(checkpointing: Checkpointing) -> str:
@@ -238,7 +256,12 @@ def claim_unfinished(uri: str, experiment_id: str, key: str) -> Claim | None:
         lock = RunClaim(path.with_suffix(".lock"))
         if not lock.acquire():
             continue
-        resumed = Checkpoint.load(path) if path.is_file() else download_checkpoint(client, run_id, path)
+        try:
+            resumed = Checkpoint.load(path) if path.is_file() else download_checkpoint(client, run_id, path)
+        except UserError as error:  # damaged on disk: the run is deterministic, so start it over
+            log.warning("%s: resuming run %s from the start instead", error, run_id)
+            path.unlink(missing_ok=True)
+            resumed = None
         if resumed is None:
             log.info("resuming run %s (%s) from the start: it has no checkpoint", run_id, candidate.info.status)
         else:

@@ -21,6 +21,8 @@ from optuna.storages import InMemoryStorage
 from optuna.study import StudyDirection
 from optuna.trial import FrozenTrial, TrialState
 
+from src.errors import UserError
+
 # The mutating calls that the sweeper's studies make; all other methods only read.
 JOURNALLED = ("create_new_study", "set_study_directions", "set_study_user_attr", "set_study_system_attr",
               "create_new_trial", "set_trial_state", "set_trial_param", "set_trial_values",
@@ -53,20 +55,37 @@ class JournalStorage(InMemoryStorage):
     """In-memory storage whose every change is also appended to `path` and replayed on opening."""
 
     def __init__(self, path: str) -> None:
+        from filelock import FileLock, Timeout
+
         super().__init__()
         self._path = Path(path)
         self._path.parent.mkdir(parents=True, exist_ok=True)
+        # One search at a time per journal (each holds its study in memory); released when the process ends.
+        self._study_lock = FileLock(f"{path}.lock", timeout=0)
+        try:
+            self._study_lock.acquire()
+        except Timeout:
+            raise UserError(f"the Optuna study in {path} is being searched by another process; wait for it to "
+                            f"end, or run this search against another tracking store") from None
         self._replaying = True
         if self._path.is_file():
-            for line in self._path.read_text().splitlines():
-                if line.strip():
-                    entry = json.loads(line)
-                    getattr(self, entry["call"])(*_decode(entry["args"]))
+            try:
+                for line in self._path.read_text().splitlines():
+                    if line.strip():
+                        entry = json.loads(line)
+                        getattr(self, entry["call"])(*_decode(entry["args"]))
+            except Exception as error:
+                raise UserError(f"Optuna journal corrupt: {path} ({type(error).__name__}: {error}); move it away "
+                                f"to start the study anew") from None
         self._replaying = False
         for study in list(self._studies.values()):  # cut off when the search stopped
             for trial in study.trials:
                 if trial.state == TrialState.RUNNING:
                     self.set_trial_state(trial._trial_id, TrialState.FAIL)
+
+    def close(self) -> None:
+        """Let another search open the study (a process's exit does the same)."""
+        self._study_lock.release()
 
     def _journal(self, call: str, args: Sequence[Any]) -> None:
         if self._replaying:

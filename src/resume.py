@@ -148,7 +148,7 @@ def study_storage(root: Any) -> str:
     database = sqlite_path(uri)
     folder = database.parent if database else Path(os.environ.get("RNNLAB_SPOOL_DIR")
                                                     or PROJECT_ROOT / "checkpoints" / "spool")
-    return str(folder / "optuna-studies.jsonl")
+    return str(folder / f"optuna-{search_key(root)}.jsonl")
 
 
 def register_resolvers() -> None:

@@ -119,8 +119,12 @@ class MlflowSweepCallback(Callback):
         are still RUNNING and the parent KILLED, rather than leaving them RUNNING forever."""
         if self.parent_run_id is None:
             return
+        import signal
+
         from mlflow import MlflowClient
 
+        for number in (signal.SIGINT, signal.SIGTERM):  # a second Ctrl-C must not cut the clean-up short
+            signal.signal(number, signal.SIG_IGN)
         stop_workers()
         client = MlflowClient(self.uri)
         for run in client.search_runs([client.get_run(self.parent_run_id).info.experiment_id],

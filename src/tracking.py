@@ -27,7 +27,7 @@ from urllib.parse import urlsplit, urlunsplit
 import mlflow
 import numpy as np
 from mlflow import MlflowClient
-from mlflow.entities import RunStatus
+from mlflow.entities import RunStatus, RunTag
 
 from src.data.base import Splits
 from src.errors import UserError
@@ -155,9 +155,23 @@ def open_client(uri: str) -> MlflowClient:
     the opened store for the rest of the process."""
     logging.getLogger("alembic").setLevel(logging.WARNING)
     with store_lock(uri), store_errors(uri):
+        database = sqlite_path(uri)
+        if database is not None and (not database.exists() or database.stat().st_size == 0):
+            create_store(database)
         client = MlflowClient(uri)
         client.search_experiments(max_results=1)
     return client
+
+
+def create_store(database: Path) -> None:
+    """Create and migrate a new SQLite store in a temporary file, then rename it into place: a process
+    killed during MLflow's migrations leaves no store rather than a half-migrated one for good."""
+    temporary = database.with_name(f".{database.name}.creating-{os.getpid()}")
+    try:
+        MlflowClient(f"sqlite:///{temporary}").search_experiments(max_results=1)
+        os.replace(temporary, database)
+    finally:
+        temporary.unlink(missing_ok=True)
 
 
 @contextmanager
@@ -278,6 +292,10 @@ class TrackedRun:
         tags.update(process_tags())
         with store_errors(self.uri):
             if self.run_id:
+                # This process's heartbeat first: a run RUNNING under a dead process's tags could be ended
+                # KILLED by another job's dead-run cleanup at that moment.
+                MlflowClient(self.uri).log_batch(self.run_id, tags=[RunTag(key, value)
+                                                                    for key, value in process_tags().items()])
                 run = mlflow.start_run(run_id=self.run_id)
                 if self.parent_run_id:
                     tags["mlflow.parentRunId"] = self.parent_run_id
@@ -332,8 +350,8 @@ class TrackedRun:
                              for name in EPOCH_METRICS}
 
     @_guarded
-    def has_params(self) -> bool:
-        return bool(MlflowClient(self.uri).get_run(self.run_id).data.params)
+    def has_tag(self, name: str) -> bool:
+        return name in MlflowClient(self.uri).get_run(self.run_id).data.tags
 
     @_guarded
     def log_params(self, params: Mapping[str, Any]) -> None:

@@ -62,6 +62,7 @@ CASES = [
     (["objective=nope"], "error: objective='nope' is invalid"),
     (["objective=test_bpc"], "error: objective='test_bpc' is invalid"),
     (["hydra.run.dir=/proc/no/such/folder"], "error: hydra.run.dir='/proc/no/such/folder': cannot write"),
+    (["tracking.uri=sqlite:///{tmp}/blocked/mlflow.db"], "error: cannot create the checkpoint folder {tmp}/blocked/checkpoints"),
 ]
 
 
@@ -72,6 +73,8 @@ def inputs(tmp_path_factory) -> Path:
     (folder / "empty.txt").write_text("")
     (folder / "binary.bin").write_bytes(b"\xff\xfe\x00\x81" * 100)
     (folder / "garbage.db").write_bytes(b"this is not a database" * 100)
+    (folder / "blocked").mkdir()
+    (folder / "blocked" / "checkpoints").write_text("a file where the checkpoint folder should be")
     store = folder / "whole.db"
     from src.tracking import open_client
 

@@ -135,10 +135,16 @@ def test_run_key_ignores_tracking_and_checkpointing_but_not_what_trains(compose_
 def test_an_optuna_journal_reopens_with_its_trials_and_fails_the_cut_one(tmp_path) -> None:
     import optuna
 
+    from src.errors import UserError
+
     path = str(tmp_path / "studies.jsonl")
-    study = optuna.create_study(storage=JournalStorage(path), study_name="s", load_if_exists=True)
+    storage = JournalStorage(path)
+    study = optuna.create_study(storage=storage, study_name="s", load_if_exists=True)
     study.optimize(lambda trial: trial.suggest_float("x", -1, 1) ** 2, n_trials=3)
     study.ask()  # a trial cut off while running
+    with pytest.raises(UserError, match="is being searched by another process"):
+        JournalStorage(path)
+    storage.close()
     reopened = optuna.create_study(storage=JournalStorage(path), study_name="s", load_if_exists=True)
     states = [trial.state.name for trial in reopened.trials]
     assert states == ["COMPLETE", "COMPLETE", "COMPLETE", "FAIL"]

@@ -115,6 +115,9 @@ def test_skip_finished_trains_nothing_and_returns_the_same_objective(tmp_path) -
     assert len(all_runs(uri)) == 1
     different = run_cli(*config, "tracking.skip_finished=true", "trainer.seed=1")
     assert "training nothing" not in different.stdout and len(all_runs(uri)) == 2
+    # The finished run logged no model: a run that asks for one is not served by it.
+    with_model = run_cli(*config, "tracking.skip_finished=true", "tracking.log_model=true")
+    assert "training nothing" not in with_model.stdout and len(all_runs(uri)) == 3
 
 
 def test_six_job_sweep_killed_after_three_reruns_only_what_is_missing(tmp_path) -> None:
@@ -231,7 +234,7 @@ def test_a_server_that_dies_mid_training_keeps_the_weights_and_the_run_resumes(t
     root = tmp_path / "server"
     root.mkdir()
     spool = tmp_path / "spool"
-    config = ["framework=torch", *SMALL, "trainer.epochs=3000", "trainer.patience=0"]
+    config = ["framework=torch", *SMALL, "trainer.epochs=1500", "trainer.patience=0"]
     environment = {**os.environ, "RNNLAB_SPOOL_DIR": str(spool)}
     with mlflow_server(root) as url:
         process = subprocess.Popen([sys.executable, "-m", "src.train", *config, f"tracking.uri={url}"],
@@ -251,14 +254,14 @@ def test_a_server_that_dies_mid_training_keeps_the_weights_and_the_run_resumes(t
     with mlflow_server(root, port) as url:
         (cut,) = all_runs(url)
         assert cut.info.status == "RUNNING"
-        resumed = subprocess.run([sys.executable, "-m", "src.train", *config[:-2], "trainer.epochs=3000",
+        resumed = subprocess.run([sys.executable, "-m", "src.train", *config[:-2], "trainer.epochs=1500",
                                   "trainer.patience=0", f"tracking.uri={url}", "tracking.resume=true"],
                                  cwd=PROJECT_ROOT, env=environment, capture_output=True, text=True, timeout=900)
         assert resumed.returncode == 0, resumed.stderr[-3000:]
         (run,) = all_runs(url)
         assert run.info.run_id == cut.info.run_id and run.info.status == "FINISHED"
         steps = sorted(p.step for p in MlflowClient(url).get_metric_history(run.info.run_id, "train_loss"))
-        assert steps == list(range(1, 3001))
+        assert steps == list(range(1, 1501))
         assert "checkpoint" in {item.path for item in MlflowClient(url).list_artifacts(run.info.run_id)}
     assert not list(spool.glob("*.npz"))  # uploaded with the run, then removed from the spool
 
@@ -327,3 +330,54 @@ def test_cleanup_ends_runs_whose_process_is_gone_and_lists_them(tmp_path) -> Non
     assert result.stdout.splitlines() == [f"ended KILLED: {run.info.run_id} {run.info.run_name} (experiment rnnlab)",
                                           "1 dead run(s) ended"]
     assert all_runs(uri)[0].info.status == "KILLED"
+
+
+def test_a_kill_during_the_creation_of_a_new_store_leaves_no_broken_store(tmp_path) -> None:
+    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    process = start_cli("framework=numpy", *SMALL, "trainer=quick", f"tracking.uri={uri}")
+    try:
+        wait_for(lambda: list(tmp_path.glob(".mlflow.db.creating-*")), timeout=60, what="the store being created")
+        process.send_signal(signal.SIGKILL)
+        process.wait(timeout=30)
+    finally:
+        process.kill()
+    assert not (tmp_path / "mlflow.db").exists()  # only ever renamed into place when complete
+    again = run_cli("framework=numpy", *SMALL, "trainer=quick", f"tracking.uri={uri}")
+    assert again.returncode == 0, again.stderr[-2000:]
+    assert [run.info.status for run in all_runs(uri)] == ["FINISHED"]
+
+
+def test_a_damaged_checkpoint_resumes_the_run_from_the_start(tmp_path) -> None:
+    config = ["framework=numpy", *SMALL, "trainer.epochs=200", "trainer.patience=0"]
+    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    process = start_cli(*config, f"tracking.uri={uri}")
+    try:
+        wait_for(lambda: epochs_logged(uri, tmp_path / "mlflow.db") >= 3, what="3 epochs")
+        process.send_signal(signal.SIGKILL)
+        process.wait(timeout=30)
+    finally:
+        process.kill()
+    (checkpoint,) = (tmp_path / "checkpoints").glob("*.npz")
+    checkpoint.write_bytes(checkpoint.read_bytes()[:1000])
+    resumed = run_cli(*config, f"tracking.uri={uri}", "tracking.resume=true")
+    assert resumed.returncode == 0, resumed.stderr[-2000:]
+    assert "checkpoint corrupt" in resumed.stdout and "from the start instead" in resumed.stdout
+    (run,) = all_runs(uri)
+    assert run.info.status == "FINISHED"
+    steps = sorted(p.step for p in MlflowClient(uri).get_metric_history(run.info.run_id, "train_loss"))
+    assert steps == list(range(1, 201))
+
+
+def test_two_optuna_searches_at_once_on_one_store_both_finish_and_each_resumes(tmp_path) -> None:
+    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    search = ["-m", "hparams_search=optuna", "hydra.sweeper.n_trials=2", "framework=numpy", *SMALL, "trainer=quick",
+              f"tracking.uri={uri}"]
+    first = start_cli(*search, f"hydra.sweep.dir={tmp_path / 'a'}")
+    second = start_cli(*search, "dataset.num_samples=400", f"hydra.sweep.dir={tmp_path / 'b'}")
+    outputs = [first.communicate(timeout=400), second.communicate(timeout=400)]
+    assert [first.returncode, second.returncode] == [0, 0], [err[-2000:] for _, err in outputs]
+    journals = sorted(tmp_path.glob("optuna-rnnlab-*.jsonl"))
+    assert len(journals) == 2  # one study per search
+    again = run_cli(*search, f"hydra.sweep.dir={tmp_path / 'c'}")
+    assert again.returncode == 0, again.stderr[-2000:]
+    assert "Using an existing study" in again.stdout + again.stderr
