@@ -298,6 +298,9 @@ def test_sigterm_to_a_sweep_leaves_no_worker_and_no_running_run(tmp_path, launch
         if launcher == "ray_local":
             assert {"gcs_server", "raylet"} <= {name for _, name in listening}
         process.send_signal(signal.SIGTERM)
+        time.sleep(0.3)
+        if process.poll() is None:  # an impatient second signal must not cut the clean-up short
+            process.send_signal(signal.SIGTERM)
         process.communicate(timeout=30)
         gone, alive = psutil.wait_procs(workers, timeout=5)
         assert not alive, [worker.cmdline() for worker in alive]
