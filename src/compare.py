@@ -73,7 +73,10 @@ def leaderboard(runs: list[Run], objective: str = "val_loss") -> pd.DataFrame:
         return frame
     frame["finished"] = frame["status"] == "FINISHED"
     # Runs of different datasets are not comparable: each dataset's runs together, best first.
-    frame = frame.sort_values(["finished", "dataset", metric], ascending=[False, True, True], na_position="last")
+    from src.config import objective_direction
+
+    grows = objective_direction(objective) == "maximize"
+    frame = frame.sort_values(["finished", "dataset", metric], ascending=[False, True, not grows], na_position="last")
     return frame.drop(columns="finished").reset_index(drop=True)
 
 

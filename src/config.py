@@ -147,10 +147,24 @@ class TrackingConfig:
 # Per-epoch curves are logged as train_loss/val_loss; their values at the best epoch (the weights
 # kept) are the final metrics best_train_loss/best_val_loss, which those objectives name.
 FINAL_LOSS_METRICS = {"train_loss": "best_train_loss", "val_loss": "best_val_loss"}
-# All minimised: sweepers minimise, and a failed sweep job returns +inf. For classification
-# use val_loss or test_log_loss (not accuracy, which grows).
-OBJECTIVES = ("val_loss", "train_loss", "test_mse", "test_rmse", "test_mae", "test_log_loss", "test_loss",
-              "test_perplexity", "test_bpc")
+# Every objective with its direction: errors and losses shrink, accuracy, F1 and R² grow. A sweep
+# follows it (the Optuna preset's `direction`, the best run, +inf or -inf for a failed job).
+OBJECTIVE_DIRECTIONS = {
+    **{name: "minimize" for name in ("val_loss", "train_loss", "test_mse", "test_rmse", "test_mae", "test_log_loss",
+                                     "test_loss", "test_perplexity", "test_bpc")},
+    **{name: "maximize" for name in ("test_r2", "test_accuracy", "test_f1_macro")},
+}
+OBJECTIVES = tuple(OBJECTIVE_DIRECTIONS)
+
+
+def objective_direction(objective: str) -> str:
+    """"minimize" or "maximize"; a metric not named above is minimised."""
+    return OBJECTIVE_DIRECTIONS.get(objective, "minimize")
+
+
+def worst_value(objective: str) -> float:
+    """What a failed sweep job returns: the value no sweeper following the direction would pick."""
+    return math.inf if objective_direction(objective) == "minimize" else -math.inf
 
 
 @dataclass
@@ -161,7 +175,7 @@ class Config:
     model: ModelConfig = field(default_factory=ModelConfig)
     trainer: TrainerConfig = field(default_factory=TrainerConfig)
     tracking: TrackingConfig = field(default_factory=TrackingConfig)
-    # The metric the entry point returns, so that a Hydra sweeper can minimise it.
+    # The metric the entry point returns for a Hydra sweeper (its direction: OBJECTIVE_DIRECTIONS).
     objective: str = "val_loss"
 
     def __post_init__(self) -> None:

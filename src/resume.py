@@ -152,12 +152,17 @@ def study_storage(root: Any) -> str:
 
 
 def register_resolvers() -> None:
-    """`${rnnlab.study_name:}` and `${rnnlab.study_storage:}` for conf/hparams_search/optuna.yaml, and
+    """`${rnnlab.study_name:}`, `${rnnlab.study_storage:}` and `${rnnlab.direction:<objective>}` for
+    conf/hparams_search/optuna.yaml, and
     `${rnnlab.project_root:}` for Hydra's output folders in conf/config.yaml."""
     from omegaconf import OmegaConf
 
     from src.paths import PROJECT_ROOT
 
+    from src.config import objective_direction
+
+    if not OmegaConf.has_resolver("rnnlab.direction"):
+        OmegaConf.register_new_resolver("rnnlab.direction", objective_direction)
     for name, function in (("rnnlab.study_name", search_key), ("rnnlab.study_storage", study_storage)):
         if not OmegaConf.has_resolver(name):
             OmegaConf.register_new_resolver(name, lambda *, _root_, function=function: function(_root_))

@@ -1,10 +1,10 @@
 """Entry point: `python -m src.train [overrides]` and `python -m src.train -m [sweep]`.
 
 Composes conf/ with Hydra, runs one experiment, prints the model against its baselines, and
-returns the objective (`objective=`, val_loss by default) so that Hydra sweepers can minimise it.
-In a sweep a failing job ends its run FAILED and returns +inf, the worst value for the minimised
-objective, so the other jobs go on and a sweeper never picks it (hydra-optuna-sweeper cannot take
-NaN: it aborts the study).
+returns the objective (`objective=`, val_loss by default) for Hydra sweepers to optimise in its
+direction (src/config.py). In a sweep a failing job ends its run FAILED and returns the worst value
+for that direction (+inf, or -inf for a growing objective), so the other jobs go on and a sweeper
+never picks it (hydra-optuna-sweeper cannot take NaN: it aborts the study).
 """
 
 from __future__ import annotations
@@ -12,7 +12,6 @@ from __future__ import annotations
 import atexit
 import gc
 import logging
-import math
 import os
 import sys
 
@@ -20,7 +19,7 @@ import hydra
 from hydra.core.hydra_config import HydraConfig
 from omegaconf import DictConfig
 
-from src.config import register_configs
+from src.config import register_configs, worst_value
 from src.errors import UserError, stop_on_sigterm
 
 log = logging.getLogger(__name__)
@@ -52,7 +51,7 @@ def main(cfg: DictConfig) -> float:
     except UserError as error:
         if sweep is not None:
             log.error("job failed: %s", error)
-            return math.inf
+            return worst_value(cfg.objective)
         log.debug("user error", exc_info=True)
         print(f"error: {error}", file=sys.stderr)
         sys.exit(2)
@@ -60,7 +59,7 @@ def main(cfg: DictConfig) -> float:
         if sweep is None:
             raise
         log.exception("job failed")  # a bug: keep the traceback, but let the sweep go on
-        return math.inf
+        return worst_value(cfg.objective)
     print(outcome.table())
     print(f"run {outcome.run_id}: {cfg.objective} = {outcome.objective(cfg.objective):.6g}")
     return outcome.objective(cfg.objective)

@@ -109,7 +109,7 @@ def test_an_objective_is_refused_with_exactly_the_list_that_is_checked(tmp_path)
     result = run_cli("dataset=sum", "objective=test_bpc", "trainer=quick", f"tracking.uri=sqlite:///{tmp_path / 'm.db'}")
     assert result.returncode == 2
     listed = result.stderr.split("must be one of ")[1].split(" for dataset")[0].split(", ")
-    assert listed == ["train_loss", "val_loss", "test_mse", "test_rmse", "test_mae"]
+    assert listed == ["train_loss", "val_loss", "test_mse", "test_rmse", "test_mae", "test_r2"]
     for objective in listed:  # each one the message offers is accepted
         accepted = run_cli("--cfg", "job", "dataset=sum", f"objective={objective}")
         assert accepted.returncode == 0

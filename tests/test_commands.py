@@ -32,7 +32,7 @@ def test_an_unreachable_server_fails_fast_and_a_password_is_refused(module: str,
 
 
 @pytest.mark.parametrize("args, message", [
-    (["rnnlab", "--objective", "test_accuracy"], "--objective='test_accuracy' is invalid"),
+    (["rnnlab", "--objective", "accuracy"], "--objective='accuracy' is invalid"),
     (["rnnlab", "--output", "/nonexistent/folder/x.png"], "--output='/nonexistent/folder/x.png' is invalid"),
     (["it's"], "no experiment or sweep named"),
     (["rnnlab", "--output", "/tmp"], "--output='/tmp' is invalid"),

@@ -143,3 +143,25 @@ def test_a_sweep_whose_jobs_all_fail_exits_2_with_its_parent_failed(tmp_path: Pa
     client, parent, children = sweep_of(uri)
     assert parent.info.status == "FAILED" and [child.info.status for child in children] == ["FAILED", "FAILED"]
     assert all(child.info.run_name.startswith("failed-job-") for child in children)
+
+
+def test_a_growing_objective_is_maximised_by_the_sweep_and_by_optuna(tmp_path: Path) -> None:
+    from hydra import compose, initialize_config_dir
+
+    from src.paths import CONF_DIR
+
+    with initialize_config_dir(config_dir=str(CONF_DIR), version_base="1.3"):
+        search = compose(config_name="config", overrides=["hparams_search=optuna", "dataset=parity",
+                                                          "objective=test_accuracy"], return_hydra_config=True)
+        assert search.hydra.sweeper.direction == "maximize"
+        default = compose(config_name="config", overrides=["hparams_search=optuna"], return_hydra_config=True)
+        assert default.hydra.sweeper.direction == "minimize"
+    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    result = run_cli("-m", "trainer.lr=0.0001,0.02", "dataset=parity", "dataset.num_samples=200", "dataset.seq_len=3",
+                     "objective=test_accuracy", "trainer.epochs=20", "trainer.patience=0", "model.hidden_size=8",
+                     "tracking.log_model=false", "framework=numpy", f"tracking.uri={uri}")
+    assert result.returncode == 0, result.stderr[-3000:]
+    _, parent, children = sweep_of(uri)
+    accuracies = {child.info.run_id: child.data.metrics["test_accuracy"] for child in children}
+    assert len(set(accuracies.values())) == 2  # the two learning rates do not tie
+    assert parent.data.tags["best_run_id"] == max(accuracies, key=accuracies.get)
