@@ -144,9 +144,21 @@ def store_lock(uri: str) -> Iterator[None]:
         return
     from filelock import FileLock
 
-    database.parent.mkdir(parents=True, exist_ok=True)
-    with FileLock(str(database) + ".lock", timeout=300):
+    lock = FileLock(str(database) + ".lock", timeout=300)
+    try:
+        database.parent.mkdir(parents=True, exist_ok=True)
+        lock.acquire()
+    except OSError as error:
+        if not database.is_file():
+            raise UserError(f"cannot create the tracking store {database} ({error.strerror})") from None
+        # A folder nobody can write (a read-only mount): nobody can migrate the store there either,
+        # so reading needs no lock, and a write fails on its own, in one line (store_errors).
         yield
+        return
+    try:
+        yield
+    finally:
+        lock.release()
 
 
 def open_client(uri: str) -> MlflowClient:
@@ -178,6 +190,10 @@ def create_store(database: Path) -> None:
 def store_errors(uri: str) -> Iterator[None]:
     """Opening or first writing to a store: a server's failure is TrackingUnavailable; a local store that is
     not one (garbage, truncated), is read-only or on a full disk is the user's to fix, in one line."""
+    # MLflow logs a database error with its traceback before raising it; the one line below says it.
+    database_log = logging.getLogger("mlflow.store.db.utils")
+    level = database_log.level
+    database_log.setLevel(logging.CRITICAL)
     with server_errors(uri):
         try:
             yield
@@ -186,8 +202,11 @@ def store_errors(uri: str) -> Iterator[None]:
         except Exception as error:
             if is_server(uri):
                 raise
-            reason = redact(str(error).splitlines()[0] if str(error) else type(error).__name__)[:300]
+            cause = getattr(error, "orig", None) or error  # SQLAlchemy keeps the database's own message there
+            reason = redact(str(cause).splitlines()[0] if str(cause) else type(cause).__name__)[:300]
             raise UserError(f"cannot use the tracking store {redact(uri)}: {reason}") from None
+        finally:
+            database_log.setLevel(level)
 
 
 def ensure_experiment(uri: str, name: str) -> str:

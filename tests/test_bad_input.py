@@ -4,11 +4,15 @@ RUNNING (most leave no run at all)."""
 from __future__ import annotations
 
 import os
+import shutil
 import sqlite3
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
 
+from src.paths import PROJECT_ROOT
 from tests.conftest import run_cli
 
 pytestmark = pytest.mark.slow
@@ -105,3 +109,41 @@ def test_hydra_composition_errors_name_the_key_without_a_traceback(tmp_path, ove
     assert result.returncode == 1 and "Traceback" not in result.stderr
     assert override.split("=")[0].split(".")[-1] in result.stderr
     assert not (tmp_path / "mlflow.db").exists()
+
+
+def read_only(folder: Path, *command: str) -> subprocess.CompletedProcess:
+    """`command` with `folder` mounted read-only in a private mount namespace (a read-only disk, even
+    for root, whom permissions do not stop)."""
+    script = (f'mount --bind "{folder}" "{folder}" && mount -o remount,bind,ro "{folder}" && '
+              + " ".join(f"'{part}'" for part in command))
+    return subprocess.run(["unshare", "-m", "sh", "-c", script], cwd=PROJECT_ROOT, capture_output=True, text=True,
+                          timeout=300)
+
+
+needs_mounts = pytest.mark.skipif(
+    shutil.which("unshare") is None or subprocess.run(["unshare", "-m", "true"], capture_output=True).returncode != 0,
+    reason="needs unshare -m (root) to mount a folder read-only")
+
+
+@needs_mounts
+def test_a_read_only_store_is_read_by_compare_and_refused_by_train_in_one_line(tmp_path) -> None:
+    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    trained = run_cli(*QUICK, "dataset=sum", f"tracking.uri={uri}")
+    assert trained.returncode == 0, trained.stderr[-2000:]
+    train = read_only(tmp_path, sys.executable, "-m", "src.train", *QUICK, "dataset=sum", f"tracking.uri={uri}")
+    assert train.returncode == 2 and "Traceback" not in train.stderr, train.stderr[-2000:]
+    assert train.stderr.strip().splitlines()[-1].startswith("error: ")
+    compare = read_only(tmp_path, sys.executable, "-m", "src.compare", "rnnlab", "--tracking-uri", uri,
+                        "--output", "/tmp/rnnlab-read-only-compare.png")
+    assert compare.returncode == 0, compare.stderr[-2000:]
+    statuses = [row[0] for row in sqlite3.connect(tmp_path / "mlflow.db").execute("SELECT status FROM runs")]
+    assert statuses == ["FINISHED"]
+
+
+@needs_mounts
+def test_a_read_only_project_folder_fails_in_one_line(tmp_path) -> None:
+    result = read_only(PROJECT_ROOT, sys.executable, "-m", "src.train", *QUICK, "dataset=sum",
+                       f"tracking.uri=sqlite:///{tmp_path / 'mlflow.db'}")
+    assert result.returncode == 2 and "Traceback" not in result.stderr, result.stderr[-2000:]
+    last = result.stderr.strip().splitlines()[-1]
+    assert last.startswith("error: hydra.run.dir=") and "Read-only file system" in last
