@@ -45,6 +45,16 @@ def wait_for(condition, timeout: float = 120, what: str = "condition") -> None:
     pytest.fail(f"timed out waiting for {what}")
 
 
+def kill_9_when(process: subprocess.Popen, condition, what: str, timeout: float = 120) -> None:
+    """SIGKILL `process` (nothing it can catch: an OOM kill) as soon as `condition` holds."""
+    try:
+        wait_for(condition, timeout=timeout, what=what)
+        process.send_signal(signal.SIGKILL)
+        process.wait(timeout=30)
+    finally:
+        process.kill()
+
+
 def epochs_logged(uri: str, database: Path) -> int:
     if not database.exists():
         return 0
@@ -61,12 +71,7 @@ def test_kill_9_mid_training_then_resume_finishes_that_run_like_an_uninterrupted
               "trainer.patience=0"]
     uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
     process = start_cli(*config, f"tracking.uri={uri}")
-    try:
-        wait_for(lambda: epochs_logged(uri, tmp_path / "mlflow.db") >= 5, what="5 epochs")
-        process.send_signal(signal.SIGKILL)
-        process.wait(timeout=30)
-    finally:
-        process.kill()
+    kill_9_when(process, lambda: epochs_logged(uri, tmp_path / "mlflow.db") >= 5, "5 epochs")
     (killed,) = all_runs(uri)
     assert killed.info.status == "RUNNING"  # nothing could end it
     resumed = run_cli(*config, f"tracking.uri={uri}", "tracking.resume=true")
@@ -131,13 +136,8 @@ def test_six_job_sweep_killed_after_three_reruns_only_what_is_missing(tmp_path) 
         return [r for r in all_runs(uri) if r.data.tags.get("sweep") != "parent" and r.info.status == "FINISHED"]
 
     process = start_cli(*sweep)
-    try:
-        wait_for(lambda: len(finished_jobs()) >= 3 and epochs_logged(uri, tmp_path / "mlflow.db") >= 3,
-                 timeout=240, what="3 finished jobs and the 4th training")
-        process.send_signal(signal.SIGKILL)
-        process.wait(timeout=30)
-    finally:
-        process.kill()
+    kill_9_when(process, lambda: len(finished_jobs()) >= 3 and epochs_logged(uri, tmp_path / "mlflow.db") >= 3,
+                "3 finished jobs and the 4th training", timeout=240)
     before = {run.info.run_id: run for run in all_runs(uri)}
     done_before = {run_id for run_id, run in before.items()
                    if run.info.status == "FINISHED" and run.data.tags.get("sweep") != "parent"}
@@ -338,12 +338,7 @@ def test_cleanup_ends_runs_whose_process_is_gone_and_lists_them(tmp_path) -> Non
 def test_a_kill_during_the_creation_of_a_new_store_leaves_no_broken_store(tmp_path) -> None:
     uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
     process = start_cli("framework=numpy", *SMALL, "trainer=quick", f"tracking.uri={uri}")
-    try:
-        wait_for(lambda: list(tmp_path.glob(".mlflow.db.creating-*")), timeout=60, what="the store being created")
-        process.send_signal(signal.SIGKILL)
-        process.wait(timeout=30)
-    finally:
-        process.kill()
+    kill_9_when(process, lambda: list(tmp_path.glob(".mlflow.db.creating-*")), "the store being created", timeout=60)
     assert not (tmp_path / "mlflow.db").exists()  # only ever renamed into place when complete
     again = run_cli("framework=numpy", *SMALL, "trainer=quick", f"tracking.uri={uri}")
     assert again.returncode == 0, again.stderr[-2000:]
@@ -354,12 +349,7 @@ def test_a_damaged_checkpoint_resumes_the_run_from_the_start(tmp_path) -> None:
     config = ["framework=numpy", *SMALL, "trainer.epochs=200", "trainer.patience=0"]
     uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
     process = start_cli(*config, f"tracking.uri={uri}")
-    try:
-        wait_for(lambda: epochs_logged(uri, tmp_path / "mlflow.db") >= 3, what="3 epochs")
-        process.send_signal(signal.SIGKILL)
-        process.wait(timeout=30)
-    finally:
-        process.kill()
+    kill_9_when(process, lambda: epochs_logged(uri, tmp_path / "mlflow.db") >= 3, "3 epochs")
     (checkpoint,) = (tmp_path / "checkpoints").glob("*.npz")
     checkpoint.write_bytes(checkpoint.read_bytes()[:1000])
     resumed = run_cli(*config, f"tracking.uri={uri}", "tracking.resume=true")
