@@ -19,10 +19,11 @@ import os
 import socket
 import time
 from pathlib import Path
-from typing import Any, Iterable, Mapping
+from typing import TYPE_CHECKING, Any, Iterable, Mapping
 
-from mlflow import MlflowClient
-from mlflow.entities import Run
+if TYPE_CHECKING:  # MLflow is imported by whoever passes a client: composing conf/ needs none
+    from mlflow import MlflowClient
+    from mlflow.entities import Run
 
 log = logging.getLogger(__name__)
 

@@ -142,8 +142,12 @@ class TorchBackend:
                 if f"rng/cuda/{device}" in saved:
                     torch.cuda.set_rng_state(torch.as_tensor(saved[f"rng/cuda/{device}"]), device)
 
-        with private_rng():  # dropout draws from a seeded, private stream
-            torch.manual_seed(trainer.seed)
+        # cuDNN keeps the dropout state of a stacked RNN inside the module, seeded once and advanced out of
+        # reach of torch's RNG state: a fit resumed from a checkpoint would draw other masks (seen on an
+        # H100). Without cuDNN the masks come from the CUDA generator, which the checkpoint restores.
+        cudnn_dropout = self.network.head.weight.is_cuda and self.spec.dropout > 0 and self.spec.num_layers > 1
+        with private_rng(), torch.backends.cudnn.flags(enabled=not cudnn_dropout):
+            torch.manual_seed(trainer.seed)  # dropout draws from a seeded, private stream
             return run_epochs(self.name, trainer, on_epoch, TrainingSteps(train_epoch, val_loss, state, load_state),
                               self.get_weights, self.set_weights, checkpointing)
 
