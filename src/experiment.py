@@ -10,7 +10,6 @@ dataset's task module (src/tasks/); this file stays the same for all of them.
 from __future__ import annotations
 
 import logging
-import os
 import tempfile
 from dataclasses import dataclass
 from pathlib import Path
@@ -27,11 +26,11 @@ from src.frameworks.base import Checkpointing, EpochResult, cpu_threads
 from src.frameworks.checkpoint import Checkpoint
 from src.predictor import Predictor
 from src.errors import UserError
-from src.paths import PROJECT_ROOT
 from src.resume import RUN_KEY_TAG, UNFINISHED, RunClaim, end_dead_runs, run_key, runs_with_key
 from src.sweep import REUSED_TAG_PREFIX, SweepContext
 from src.tracking import (TrackedRun, TrackingUnavailable, check_reachable, ensure_experiment, flatten,
                           record_failed_run, redact, resolve_uri, server_errors, sqlite_path)
+from src.uris import spool_folder
 
 log = logging.getLogger(__name__)
 
@@ -222,8 +221,7 @@ def checkpoint_path(uri: str, run_id: str) -> Path:
     local spool folder ($RNNLAB_SPOOL_DIR, default checkpoints/spool/ in the project), uploaded to the
     run as an artifact when it ends."""
     database = sqlite_path(uri)
-    folder = database.parent / "checkpoints" if database else Path(
-        os.environ.get("RNNLAB_SPOOL_DIR") or PROJECT_ROOT / "checkpoints" / "spool")
+    folder = database.parent / "checkpoints" if database else spool_folder()
     return folder / f"{run_id}.npz"
 
 

@@ -142,13 +142,11 @@ def search_key(root: Any) -> str:
 def study_storage(root: Any) -> str:
     """The Optuna journal file (src/optuna_storage.py) beside the tracking store (next to a SQLite file),
     or in the local checkpoint spool for a server."""
-    from src.paths import PROJECT_ROOT
-    from src.tracking import resolve_uri, sqlite_path
+    from src.uris import resolve_uri, spool_folder, sqlite_path
 
     uri = resolve_uri(root.tracking.uri)
     database = sqlite_path(uri)
-    folder = database.parent if database else Path(os.environ.get("RNNLAB_SPOOL_DIR")
-                                                    or PROJECT_ROOT / "checkpoints" / "spool")
+    folder = database.parent if database else spool_folder()
     return str(folder / f"optuna-{search_key(root)}.jsonl")
 
 

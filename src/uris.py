@@ -97,5 +97,13 @@ def sqlite_path(uri: str) -> Path | None:
     return Path(uri.removeprefix("sqlite:///")).resolve() if uri.startswith("sqlite:///") else None
 
 
+def spool_folder() -> Path:
+    """Where a server's runs keep local state (checkpoints, Optuna journals): $RNNLAB_SPOOL_DIR, or
+    checkpoints/spool/ in the project."""
+    from src.paths import PROJECT_ROOT
+
+    return Path(os.environ.get("RNNLAB_SPOOL_DIR") or PROJECT_ROOT / "checkpoints" / "spool")
+
+
 def is_server(uri: str) -> bool:
     return uri.startswith(("http://", "https://"))
