@@ -28,8 +28,10 @@ def rows(repeats: int = 1) -> list[Row]:
     from src.config import ModelConfig, TrainerConfig
     from src.data import sine
     from src.data.scaling import Standardizer
-    from src.frameworks import ModelSpec, backend_class
-    from src.frameworks.base import Checkpointing, cpu_threads
+    from src.frameworks import backend_class
+    from src.frameworks.spec import ModelSpec
+    from src.frameworks.base import cpu_threads
+    from src.frameworks.training import Checkpointing
     from src.frameworks.checkpoint import Checkpoint
 
     splits = sine.generate(sine.Params(num_samples=20000, seq_len=50), seed=0)

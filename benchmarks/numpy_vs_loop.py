@@ -24,7 +24,7 @@ from src.config import Optimizer, TrainerConfig
 from src.data import next_number, sum as sum_data
 from src.data.base import Split, Splits
 from src.data.scaling import Standardizer
-from src.frameworks.base import ModelSpec
+from src.frameworks.spec import ModelSpec
 from src.frameworks.numpy import NumpyBackend
 
 HIDDEN_SIZE = 32

@@ -16,8 +16,8 @@ from pathlib import Path
 
 from hydra import compose, initialize_config_dir
 
-from src import experiment, tasks
-from src.config import register_configs
+from src import experiment
+from src.settings import register_configs
 from src.paths import CONF_DIR
 
 COMMON = ["framework.device=cpu", "tracking.log_model=false", "trainer.seed=0"]
@@ -42,18 +42,18 @@ def measure(preset: str, framework: str, tracking_uri: str) -> experiment.Outcom
 
 def table(preset: str, outcomes: dict[str, experiment.Outcome]) -> str:
     any_outcome = next(iter(outcomes.values()))
-    task = tasks.get(any_outcome.evaluation.task)
-    header = ["predictor", *task.METRICS, "epochs", "train s"]
-    lines = [f"**{preset}** ({task.NAME}): `python -m src.train framework=<framework> {' '.join(PRESETS[preset])}`",
+    task = any_outcome.evaluation.task
+    header = ["predictor", *task.metrics, "epochs", "train s"]
+    lines = [f"**{preset}** ({task.name}): `python -m src.train framework=<framework> {' '.join(PRESETS[preset])}`",
              "", "| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
     for framework, outcome in outcomes.items():
         values = outcome.evaluation.metrics["model"]
         lines.append(f"| model ({framework}) | "
-                     + " | ".join(f"{values[metric]:.4g}" for metric in task.METRICS)
+                     + " | ".join(f"{values[metric]:.4g}" for metric in task.metrics)
                      + f" | {outcome.metrics['epochs_trained']:.0f} | {outcome.metrics['train_seconds']:.1f} |")
     for name, values in any_outcome.evaluation.metrics.items():
         if name != "model":
-            lines.append(f"| baseline {name} | " + " | ".join(f"{values[metric]:.4g}" for metric in task.METRICS)
+            lines.append(f"| baseline {name} | " + " | ".join(f"{values[metric]:.4g}" for metric in task.metrics)
                          + " | | |")
     return "\n".join(lines)
 

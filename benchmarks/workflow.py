@@ -43,7 +43,7 @@ from pathlib import Path
 
 import numpy as np
 
-from benchmarks.measured import Measurement, measure
+from benchmarks.measured import measure
 from benchmarks.table import Row, at_most
 
 FRAMEWORKS = ("numpy", "torch", "keras")

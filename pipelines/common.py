@@ -11,8 +11,9 @@ from typing import Any, Callable
 
 import yaml
 
-from src.config import Config, settings_from_params
-from src.errors import UserError, stop_on_sigterm
+from src.config import Config
+from src.settings import settings_from_params
+from src.errors import UserError, reading, stop_on_sigterm
 from src.paths import PROJECT_ROOT
 
 PARAMS_FILE = PROJECT_ROOT / "params.yaml"
@@ -33,7 +34,7 @@ def metrics_file(framework: str) -> Path:
 
 
 def read_params() -> dict[str, Any]:
-    return read_file(PARAMS_FILE, yaml.safe_load, yaml.YAMLError, "params file")
+    return read_file(PARAMS_FILE, yaml.safe_load, "params file")
 
 
 def load_settings(framework: str | None = None) -> tuple[Config, dict[str, Any]]:
@@ -50,17 +51,13 @@ def write_json(path: Path, values: dict[str, Any]) -> None:
 
 
 def read_json(path: Path) -> dict[str, Any]:
-    return read_file(path, json.loads, json.JSONDecodeError, "file")
+    return read_file(path, json.loads, "file")
 
 
-def read_file(path: Path, parse: Callable[[str], Any], errors: type[Exception] | tuple, what: str) -> Any:
+def read_file(path: Path, parse: Callable[[str], Any], what: str) -> Any:
     """Parse a file, or fail in one line that names it: missing, or corrupt and why."""
-    try:
+    with reading(path, what):
         return parse(path.read_text())
-    except FileNotFoundError:
-        raise UserError(f"{what} missing: {path}") from None
-    except errors as error:
-        raise UserError(f"{what} corrupt: {path} ({str(error).splitlines()[0]})") from None
 
 
 def stage(function: Callable[..., None]) -> Callable[..., None]:

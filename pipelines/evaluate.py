@@ -4,6 +4,7 @@ import argparse
 
 from src import experiment
 from src.data.base import Splits
+from src.frameworks import FRAMEWORKS
 from src.predictor import Predictor
 from src.tracking import TrackedRun, check_reachable, resolve_uri
 from pipelines.common import (DATA_FILE, RUN_FILE, load_settings, metrics_file, model_dir, read_json, reports_dir,
@@ -22,11 +23,11 @@ def main(framework: str) -> None:
     with TrackedRun(uri, settings.tracking.experiment, None, tags, run_id=run_id) as tracked:
         evaluation, metrics = experiment.report(predictor, splits, tracked, settings.tracking.log_model)
     write_json(metrics_file(framework), {"framework": framework, "mlflow_run_id": run_id, **metrics})
-    (reports_dir(framework) / "predictions.csv").write_text(experiment.predictions_csv(evaluation))
+    (reports_dir(framework) / "predictions.csv").write_text(evaluation.task.predictions_csv(evaluation))
     print(evaluation.table())
 
 
 if __name__ == "__main__":
     parser = argparse.ArgumentParser(description=__doc__)
-    parser.add_argument("framework", choices=["numpy", "torch", "keras"])
+    parser.add_argument("framework", choices=list(FRAMEWORKS))
     main(parser.parse_args().framework)

@@ -8,7 +8,7 @@ A test checks that the committed params.yaml equals the composition.
 from hydra import compose, initialize_config_dir
 from omegaconf import OmegaConf
 
-from src.config import register_configs
+from src.settings import register_configs
 from src.paths import CONF_DIR
 from pipelines.common import PARAMS_FILE
 

@@ -11,8 +11,8 @@ import pandas as pd
 
 from src import experiment
 from src.data.base import Splits
-from src.frameworks import backend_class
-from src.frameworks.base import Checkpointing
+from src.frameworks import FRAMEWORKS
+from src.frameworks.training import Checkpointing
 from src.resume import RUN_KEY_TAG, run_key
 from src.tracking import TrackedRun, check_reachable, resolve_uri
 from pipelines.common import DATA_FILE, RUN_FILE, load_settings, model_dir, reports_dir, stage, write_json
@@ -22,10 +22,9 @@ from pipelines.common import DATA_FILE, RUN_FILE, load_settings, model_dir, repo
 def main(framework: str) -> None:
     settings, params = load_settings(framework)
     splits = Splits.load(DATA_FILE)
-    experiment.check_fits_data(settings, splits)
-    backend_class(framework).check_device(settings.framework.device)
     uri = resolve_uri(settings.tracking.uri)
     check_reachable(uri)
+    task = experiment.check_ready(settings, splits)
     tags = {**experiment.run_tags(settings, splits, ["dvc repro"]), "stage.train": f"train@{framework}",
             RUN_KEY_TAG: run_key(params, splits.digest())}
     with TrackedRun(uri, settings.tracking.experiment, settings.tracking.run_name or f"dvc-{framework}",
@@ -34,7 +33,7 @@ def main(framework: str) -> None:
         tracked.log_datasets(splits)
         checkpoint = experiment.checkpoint_path(uri, tracked.run_id) if settings.trainer.checkpoint_every else None
         tracked.checkpoint = checkpoint
-        trained = experiment.train(settings, splits, tracked,
+        trained = experiment.train(settings, task, splits, tracked,
                                    Checkpointing(checkpoint, settings.trainer.checkpoint_every))
     output = model_dir(framework)
     output.mkdir(parents=True, exist_ok=True)
@@ -47,5 +46,5 @@ def main(framework: str) -> None:
 
 if __name__ == "__main__":
     parser = argparse.ArgumentParser(description=__doc__)
-    parser.add_argument("framework", choices=["numpy", "torch", "keras"])
+    parser.add_argument("framework", choices=list(FRAMEWORKS))
     main(parser.parse_args().framework)

@@ -1,22 +1,23 @@
 """Structured configs: the schema that Hydra checks types against while composing conf/.
 
 Types (an integer, one of the allowed names) are checked by Hydra at composition; ranges are checked
-in `__post_init__`, which runs when `settings_from` turns the composed config into these
-dataclasses, before any data is generated or any MLflow run is created. Dataset schemas live
-next to their generators in src/data/ and are registered from there.
+in `__post_init__`, which runs when `src.settings.settings_from` turns the composed config into these
+dataclasses, before any data is generated or any MLflow run is created. Dataset schemas live next to
+their generators in src/data/; src/settings.py registers them all with Hydra, in one place.
 """
 
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass, field, fields, is_dataclass
+from dataclasses import dataclass, field
 from enum import Enum
-from typing import Any, Optional
+from typing import Optional
 
-from hydra.core.config_store import ConfigStore
-from omegaconf import MISSING, DictConfig, OmegaConf
+from omegaconf import MISSING
 
-from src.errors import UserError
+from src.data.base import DatasetParams
+from src.errors import require, require_fraction
+from src.frameworks import FRAMEWORKS
 
 
 # Upper bounds where a value beyond them only crashes the interpreter or exhausts memory: OpenMP with
@@ -44,25 +45,13 @@ class Optimizer(Enum):
     sgd = "sgd"
 
 
-class Framework(Enum):
-    torch = "torch"
-    numpy = "numpy"
-    keras = "keras"
-
-
-def require(condition: bool, key: str, allowed: str, value: Any) -> None:
-    """Raise the one-line error that names the key, the bad value and what is allowed."""
-    if not condition:
-        raise UserError(f"{key}={value!r} is invalid: {allowed}")
-
-
-def require_fraction(value: float, key: str) -> None:
-    require(0.0 <= value < 1.0, key, "must be in [0, 1)", value)
+# The names come from the framework registry (src/frameworks/__init__.py), the one list of them.
+Framework = Enum("Framework", {name: name for name in FRAMEWORKS})  # type: ignore[misc]
 
 
 @dataclass
 class FrameworkConfig:
-    name: Framework = Framework.torch
+    name: Framework = Framework["torch"]
     # "auto" picks a GPU when the framework sees one (numpy always runs on the CPU).
     device: str = "auto"
     # CPU threads of the BLAS and OpenMP pools (NumPy, torch) while training and predicting; 0 keeps
@@ -144,100 +133,13 @@ class TrackingConfig:
                 self.experiment)
 
 
-# Per-epoch curves are logged as train_loss/val_loss; their values at the best epoch (the weights
-# kept) are the final metrics best_train_loss/best_val_loss, which those objectives name.
-FINAL_LOSS_METRICS = {"train_loss": "best_train_loss", "val_loss": "best_val_loss"}
-# Every objective with its direction: errors and losses shrink, accuracy, F1 and R² grow. A sweep
-# follows it (the Optuna preset's `direction`, the best run, +inf or -inf for a failed job).
-OBJECTIVE_DIRECTIONS = {
-    **{name: "minimize" for name in ("val_loss", "train_loss", "test_mse", "test_rmse", "test_mae", "test_log_loss",
-                                     "test_loss", "test_perplexity", "test_bpc")},
-    **{name: "maximize" for name in ("test_r2", "test_accuracy", "test_f1_macro")},
-}
-OBJECTIVES = tuple(OBJECTIVE_DIRECTIONS)
-
-
-def objective_direction(objective: str) -> str:
-    """"minimize" or "maximize"; a metric not named above is minimised."""
-    return OBJECTIVE_DIRECTIONS.get(objective, "minimize")
-
-
-def worst_value(objective: str) -> float:
-    """What a failed sweep job returns: the value no sweeper following the direction would pick."""
-    return math.inf if objective_direction(objective) == "minimize" else -math.inf
-
-
 @dataclass
 class Config:
-    # Each dataset brings its own schema (src/data/<name>.py), checked the same way.
-    dataset: Any = MISSING
+    # Each dataset brings its own schema (src/data/<name>.py), a subclass of DatasetParams.
+    dataset: DatasetParams = MISSING
     framework: FrameworkConfig = field(default_factory=FrameworkConfig)
     model: ModelConfig = field(default_factory=ModelConfig)
     trainer: TrainerConfig = field(default_factory=TrainerConfig)
     tracking: TrackingConfig = field(default_factory=TrackingConfig)
-    # The metric the entry point returns for a Hydra sweeper (its direction: OBJECTIVE_DIRECTIONS).
+    # The metric the entry point returns for a Hydra sweeper; src/tasks/ says which exist and their direction.
     objective: str = "val_loss"
-
-    def __post_init__(self) -> None:
-        require(self.objective in OBJECTIVES, "objective", f"must be one of {', '.join(OBJECTIVES)}",
-                self.objective)
-
-
-def register_configs() -> None:
-    """Put the schemas where conf/ finds them: `config_schema` and `/schema/dataset/<name>`."""
-    from src.data import DATASETS
-
-    from src.resume import register_resolvers
-
-    register_resolvers()
-    store = ConfigStore.instance()
-    store.store(name="config_schema", node=Config)
-    for name, module in DATASETS.items():
-        store.store(group="schema/dataset", name=name, node=module.Params)
-
-
-def settings_from_params(values: dict[str, Any]) -> Config:
-    """Checked settings from a plain mapping (DVC's params.yaml), against the same schemas as Hydra's."""
-    from src.data import DATASETS
-
-    name = values.get("dataset", {}).get("name")
-    require(name in DATASETS, "dataset.name", f"must be one of {', '.join(DATASETS)}", name)
-    schema = OmegaConf.structured(Config)
-    schema.dataset = OmegaConf.structured(DATASETS[name].Params)
-    try:
-        merged = OmegaConf.merge(schema, values)
-    except Exception as error:
-        raise UserError(f"invalid params: {str(error).splitlines()[0]}") from None
-    return settings_from(merged)  # type: ignore[arg-type]
-
-
-def settings_from(cfg: DictConfig) -> Config:
-    """The composed config as checked dataclasses; range errors and unknown keys surface here as UserError."""
-    try:
-        settings = OmegaConf.to_object(cfg)
-    except UserError:
-        raise
-    except Exception as error:  # OmegaConf wraps errors raised inside __post_init__
-        cause = error.__cause__ or error.__context__
-        if isinstance(cause, UserError):
-            raise cause from None
-        raise UserError(f"invalid config: {str(error).splitlines()[0]}") from None
-    check_known_keys(cfg, settings)
-    return settings  # type: ignore[return-value]
-
-
-def check_known_keys(node: Any, schema: Any, prefix: str = "") -> None:
-    """Every key of the composed config is a field of its schema (`+trainer.momentum=0.9` would
-    otherwise be logged as a param while nothing reads it), every float is finite and every integer
-    below MAX_INTEGER."""
-    names = {item.name for item in fields(schema)}
-    for key in node:
-        require(key in names, f"{prefix}{key}", f"is not a config key; {prefix.rstrip('.') or 'the config'} "
-                f"has {', '.join(sorted(names))}", node[key] if not OmegaConf.is_config(node[key]) else "...")
-        value = getattr(schema, key)
-        if is_dataclass(value) and OmegaConf.is_config(node[key]):
-            check_known_keys(node[key], value, f"{prefix}{key}.")
-        elif isinstance(value, float) and not isinstance(value, bool):
-            require(math.isfinite(value), f"{prefix}{key}", "must be a finite number", value)
-        elif isinstance(value, int) and not isinstance(value, bool):
-            require(abs(value) <= MAX_INTEGER, f"{prefix}{key}", f"must be at most {MAX_INTEGER} in size", value)

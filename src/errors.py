@@ -2,8 +2,13 @@
 
 Anything raised as `UserError` is the user's to fix (a bad config value, a missing file, an
 unreachable tracking server); the entry points print its message as one line and exit non-zero.
-Every other exception is a bug and keeps its traceback.
+Every other exception is a bug and keeps its traceback. `require` is how a check says so; it sits
+here, at the bottom of the import graph, so that config, data and the stages can all use it.
 """
+
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any, Iterator
 
 
 def stop_on_sigterm() -> None:
@@ -23,3 +28,28 @@ class UserError(Exception):
 
 class TrainingDiverged(UserError):
     """The loss became NaN or infinite; the run ends FAILED with the reason in a tag."""
+
+
+def require(condition: bool, key: str, allowed: str, value: Any) -> None:
+    """Raise the one-line error that names the key, the bad value and what is allowed."""
+    if not condition:
+        raise UserError(f"{key}={value!r} is invalid: {allowed}")
+
+
+def require_fraction(value: float, key: str) -> None:
+    require(0.0 <= value < 1.0, key, "must be in [0, 1)", value)
+
+
+@contextmanager
+def reading(path: Path, what: str = "model file", missing_hint: str = "") -> Iterator[None]:
+    """Turn a missing or unreadable file into the one-line UserError that names it: what was missing,
+    or that it is corrupt and why (first line of the reason). A UserError raised inside passes as it is."""
+    try:
+        yield
+    except UserError:
+        raise
+    except FileNotFoundError:
+        raise UserError(f"{what} missing: {path}{missing_hint}") from None
+    except Exception as error:
+        reason = (str(error).splitlines() or [""])[0][:300]
+        raise UserError(f"{what} corrupt: {path} ({type(error).__name__}{': ' + reason if reason else ''})") from None

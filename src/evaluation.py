@@ -10,11 +10,8 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from src import tasks
 from src.data.base import Splits
-from src.tasks.regression import baseline_predictions, regression_metrics
-
-__all__ = ["Evaluation", "baseline_predictions", "evaluate", "regression_metrics"]
+from src.tasks.task import Task, rank_metric
 
 
 @dataclass(frozen=True)
@@ -25,7 +22,7 @@ class Evaluation:
     metrics: dict[str, dict[str, float]]
     predictions: dict[str, np.ndarray]
     truth: np.ndarray
-    task: str = "regression"
+    task: Task
     # The class names, or a language model's vocabulary (empty for regression).
     classes: list[str] = field(default_factory=list)
 
@@ -38,24 +35,23 @@ class Evaluation:
         return names
 
     def table(self) -> str:
-        """The model against the baselines, best first by the task's ranking metric."""
-        task = tasks.get(self.task)
-        rank_by, higher_is_better = task.RANK_BY
+        """The model against the baselines, best first by the task's headline metric."""
+        rank_by, higher_is_better = rank_metric(self.task)
+        columns = list(self.task.metrics)
         labels = {name: name if name == "model" else f"baseline {name}" for name in self.metrics}
         width = max(16, *(len(label) + 2 for label in labels.values()))
-        header = f"{self.split:<{width}}" + "".join(f"{metric:>12}" for metric in task.METRICS)
+        header = f"{self.split:<{width}}" + "".join(f"{metric:>12}" for metric in columns)
         rows = sorted(self.metrics.items(), key=lambda item: -item[1][rank_by] if higher_is_better else item[1][rank_by])
         lines = [header, "-" * len(header)]
         for predictor, values in rows:
-            lines.append(f"{labels[predictor]:<{width}}" + "".join(f"{values[metric]:>12.4g}" for metric in task.METRICS))
+            lines.append(f"{labels[predictor]:<{width}}" + "".join(f"{values[metric]:>12.4g}" for metric in columns))
         return "\n".join(lines)
 
 
-def evaluate(splits: Splits, model_predictions: np.ndarray, split: str = "test") -> Evaluation:
+def evaluate(task: Task, splits: Splits, model_predictions: np.ndarray, split: str = "test") -> Evaluation:
     """Score the model's predictions for `split` and the task's baselines on the same inputs."""
-    task = tasks.get(splits.info.task)
     data = dict(splits.items())[split]
     predictions = {"model": np.asarray(model_predictions, dtype=np.float64)}
     predictions.update(task.baselines(splits, data.x))
-    metrics = {name: task.metrics(data.y, values) for name, values in predictions.items()}
-    return Evaluation(split, metrics, predictions, data.y, task.NAME, list(splits.info.classes))
+    metrics = {name: task.score(data.y, values) for name, values in predictions.items()}
+    return Evaluation(split, metrics, predictions, data.y, task, list(splits.info.classes))

@@ -18,16 +18,23 @@ from mlflow import MlflowClient
 from omegaconf import DictConfig, OmegaConf
 
 from src import data, plots, tasks
-from src.config import FINAL_LOSS_METRICS, OBJECTIVES, Config, require, settings_from
+from src.config import Config
+from src.settings import settings_from
+from src.tasks import FINAL_LOSS_METRICS
+from src.tasks.task import Task
 from src.data.base import Splits
 from src.evaluation import Evaluation, evaluate
-from src.frameworks import FitResult, ModelSpec, backend_class
-from src.frameworks.base import Checkpointing, EpochResult, cpu_threads
+from src.frameworks import backend_class
+from src.frameworks.base import cpu_threads
+from src.frameworks.checkpoint import EpochResult
+from src.frameworks.spec import ModelSpec
+from src.frameworks.training import Checkpointing, FitResult
 from src.frameworks.checkpoint import Checkpoint
 from src.predictor import Predictor
-from src.errors import UserError
+from src.errors import UserError, require
 from src.resume import RUN_KEY_TAG, UNFINISHED, RunClaim, end_dead_runs, run_key, runs_with_key
-from src.sweep import REUSED_TAG_PREFIX, SweepContext
+from src.leaderboard import REUSED_TAG_PREFIX
+from src.sweep import SweepContext
 from src.tracking import (TrackedRun, TrackingUnavailable, check_reachable, ensure_experiment, flatten,
                           record_failed_run, redact, resolve_uri, server_errors, sqlite_path)
 from src.uris import spool_folder
@@ -69,13 +76,21 @@ def check_fits_data(settings: Config, splits: Splits) -> None:
             settings.trainer.batch_size)
 
 
-def check_objective(objective: str, splits: Splits) -> None:
+def check_objective(objective: str, task: Task, splits: Splits) -> None:
     """The objective must be a metric this dataset's task reports: the list in the message is the list checked."""
-    task = tasks.get(splits.info.task)
-    allowed = [name for name in (*FINAL_LOSS_METRICS, *(f"test_{metric}" for metric in task.METRICS))
-               if name in OBJECTIVES]
+    allowed = list(tasks.objectives(task))
     require(objective in allowed, "objective",
-            f"must be one of {', '.join(allowed)} for dataset {splits.info.name} (task {task.NAME})", objective)
+            f"must be one of {', '.join(allowed)} for dataset {splits.info.name} (task {task.name})", objective)
+
+
+def check_ready(settings: Config, splits: Splits) -> Task:
+    """Every check that needs the data, before any run starts (shared by src.train and the DVC stages);
+    returns the dataset's task, resolved once here. Importing the framework is part of the check."""
+    task = tasks.get(splits.info.task)
+    check_fits_data(settings, splits)
+    check_objective(settings.objective, task, splits)
+    backend_class(settings.framework.name.value).check_device(settings.framework.device)
+    return task
 
 
 def run_tags(settings: Config, splits: Splits, overrides: list[str] | None = None) -> dict[str, str]:
@@ -98,10 +113,7 @@ def run(cfg: DictConfig, overrides: list[str] | None = None, sweep: SweepContext
         uri = resolve_uri(settings.tracking.uri)
         check_reachable(uri)
         splits = data.generate(settings.dataset, settings.trainer.seed)
-        check_fits_data(settings, splits)
-        check_objective(settings.objective, splits)
-        # Importing the framework and checking the device before the run starts.
-        backend_class(settings.framework.name.value).check_device(settings.framework.device)
+        task = check_ready(settings, splits)
         make_checkpoint_folder(uri)
         tags = run_tags(settings, splits, overrides)
         tags[RUN_KEY_TAG] = run_key(OmegaConf.to_container(cfg, resolve=True, enum_to_str=True), tags["data_digest"])
@@ -142,7 +154,7 @@ def run(cfg: DictConfig, overrides: list[str] | None = None, sweep: SweepContext
                                           claim.checkpoint)
             tracked.checkpoint = checkpointing.path if settings.trainer.checkpoint_every else None
             try:
-                trained = train(settings, splits, tracked, checkpointing)
+                trained = train(settings, task, splits, tracked, checkpointing)
                 evaluation, metrics = report(trained.predictor, splits, tracked, settings.tracking.log_model)
             except TrackingUnavailable as error:
                 raise TrackingUnavailable(f"{error}; {saved_state(checkpointing)}resume with: python -m src.train "
@@ -264,14 +276,12 @@ def claim_unfinished(uri: str, experiment_id: str, key: str) -> Claim | None:
         return Claim(run_id, lock, resumed)
     log.info("no unfinished run with run_key %s to resume", key)
     return None
-def train(settings: Config, splits: Splits, tracked: TrackedRun,
+def train(settings: Config, task: Task, splits: Splits, tracked: TrackedRun,
           checkpointing: Checkpointing | None = None) -> Trained:
     """Fit the configured network, logging every epoch and the loss curve: the task's loss, for
     regression the MSE in original units."""
-    task = tasks.get(splits.info.task)
-    # Datasets whose inputs must not be scaled (token ids) have no `standardize` key.
-    standardizer = task.standardizer(splits, getattr(settings.dataset, "standardize", False))
-    spec = ModelSpec.from_config(settings.model, *task.network_sizes(splits), task=task.NAME)
+    standardizer = task.standardizer(splits, settings.dataset.standardize)
+    spec = ModelSpec.from_config(settings.model, *task.network_sizes(splits), task.head)
     backend = backend_class(settings.framework.name.value).build(spec, settings.trainer.seed,
                                                                  settings.framework.device)
     tracked.set_tags({"device": backend.device})
@@ -296,24 +306,24 @@ def train(settings: Config, splits: Splits, tracked: TrackedRun,
         "best_val_loss": fit.best.val_loss,
     }
     tracked.log_metrics(metrics)
-    tracked.log_figure(plots.loss_curve(fit, plot_title(tracked, splits), task.LOSS_LABEL), "plots/loss_curve.png")
-    return Trained(Predictor(backend, standardizer, list(splits.info.classes)), fit, metrics)
+    tracked.log_figure(plots.loss_curve(fit, plot_title(tracked, splits), task.loss_label), "plots/loss_curve.png")
+    return Trained(Predictor(backend, standardizer, task, list(splits.info.classes)), fit, metrics)
 
 
 def report(predictor: Predictor, splits: Splits, tracked: TrackedRun,
            log_model: bool = True) -> tuple[Evaluation, dict[str, float]]:
     """Evaluate against the baselines and log metrics, predictions, the table, the task's plots and
     artifacts, and the model."""
-    task = tasks.get(splits.info.task)
-    evaluation = evaluate(splits, predictor.predict(splits.test.x))
+    task = predictor.task
+    evaluation = evaluate(task, splits, predictor.predict(splits.test.x))
     metrics = {}
     if len(splits.val):
-        val = task.metrics(splits.val.y, predictor.predict(splits.val.x))
+        val = task.score(splits.val.y, predictor.predict(splits.val.x))
         # A language model's val "loss" is the per-epoch curve's name: its final value is best_val_loss.
         metrics.update({f"val_{name}": value for name, value in val.items() if f"val_{name}" not in FINAL_LOSS_METRICS})
     metrics.update(evaluation.flat())
     tracked.log_metrics(metrics)
-    tracked.log_text(predictions_csv(evaluation), "predictions.csv")
+    tracked.log_text(task.predictions_csv(evaluation), "predictions.csv")
     tracked.log_text(evaluation.table() + "\n", "results.txt")
     for path, figure in task.figures(evaluation, plot_title(tracked, splits)).items():
         tracked.log_figure(figure, path)
@@ -332,11 +342,6 @@ def run_params(cfg: DictConfig | dict, splits: Splits) -> dict[str, object]:
         params["tracking.uri"] = redact(str(params["tracking.uri"]))
     params.update({f"data.num_{name}": len(split) for name, split in splits.items()})
     return params
-
-
-def predictions_csv(evaluation: Evaluation) -> str:
-    """The truth and the predictions per test sample, as the task writes them."""
-    return tasks.get(evaluation.task).predictions_csv(evaluation)
 
 
 def plot_title(tracked: TrackedRun, splits: Splits) -> str:

@@ -6,9 +6,8 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from src.frameworks.base import FitResult
-
 if TYPE_CHECKING:
+    from src.frameworks.training import FitResult
     from matplotlib.figure import Figure
 
 
@@ -18,7 +17,7 @@ def _figure(width: float = 6.4, height: float = 4.0) -> "Figure":
     return Figure(figsize=(width, height), layout="constrained")
 
 
-def loss_curve(fit: FitResult, title: str, ylabel: str = "MSE (original units)") -> "Figure":
+def loss_curve(fit: "FitResult", title: str, ylabel: str = "MSE (original units)") -> "Figure":
     figure = _figure()
     axes = figure.add_subplot()
     epochs = [result.epoch for result in fit.history]

@@ -16,8 +16,10 @@ import numpy as np
 
 from src import tasks
 from src.data.scaling import Standardizer
-from src.errors import UserError
-from src.frameworks import Backend, backend_class
+from src.errors import UserError, reading
+from src.frameworks import FRAMEWORKS, backend_class
+from src.frameworks.base import Backend
+from src.tasks.task import Task
 
 MANIFEST_FILE = "rnnlab.json"
 
@@ -26,12 +28,9 @@ MANIFEST_FILE = "rnnlab.json"
 class Predictor:
     backend: Backend
     standardizer: Standardizer
+    task: Task
     # The class names, or a language model's vocabulary (token id = index); empty for regression.
     classes: list[str] = field(default_factory=list)
-
-    @property
-    def task(self) -> str:
-        return self.backend.spec.task
 
     def predict(self, x: np.ndarray) -> np.ndarray:
         x = np.asarray(x, dtype=np.float32)
@@ -39,24 +38,24 @@ class Predictor:
             raise UserError(f"inputs must be shaped (samples, steps, {len(self.standardizer.x_mean)}), "
                             f"got {x.shape}")
         outputs = self.backend.predict(self.standardizer.transform_x(x))
-        return tasks.get(self.task).predictions(outputs, self.standardizer)
+        return self.task.predictions(outputs, self.standardizer)
 
     def save(self, directory: Path) -> None:
         self.backend.save(directory)
-        manifest = {"framework": self.backend.name, "standardizer": self.standardizer.to_dict(),
-                    "classes": list(self.classes)}
+        manifest = {"framework": self.backend.name, "task": self.task.name,
+                    "standardizer": self.standardizer.to_dict(), "classes": list(self.classes)}
         (directory / MANIFEST_FILE).write_text(json.dumps(manifest, indent=2))
 
     @classmethod
     def load(cls, directory: Path, device: str = "auto") -> "Predictor":
         path = Path(directory) / MANIFEST_FILE
-        try:
+        with reading(path):
             manifest = json.loads(path.read_text())
-            framework = manifest["framework"]
+            if "task" not in manifest:
+                raise UserError(f"model file from an earlier rnnlab: {path} does not name its task; retrain the model")
+            framework, task = manifest["framework"], tasks.get(manifest["task"])
+            if framework not in FRAMEWORKS:
+                raise KeyError(f"framework {framework!r}")
             standardizer = Standardizer.from_dict(manifest["standardizer"])
             classes = [str(name) for name in manifest.get("classes", [])]
-        except FileNotFoundError:
-            raise UserError(f"model file missing: {path}") from None
-        except (json.JSONDecodeError, KeyError, TypeError) as error:
-            raise UserError(f"model file corrupt: {path} ({type(error).__name__}: {error})") from None
-        return cls(backend_class(framework).load(Path(directory), device), standardizer, classes)
+        return cls(backend_class(framework).load(Path(directory), device), standardizer, task, classes)

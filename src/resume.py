@@ -148,22 +148,3 @@ def study_storage(root: Any) -> str:
     database = sqlite_path(uri)
     folder = database.parent if database else spool_folder()
     return str(folder / f"optuna-{search_key(root)}.jsonl")
-
-
-def register_resolvers() -> None:
-    """`${rnnlab.study_name:}`, `${rnnlab.study_storage:}` and `${rnnlab.direction:<objective>}` for
-    conf/hparams_search/optuna.yaml, and
-    `${rnnlab.project_root:}` for Hydra's output folders in conf/config.yaml."""
-    from omegaconf import OmegaConf
-
-    from src.paths import PROJECT_ROOT
-
-    from src.config import objective_direction
-
-    if not OmegaConf.has_resolver("rnnlab.direction"):
-        OmegaConf.register_new_resolver("rnnlab.direction", objective_direction)
-    for name, function in (("rnnlab.study_name", search_key), ("rnnlab.study_storage", study_storage)):
-        if not OmegaConf.has_resolver(name):
-            OmegaConf.register_new_resolver(name, lambda *, _root_, function=function: function(_root_))
-    if not OmegaConf.has_resolver("rnnlab.project_root"):
-        OmegaConf.register_new_resolver("rnnlab.project_root", lambda: str(PROJECT_ROOT))

@@ -61,7 +61,7 @@ def load_language_model(model: str, tracking_uri: str):
     from mlflow.exceptions import MlflowException
 
     from src.model_digest import load_verified
-    from src.tasks import language_model
+    from src.tasks.language_model import LanguageModel
     from src.tracking import redact
 
     uri, digest = model_of(model, tracking_uri)
@@ -74,8 +74,8 @@ def load_language_model(model: str, tracking_uri: str):
     predictor = getattr(loaded.unwrap_python_model(), "predictor", None)
     if predictor is None:
         raise UserError(f"model {uri} is not an rnnlab model")
-    if predictor.task != language_model.NAME:
-        raise UserError(f"model {uri} is a {predictor.task} model; sampling needs a language model "
+    if not isinstance(predictor.task, LanguageModel):
+        raise UserError(f"model {uri} is a {predictor.task.name} model; sampling needs a language model "
                         f"(trained with dataset=chars)")
     return predictor
 

@@ -27,8 +27,6 @@ log = logging.getLogger(__name__)
 
 PARENT_RUN_ENV = "RNNLAB_PARENT_RUN_ID"
 SWEEP_ID_ENV = "RNNLAB_SWEEP_ID"
-# A job that reuses a FINISHED run (tracking.skip_finished) tags the parent reused_run.<run id>.
-REUSED_TAG_PREFIX = "reused_run."
 
 
 @dataclass(frozen=True)
@@ -90,7 +88,7 @@ class MlflowSweepCallback(Callback):
     def on_multirun_end(self, config: DictConfig, **kwargs: Any) -> None:
         from mlflow import MlflowClient
 
-        from src.compare import summarize_sweep
+        from src.leaderboard import summarize_sweep
 
         if self.parent_run_id is None:
             return

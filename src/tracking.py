@@ -31,7 +31,7 @@ from mlflow.entities import RunStatus, RunTag
 
 from src.data.base import Splits
 from src.errors import UserError
-from src.frameworks.base import EpochResult
+from src.frameworks.checkpoint import EpochResult
 from src.paths import PROJECT_ROOT
 from src.uris import is_server, redact, resolve_uri, sqlite_path  # noqa: F401  (used by the modules above)
 

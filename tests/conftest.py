@@ -16,7 +16,7 @@ import pytest
 from hydra import compose, initialize_config_dir
 from omegaconf import DictConfig
 
-from src.config import register_configs
+from src.settings import register_configs
 from src.paths import CONF_DIR, PROJECT_ROOT
 
 register_configs()

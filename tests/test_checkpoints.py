@@ -3,15 +3,15 @@ pickle-free, and that a fit continued from one equals an uninterrupted fit (earl
 
 from __future__ import annotations
 
-from pathlib import Path
 
 import numpy as np
 import pytest
 
 from src.config import TrainerConfig
 from src.data.base import Split
-from src.frameworks import ModelSpec, backend_class
-from src.frameworks.base import Checkpointing
+from src.frameworks import backend_class
+from src.frameworks.spec import ModelSpec
+from src.frameworks.training import Checkpointing
 from src.frameworks.checkpoint import Checkpoint
 from src.optuna_storage import JournalStorage
 from src.resume import run_key

@@ -76,7 +76,7 @@ def test_torch_run_never_imports_tensorflow(tmp_path) -> None:
     script = textwrap.dedent(f"""
         import sys
         from hydra import compose, initialize_config_dir
-        from src.config import register_configs
+        from src.settings import register_configs
         from src.paths import CONF_DIR
         from src import experiment
         register_configs()

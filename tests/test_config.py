@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from src.config import Cell, Config, settings_from
+from src.config import Cell, Config
+from src.settings import settings_from
 from src.data import DATASETS
 from src.errors import UserError
 from src.paths import CONF_DIR

@@ -7,7 +7,9 @@ import pytest
 
 from src.data import next_number
 from src.data.base import as_split
-from src.evaluation import baseline_predictions, evaluate, regression_metrics
+from src import tasks
+from src.evaluation import evaluate
+from src.tasks.regression import baseline_predictions, regression_metrics
 
 
 def test_metrics_match_a_hand_computed_case() -> None:
@@ -31,7 +33,7 @@ def test_baselines_last_mean_and_linear() -> None:
 
 def test_linear_baseline_is_exact_on_next_number_and_named_for_mlflow() -> None:
     splits = next_number.generate(next_number.Params(), seed=0)
-    evaluation = evaluate(splits, np.full_like(splits.test.y, 130.0))
+    evaluation = evaluate(tasks.get("regression"), splits, np.full_like(splits.test.y, 130.0))
     flat = evaluation.flat()
     assert flat["baseline_linear_test_mse"] < 1e-8
     assert flat["baseline_last_test_mae"] == pytest.approx(1.0)

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import io
 
 import mlflow
 import numpy as np
@@ -20,7 +19,7 @@ CELLS = ["rnn", "lstm", "gru"]
 
 
 def regenerate(cfg):
-    from src.config import settings_from
+    from src.settings import settings_from
 
     settings = settings_from(cfg)
     return DATASETS[settings.dataset.name].generate(settings.dataset, settings.trainer.seed)

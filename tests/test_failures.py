@@ -9,17 +9,17 @@ from mlflow import MlflowClient
 
 from src import experiment
 from src.errors import TrainingDiverged
-from src.frameworks import base
+from src.frameworks import training
 
 
 def test_loss_turning_nan_mid_training_fails_the_run_and_keeps_earlier_epochs(compose_cfg, tracking_uri,
                                                                                monkeypatch) -> None:
-    original = base.EpochMonitor.end_epoch
+    original = training.EpochMonitor.end_epoch
 
     def nan_at_epoch_three(self, train_loss, val_loss, seconds, snapshot):
         return original(self, math.nan if len(self.history) == 2 else train_loss, val_loss, seconds, snapshot)
 
-    monkeypatch.setattr(base.EpochMonitor, "end_epoch", nan_at_epoch_three)
+    monkeypatch.setattr(training.EpochMonitor, "end_epoch", nan_at_epoch_three)
     cfg = compose_cfg("framework=numpy", "dataset=sum", "dataset.num_samples=200", "trainer.epochs=5",
                       "trainer.patience=0")
     with pytest.raises(TrainingDiverged, match="loss became nan at epoch 3"):

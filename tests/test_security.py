@@ -16,7 +16,8 @@ from mlflow import MlflowClient
 from src import experiment
 from src.data.scaling import Standardizer
 from src.errors import UserError
-from src.frameworks import ModelSpec, backend_class
+from src.frameworks import backend_class
+from src.frameworks.spec import ModelSpec
 from src.paths import PROJECT_ROOT
 from src.predictor import Predictor
 from src.tracking import redact

@@ -78,7 +78,7 @@ def test_new_tasks_train_and_land_in_mlflow(compose_cfg, tracking_uri, dataset: 
 
 def _test_inputs(cfg) -> np.ndarray:
     from src import data
-    from src.config import settings_from
+    from src.settings import settings_from
 
     settings = settings_from(cfg)
     return data.generate(settings.dataset, settings.trainer.seed).test.x
@@ -151,7 +151,7 @@ def test_parity_can_be_posed_as_regression(compose_cfg) -> None:
 def test_a_task_the_dataset_cannot_pose_is_refused(compose_cfg) -> None:
     import pytest
 
-    from src.config import settings_from
+    from src.settings import settings_from
     from src.errors import UserError
 
     with pytest.raises(UserError, match="dataset.task"):

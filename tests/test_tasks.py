@@ -9,11 +9,11 @@ import pytest
 from sklearn.metrics import f1_score, log_loss
 
 from src import tasks
+from src.tasks.task import Task
 from src.data import chars, parity, sine_class
 from src.data.base import DatasetInfo, Splits, as_split
 from src.errors import UserError
 from src.evaluation import evaluate
-from src.tasks import classification, language_model
 
 
 def test_classification_metrics_match_a_hand_computed_case() -> None:
@@ -22,7 +22,7 @@ def test_classification_metrics_match_a_hand_computed_case() -> None:
                               [0.3, 0.6, 0.1],   # wrong: 1
                               [0.2, 0.5, 0.3],   # right (1)
                               [0.5, 0.25, 0.25]])  # wrong: 0
-    metrics = classification.metrics(truth, probabilities)
+    metrics = tasks.get("classification").score(truth, probabilities)
     assert metrics["accuracy"] == pytest.approx(0.5)
     # class 0: tp 1, fp 1, fn 1 → 1/2; class 1: tp 1, fp 1, fn 0 → 2/3; class 2: tp 0, fn 1 → 0.
     assert metrics["f1_macro"] == pytest.approx((0.5 + 2 / 3 + 0) / 3)
@@ -35,7 +35,7 @@ def test_classification_metrics_match_a_hand_computed_case() -> None:
 def test_language_model_metrics_are_nats_perplexity_and_bits() -> None:
     truth = np.array([[1, 0]], dtype=np.float32)
     probabilities = np.array([[[0.5, 0.5], [0.25, 0.75]]])  # p(truth) = 1/2, 1/4
-    metrics = language_model.metrics(truth, probabilities)
+    metrics = tasks.get("language_model").score(truth, probabilities)
     assert metrics["loss"] == pytest.approx(math.log(8) / 2)  # -(ln 1/2 + ln 1/4) / 2
     assert metrics["perplexity"] == pytest.approx(math.sqrt(8))
     assert metrics["bpc"] == pytest.approx(1.5)  # 1 bit and 2 bits
@@ -48,23 +48,27 @@ def tiny_corpus() -> Splits:
     train = as_split(np.concatenate([train.x[..., 0], chars.sequences(chars.encode("abba", vocabulary), 3).x[..., 0]]),
                      np.concatenate([train.y, chars.sequences(chars.encode("abba", vocabulary), 3).y]))
     test = chars.sequences(chars.encode("bab", vocabulary), 2)
-    return Splits(train, test, test, DatasetInfo("tiny", "tiny", task="language_model", classes=vocabulary))
+    return Splits(train, test, test, DatasetInfo("tiny", task="language_model", classes=vocabulary))
 
 
 def test_unigram_and_bigram_are_add_one_smoothed_counts_of_the_training_split() -> None:
     splits = tiny_corpus()
     # Training pairs (current → next): a→b, b→a, a→b from "abab"; a→b, b→b, b→a from "abba".
     # Targets: b a b b b a → counts (?, a, b) = (0, 2, 4) of 6.
+    language_model = tasks.get("language_model")
     predicted = language_model.baselines(splits, splits.test.x)
     np.testing.assert_allclose(predicted["unigram"][0, 0], [1 / 9, 3 / 9, 5 / 9])
     # After b: b→a twice, b→b once, of 3; after a: a→b three times, of 3.
     np.testing.assert_allclose(predicted["bigram"][0, 0], [1 / 6, 3 / 6, 2 / 6])  # test input b
     np.testing.assert_allclose(predicted["bigram"][0, 1], [1 / 6, 1 / 6, 4 / 6])  # test input a
-    evaluation = evaluate(splits, predicted["bigram"])
+    uniform = np.full((1, 2, 3), 1 / 3)  # a model that knows nothing: log2(3) bits per character
+    evaluation = evaluate(language_model, splits, uniform)
     # Test targets "ab" after "ba": p(a | b) = 1/2, p(b | a) = 2/3.
     assert evaluation.flat()["baseline_bigram_test_bpc"] == pytest.approx(-(math.log2(1 / 2) + math.log2(2 / 3)) / 2)
-    assert evaluation.flat()["test_bpc"] == evaluation.flat()["baseline_bigram_test_bpc"]
-    assert evaluation.table().splitlines()[2].startswith(("model", "baseline bigram"))
+    assert evaluation.flat()["test_bpc"] == pytest.approx(math.log2(3))
+    # Best first: bigram (0.79 bits) beats the unigram (1.08) beats the uniform model (1.58).
+    rows = evaluation.table().splitlines()[2:]
+    assert [row.split()[0 if row.startswith("model") else 1] for row in rows] == ["bigram", "unigram", "model"]
 
 
 def test_majority_predicts_the_training_frequencies_and_logistic_separates_a_linear_case() -> None:
@@ -72,23 +76,35 @@ def test_majority_predicts_the_training_frequencies_and_logistic_separates_a_lin
     x = rng.normal(size=(200, 3))
     y = (x[:, 0] + x[:, 2] > 0.5).astype(int)
     split = as_split(x, y)
-    splits = Splits(split, split, split, DatasetInfo("linear", "", task="classification", classes=["no", "yes"]))
+    splits = Splits(split, split, split, DatasetInfo("linear", task="classification", classes=["no", "yes"]))
+    classification = tasks.get("classification")
     predicted = classification.baselines(splits, split.x)
     np.testing.assert_allclose(predicted["majority"][0], [np.mean(y == 0), np.mean(y == 1)])
-    assert classification.metrics(split.y, predicted["logistic"])["accuracy"] > 0.95
-    flat = evaluate(splits, predicted["logistic"]).flat()
+    assert classification.score(split.y, predicted["logistic"])["accuracy"] > 0.95
+    flat = evaluate(classification, splits, predicted["logistic"]).flat()
     assert {"test_accuracy", "test_f1_macro", "test_log_loss", "baseline_majority_test_accuracy",
             "baseline_logistic_test_log_loss"} <= set(flat)
 
 
-def test_every_task_module_defines_the_same_names() -> None:
-    names = ["NAME", "METRICS", "RANK_BY", "BASELINES", "LOSS_LABEL", "standardizer", "network_sizes", "predictions",
-             "metrics", "baselines", "predictions_csv", "figures", "artifacts"]
-    for name, module in tasks.TASKS.items():
-        assert module.NAME == name
-        assert all(hasattr(module, attribute) for attribute in names), name
+def test_tasks_are_registered_by_name_and_their_objectives_carry_directions() -> None:
+    for name, task in tasks.TASKS.items():
+        assert task.name == name and task.rank_by in task.metrics
+        assert set(task.score(*example_scores(task))) == set(task.metrics)
+    assert tasks.objective_direction("test_accuracy") == "maximize" and tasks.worst_value("test_accuracy") == -math.inf
+    assert tasks.objective_direction("test_bpc") == "minimize" and tasks.worst_value("val_loss") == math.inf
+    assert tasks.headline_metrics() == {"test_mse": False, "test_accuracy": True, "test_bpc": False}
+    assert tasks.get("language_model").head.every_step and not tasks.get("classification").head.every_step
     with pytest.raises(UserError, match="unknown task 'ranking'"):
         tasks.get("ranking")
+
+
+def example_scores(task: Task) -> tuple[np.ndarray, np.ndarray]:
+    """Two samples of truth and predictions shaped as `task` scores them."""
+    if task.head.every_step:
+        return np.array([[1, 0]], dtype=np.float32), np.array([[[0.5, 0.5], [0.25, 0.75]]])
+    if task.head.loss == "cross_entropy":
+        return np.array([[0], [1]], dtype=np.float32), np.array([[0.8, 0.2], [0.4, 0.6]])
+    return np.array([[1.0], [2.0]]), np.array([[1.5], [2.5]])
 
 
 def test_parity_labels_count_the_ones() -> None:

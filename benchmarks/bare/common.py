@@ -9,7 +9,6 @@ of the project); benchmarks.workflow.check_bare_data proves the arrays are ident
 from __future__ import annotations
 
 import json
-import time
 
 import numpy as np
 

@@ -7,8 +7,7 @@ import numpy as np
 
 from benchmarks.bare.common import (BATCH_SIZE, EPOCHS, GRAD_CLIP, HIDDEN_SIZE, LR, SEED, VAL_BATCH, report,
                                     sine_splits)
-from src.frameworks.base import ModelSpec
-from src.frameworks.convert import canonical_shapes
+from src.frameworks.spec import ModelSpec, canonical_shapes
 from src.frameworks.numpy import network
 from src.frameworks.numpy.optimizers import Adam, clip_grad_norm, flatten, unflatten
 

@@ -9,7 +9,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from src.config import require
+from src.errors import require
 from src.data.base import DatasetInfo, SplitParams, Splits, random_split
 
 NAME = "adding"
@@ -41,5 +41,5 @@ def generate(params: Params, seed: int) -> Splits:
     x = np.stack([values, markers], axis=2)
     y = values[rows, first] + values[rows, second]
     train, val, test = random_split(x, y, params.val_fraction, params.test_fraction, rng)
-    info = DatasetInfo(NAME, f"adding problem over {length} steps")
+    info = DatasetInfo(NAME)
     return Splits(train, val, test, info)

@@ -11,15 +11,14 @@ from __future__ import annotations
 
 import hashlib
 import json
-import zipfile
 from dataclasses import asdict, dataclass, field
+from typing import ClassVar
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 
-from src.config import require, require_fraction
-from src.errors import UserError
+from src.errors import require, require_fraction
+from src.errors import UserError, reading
 
 
 @dataclass(frozen=True)
@@ -38,15 +37,12 @@ class Split:
 @dataclass(frozen=True)
 class DatasetInfo:
     name: str
-    description: str
+    # The task's name in src/tasks/: resolved once into its Task object by whoever trains or scores.
     task: str = "regression"
     # The input channel that the target continues: what the `last` baseline repeats.
     target_feature: int = 0
-    # next_number tests outside the training range: its test split is an extrapolation.
-    test_is_extrapolation: bool = False
     # What a classifier tells apart, or a language model's vocabulary (index = class = token id).
     classes: list[str] = field(default_factory=list)
-    extra: dict[str, Any] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
@@ -76,14 +72,10 @@ class Splits:
 
     @classmethod
     def load(cls, path: Path) -> "Splits":
-        try:
+        with reading(path, "data file", " (run the generate stage: dvc repro generate)"):
             with np.load(path, allow_pickle=False) as saved:
                 splits = {name: Split(saved[f"{name}_x"], saved[f"{name}_y"]) for name in ("train", "val", "test")}
                 info = DatasetInfo(**json.loads(str(saved["info"])))
-        except FileNotFoundError:
-            raise UserError(f"data file missing: {path} (run the generate stage: dvc repro generate)") from None
-        except (OSError, ValueError, KeyError, TypeError, zipfile.BadZipFile) as error:
-            raise UserError(f"data file corrupt: {path} ({type(error).__name__}: {error})") from None
         return cls(**splits, info=info)
 
     def digest(self) -> str:
@@ -97,24 +89,35 @@ class Splits:
 
 
 @dataclass
-class SplitParams:
-    """Fields every randomly split dataset shares; a dataset's schema extends this."""
+class DatasetParams:
+    """What every dataset's schema has: its generator's name. A dataset without a `standardize` key (its
+    inputs are token ids) is never standardised; one with the key overrides this class-level default."""
 
     name: str = "?"
+    standardize: ClassVar[bool] = False
+
+
+@dataclass
+class SplitParams(DatasetParams):
+    """Fields every randomly split dataset shares; a dataset's schema extends this."""
+
     num_samples: int = 1000
     val_fraction: float = 0.15
     test_fraction: float = 0.15
     # Fit mean and standard deviation on the training split only; metrics stay in original units.
-    standardize: bool = True
+    standardize: bool = True  # type: ignore[misc]
 
     def __post_init__(self) -> None:
         require(self.num_samples >= 3, "dataset.num_samples", "must be an integer >= 3", self.num_samples)
-        require_fraction(self.val_fraction, "dataset.val_fraction")
-        require_fraction(self.test_fraction, "dataset.test_fraction")
-        require(self.val_fraction + self.test_fraction < 1.0, "dataset.val_fraction",
-                "val_fraction + test_fraction must be < 1", self.val_fraction)
-        require(self.val_fraction > 0 and self.test_fraction > 0, "dataset.val_fraction",
-                "val_fraction and test_fraction must both be > 0", self.val_fraction)
+        check_split_fractions(self.val_fraction, self.test_fraction)
+
+
+def check_split_fractions(val_fraction: float, test_fraction: float) -> None:
+    """Both held-out fractions in (0, 1) with room left for training."""
+    require_fraction(val_fraction, "dataset.val_fraction")
+    require_fraction(test_fraction, "dataset.test_fraction")
+    require(val_fraction > 0 and test_fraction > 0 and val_fraction + test_fraction < 1, "dataset.val_fraction",
+            "val_fraction and test_fraction must be > 0 with a sum < 1", val_fraction)
 
 
 def as_split(x: np.ndarray, y: np.ndarray) -> Split:

@@ -17,8 +17,8 @@ from typing import Optional
 
 import numpy as np
 
-from src.config import require, require_fraction
-from src.data.base import DatasetInfo, Split, Splits, as_split, split_sizes
+from src.errors import require
+from src.data.base import DatasetInfo, DatasetParams, check_split_fractions, Split, Splits, as_split, split_sizes
 from src.errors import UserError
 from src.paths import resolve_path
 
@@ -30,7 +30,7 @@ DEFAULT_MODULES = ("textwrap.py", "string.py", "functools.py", "heapq.py", "bise
 
 
 @dataclass
-class Params:
+class Params(DatasetParams):
     name: str = NAME
     # A UTF-8 text file, relative to the project root or absolute; null: the standard library corpus.
     path: Optional[str] = None
@@ -43,11 +43,7 @@ class Params:
     def __post_init__(self) -> None:
         require(self.seq_len >= 1, "dataset.seq_len", "must be an integer >= 1", self.seq_len)
         require(self.max_chars >= 0, "dataset.max_chars", "must be an integer >= 0 (0 keeps all)", self.max_chars)
-        require_fraction(self.val_fraction, "dataset.val_fraction")
-        require_fraction(self.test_fraction, "dataset.test_fraction")
-        require(self.val_fraction > 0 and self.test_fraction > 0 and self.val_fraction + self.test_fraction < 1,
-                "dataset.val_fraction", "val_fraction and test_fraction must be > 0 with a sum < 1",
-                self.val_fraction)
+        check_split_fractions(self.val_fraction, self.test_fraction)
 
 
 def default_corpus() -> str:
@@ -116,7 +112,5 @@ def generate(params: Params, seed: int) -> Splits:
     parts = [text[:bounds[0]], text[bounds[0]:bounds[1]], text[bounds[1]:]]
     vocabulary = vocabulary_of(parts[0])
     train, val, test = (sequences(encode(part, vocabulary), params.seq_len) for part in parts)
-    info = DatasetInfo(NAME, f"next character of {source}: {len(text)} characters, {len(vocabulary)} symbols",
-                       task="language_model", classes=vocabulary,
-                       extra={"corpus": source, "characters": len(text)})
+    info = DatasetInfo(NAME, task="language_model", classes=vocabulary)
     return Splits(train, val, test, info)

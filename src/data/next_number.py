@@ -9,14 +9,14 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from src.config import require, require_fraction
-from src.data.base import DatasetInfo, Splits, as_split, holdout
+from src.errors import require, require_fraction
+from src.data.base import DatasetInfo, DatasetParams, Splits, as_split, holdout
 
 NAME = "next_number"
 
 
 @dataclass
-class Params:
+class Params(DatasetParams):
     name: str = NAME
     seq_len: int = 5
     train_start: int = 0
@@ -24,7 +24,7 @@ class Params:
     test_start: int = 120
     test_stop: int = 130
     val_fraction: float = 0.2
-    standardize: bool = True
+    standardize: bool = True  # type: ignore[misc]
 
     def __post_init__(self) -> None:
         require(self.seq_len >= 1, "dataset.seq_len", "must be an integer >= 1", self.seq_len)
@@ -46,7 +46,6 @@ def generate(params: Params, seed: int) -> Splits:
     train_x, train_y = windows(np.arange(params.train_start, params.train_stop), params.seq_len)
     train, val = holdout(train_x, train_y, params.val_fraction, rng)
     test = as_split(*windows(np.arange(params.test_start, params.test_stop), params.seq_len))
-    info = DatasetInfo(NAME, f"next integer after {params.seq_len} consecutive integers",
-                       test_is_extrapolation=True)
+    info = DatasetInfo(NAME)
     return Splits(train, val, test, info)
 

@@ -10,7 +10,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from src.config import require
+from src.errors import require
 from src.data.base import DatasetInfo, SplitParams, Splits, random_split
 
 NAME = "parity"
@@ -36,5 +36,5 @@ def generate(params: Params, seed: int) -> Splits:
     y = x.sum(axis=1) % 2
     train, val, test = random_split(x, y, params.val_fraction, params.test_fraction, rng)
     classes = ["even", "odd"] if params.task == "classification" else []
-    info = DatasetInfo(NAME, f"parity of {params.seq_len} random bits", task=params.task, classes=classes)
+    info = DatasetInfo(NAME, task=params.task, classes=classes)
     return Splits(train, val, test, info)

@@ -4,7 +4,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from src.config import require
+from src.errors import require
 from src.data.base import DatasetInfo, SplitParams, Splits, random_split
 
 NAME = "sine"
@@ -36,6 +36,5 @@ def generate(params: Params, seed: int) -> Splits:
     steps = np.arange(params.seq_len + 1)[None, :]
     waves = np.sin(2 * np.pi * steps / period + phase) + params.noise * rng.standard_normal((count, params.seq_len + 1))
     train, val, test = random_split(waves[:, :-1], waves[:, -1], params.val_fraction, params.test_fraction, rng)
-    info = DatasetInfo(NAME, f"next value of a noisy sine (period {params.min_period}-{params.max_period} steps, "
-                             f"noise sd {params.noise}) after {params.seq_len} steps")
+    info = DatasetInfo(NAME)
     return Splits(train, val, test, info)

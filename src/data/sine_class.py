@@ -9,7 +9,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from src.config import require
+from src.errors import require
 from src.data.base import DatasetInfo, SplitParams, Splits, random_split
 
 NAME = "sine_class"
@@ -52,6 +52,5 @@ def generate(params: Params, seed: int) -> Splits:
     cycles = np.arange(params.seq_len) / periods + phases
     x = waves(labels, cycles) + rng.normal(0, params.noise, size=cycles.shape)
     train, val, test = random_split(x, labels, params.val_fraction, params.test_fraction, rng)
-    info = DatasetInfo(NAME, f"{params.seq_len} steps of a noisy sine, square or sawtooth wave",
-                       task="classification", classes=list(CLASSES))
+    info = DatasetInfo(NAME, task="classification", classes=list(CLASSES))
     return Splits(train, val, test, info)

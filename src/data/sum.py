@@ -4,7 +4,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from src.config import require
+from src.errors import require
 from src.data.base import DatasetInfo, SplitParams, Splits, random_split
 
 NAME = "sum"
@@ -29,5 +29,5 @@ def generate(params: Params, seed: int) -> Splits:
     x = rng.uniform(params.low, params.high, size=(params.num_samples, params.seq_len))
     y = x.sum(axis=1)
     train, val, test = random_split(x, y, params.val_fraction, params.test_fraction, rng)
-    info = DatasetInfo(NAME, f"sum of {params.seq_len} numbers drawn from U[{params.low}, {params.high})")
+    info = DatasetInfo(NAME)
     return Splits(train, val, test, info)

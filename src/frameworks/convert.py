@@ -2,7 +2,7 @@
 
 Plain NumPy, no Keras import: a torch or numpy run can use it without loading TensorFlow, and tests
 can check it without building a model. The canonical layout is described in
-`base.CANONICAL_LAYOUT`; G is the number of gates (rnn 1, lstm 4, gru 3), H the hidden size.
+src/frameworks/spec.py; G is the number of gates (rnn 1, lstm 4, gru 3), H the hidden size.
 
 What `model.get_weights()` returns for our Keras model, layer by layer (Dropout has no weights):
 
@@ -27,34 +27,15 @@ from __future__ import annotations
 
 import numpy as np
 
-from src.frameworks.base import ModelSpec
+from src.frameworks.spec import GATES, RECURRENT, ModelSpec, canonical_shapes
 
-GATES = {"rnn": 1, "lstm": 4, "gru": 3}
 # Keras' gate blocks listed by the torch block each comes from (identity except the GRU's r/z swap).
 TORCH_BLOCK_OF_KERAS_GATE = {"rnn": [0], "lstm": [0, 1, 2, 3], "gru": [1, 0, 2]}
-RECURRENT = "recurrent"
 
 
 def canonical_names(spec: ModelSpec) -> list[str]:
     """The canonical parameter names of `spec`'s network, in torch's state_dict order."""
-    names = [f"{RECURRENT}.{kind}_l{layer}" for layer in range(spec.num_layers)
-             for kind in ("weight_ih", "weight_hh", "bias_ih", "bias_hh")]
-    return names + ["head.weight", "head.bias"]
-
-
-def canonical_shapes(spec: ModelSpec) -> dict[str, tuple[int, ...]]:
-    """The shape every canonical parameter of `spec` must have."""
-    gates_h = GATES[spec.cell] * spec.hidden_size
-    shapes: dict[str, tuple[int, ...]] = {}
-    for layer in range(spec.num_layers):
-        inputs = spec.num_features if layer == 0 else spec.hidden_size
-        shapes[f"{RECURRENT}.weight_ih_l{layer}"] = (gates_h, inputs)
-        shapes[f"{RECURRENT}.weight_hh_l{layer}"] = (gates_h, spec.hidden_size)
-        shapes[f"{RECURRENT}.bias_ih_l{layer}"] = (gates_h,)
-        shapes[f"{RECURRENT}.bias_hh_l{layer}"] = (gates_h,)
-    shapes["head.weight"] = (spec.num_outputs, spec.hidden_size)
-    shapes["head.bias"] = (spec.num_outputs,)
-    return shapes
+    return list(canonical_shapes(spec))
 
 
 def keras_shapes(spec: ModelSpec) -> list[tuple[int, ...]]:

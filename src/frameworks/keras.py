@@ -30,10 +30,12 @@ import tensorflow as tf  # noqa: E402
 
 from src.config import Optimizer, TrainerConfig  # noqa: E402
 from src.data.base import Split  # noqa: E402
-from src.errors import UserError  # noqa: E402
+from src.errors import UserError, reading  # noqa: E402
 from src.frameworks import convert  # noqa: E402
-from src.frameworks.base import (Checkpointing, EpochCallback, FitResult, ModelSpec, TrainingSteps,  # noqa: E402
-                                 as_float32, predict_in_batches, run_epochs, shuffled_batches)
+from src.frameworks.base import as_float32, load_arrays, predict_in_batches  # noqa: E402
+from src.frameworks.spec import ModelSpec  # noqa: E402
+from src.frameworks.training import (Checkpointing, EpochCallback, FitResult, TrainingSteps,  # noqa: E402
+                                     run_epochs, shuffled_batches)
 from src.frameworks.checkpoint import rng_state, set_rng_state  # noqa: E402
 from src.frameworks.numpy.network import LOSSES  # noqa: E402  (plain NumPy: the validation loss)
 
@@ -93,7 +95,7 @@ def build_network(spec: ModelSpec, seed: int) -> keras.Sequential:
             layers.append(keras.layers.Dropout(spec.dropout, seed=next(seeds), dtype="float32"))
     layers.append(keras.layers.Dense(spec.num_outputs, dtype="float32",
                                      kernel_initializer=keras.initializers.GlorotUniform(seed=next(seeds))))
-    return keras.Sequential(layers, name=f"{spec.cell}_{spec.task}")
+    return keras.Sequential(layers, name=f"{spec.cell}_{spec.loss}")
 
 
 def _recurrent_layer(spec: ModelSpec, return_sequences: bool, seeds: Iterator[int]) -> keras.layers.Layer:
@@ -184,18 +186,9 @@ class KerasBackend:
     def load(cls, directory: Path, device: str = "auto") -> "KerasBackend":
         spec = ModelSpec.load(directory)
         path = directory / WEIGHTS_FILE
-        try:
-            with np.load(path, allow_pickle=False) as archive:  # never unpickles code
-                weights = {name: archive[name] for name in archive.files}
-        except FileNotFoundError:
-            raise UserError(f"model file missing: {path}") from None
-        except Exception as error:
-            raise UserError(f"model file corrupt: {path} ({type(error).__name__})") from None
         backend = cls.build(spec, seed=0, device=device)
-        try:
-            backend.set_weights(weights)
-        except ValueError as error:
-            raise UserError(f"model file corrupt: {path} ({error})") from None
+        with reading(path):
+            backend.set_weights(load_arrays(path))
         return backend
 
     def get_weights(self) -> dict[str, np.ndarray]:

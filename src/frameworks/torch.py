@@ -12,9 +12,11 @@ from torch.nn import functional
 
 from src.config import Optimizer, TrainerConfig
 from src.data.base import Split
-from src.errors import UserError
-from src.frameworks.base import (Checkpointing, EpochCallback, FitResult, ModelSpec, TrainingSteps, predict_in_batches,
-                                 run_epochs, shuffled_batches)
+from src.errors import UserError, reading
+from src.frameworks.base import predict_in_batches
+from src.frameworks.spec import ModelSpec
+from src.frameworks.training import (Checkpointing, EpochCallback, FitResult, TrainingSteps, run_epochs,
+                                     shuffled_batches)
 from src.frameworks.checkpoint import rng_state, set_rng_state
 
 WEIGHTS_FILE = "weights.pt"
@@ -166,17 +168,9 @@ class TorchBackend:
         spec = ModelSpec.load(directory)
         target = resolve_device(device)
         path = directory / WEIGHTS_FILE
-        try:
-            state = torch.load(path, map_location=target, weights_only=True)  # never unpickles code
-        except FileNotFoundError:
-            raise UserError(f"model file missing: {path}") from None
-        except Exception as error:
-            raise UserError(f"model file corrupt: {path} ({type(error).__name__})") from None
         network = RecurrentNetwork(spec)
-        try:
-            network.load_state_dict(state)
-        except (RuntimeError, TypeError) as error:  # names or shapes that do not fit the spec
-            raise UserError(f"model file corrupt: {path} ({str(error).splitlines()[0][:300]})") from None
+        with reading(path):  # names or shapes that do not fit the spec are corrupt too
+            network.load_state_dict(torch.load(path, map_location=target, weights_only=True))  # never unpickles code
         return cls(spec, network, target, seed=0)
 
     def get_weights(self) -> dict[str, np.ndarray]:

@@ -10,17 +10,17 @@ A trained model writes text with `generate_text`; each run logs a short sample o
 
 from __future__ import annotations
 
-import io
 import math
 from typing import TYPE_CHECKING
 
 import numpy as np
-import pandas as pd
 
 from src.data.base import Splits
 from src.data.chars import decode, encode
 from src.data.scaling import Standardizer
+from src.frameworks.spec import Head
 from src.tasks.probabilities import mean_negative_log_likelihood, softmax
+from src.tasks.task import Direction, csv_text
 
 if TYPE_CHECKING:
     from matplotlib.figure import Figure
@@ -28,38 +28,12 @@ if TYPE_CHECKING:
     from src.evaluation import Evaluation
     from src.predictor import Predictor
 
-NAME = "language_model"
-METRICS = ("loss", "perplexity", "bpc")
-RANK_BY = ("bpc", False)
-BASELINES = ("unigram", "bigram")
-LOSS_LABEL = "cross-entropy (nats per token)"
 # Generation conditions on at most this many of the latest tokens (each step reruns the network on them).
 CONTEXT = 128
 SAMPLE_PRIME_LENGTH = 32
 SAMPLE_LENGTH = 300
 SAMPLE_TEMPERATURE = 0.8
 CSV_POSITIONS = 256
-
-
-def standardizer(splits: Splits, standardize: bool) -> Standardizer:
-    """Nothing is scaled: inputs are token ids and targets the next ids."""
-    return Standardizer.identity(1, 1)
-
-
-def network_sizes(splits: Splits) -> tuple[int, int]:
-    """Token ids are one-hot encoded over the vocabulary, and scored over it."""
-    size = len(splits.info.classes)
-    return size, size
-
-
-def predictions(outputs: np.ndarray, scaler: Standardizer) -> np.ndarray:
-    """The next token's probabilities (samples, steps, vocabulary) from the logits."""
-    return softmax(outputs)
-
-
-def metrics(truth: np.ndarray, probabilities: np.ndarray) -> dict[str, float]:
-    loss = mean_negative_log_likelihood(truth, probabilities)
-    return {"loss": loss, "perplexity": math.exp(loss), "bpc": loss / math.log(2)}
 
 
 def ngram_counts(splits: Splits) -> tuple[np.ndarray, np.ndarray]:
@@ -72,16 +46,7 @@ def ngram_counts(splits: Splits) -> tuple[np.ndarray, np.ndarray]:
     return np.bincount(following, minlength=size).astype(np.float64), pairs
 
 
-def baselines(splits: Splits, x: np.ndarray) -> dict[str, np.ndarray]:
-    unigram_counts, pair_counts = ngram_counts(splits)
-    size = len(unigram_counts)
-    unigram = (unigram_counts + 1) / (unigram_counts.sum() + size)
-    bigram = (pair_counts + 1) / (pair_counts.sum(axis=1, keepdims=True) + size)
-    current = x[..., 0].astype(np.int64)
-    return {"unigram": np.broadcast_to(unigram, (*current.shape, size)), "bigram": bigram[current]}
-
-
-def generate_text(predictor: "Predictor", prime: str, length: int, temperature: float,
+def generate_text(predictor: Predictor, prime: str, length: int, temperature: float,
                   rng: np.random.Generator, context: int = CONTEXT) -> str:
     """`length` tokens drawn one at a time after `prime`, each from the model's next-token probabilities
     sharpened (temperature < 1) or flattened (> 1) as p^(1/temperature); the same rng state repeats them."""
@@ -100,30 +65,59 @@ def _escaped(text: str) -> str:
     return text.encode("unicode_escape").decode("ascii")
 
 
-def predictions_csv(evaluation: "Evaluation") -> str:
-    """The first test positions: the true next character, the model's likeliest, and each predictor's
-    probability of the truth (the whole split's scores are in the metrics)."""
-    truth = evaluation.truth.astype(np.int64).ravel()[:CSV_POSITIONS]
-    vocabulary = evaluation.classes
-    probabilities = {name: values.reshape(-1, values.shape[-1])[:CSV_POSITIONS]
-                     for name, values in evaluation.predictions.items()}
-    columns: dict[str, object] = {
-        "index": np.arange(len(truth)),
-        "y_true": [_escaped(vocabulary[token]) for token in truth],
-        "y_pred_model": [_escaped(vocabulary[token]) for token in np.argmax(probabilities["model"], axis=1)],
-    }
-    columns.update({f"p_true_{name}": values[np.arange(len(truth)), truth] for name, values in probabilities.items()})
-    buffer = io.StringIO()
-    pd.DataFrame(columns).to_csv(buffer, index=False, float_format="%.9g")
-    return buffer.getvalue()
+class LanguageModel:
+    name = "language_model"
+    metrics: dict[str, Direction] = {"loss": "minimize", "perplexity": "minimize", "bpc": "minimize"}
+    rank_by = "bpc"
+    baselines_names = ("unigram", "bigram")
+    loss_label = "cross-entropy (nats per token)"
+    head = Head(loss="cross_entropy", token_inputs=True, every_step=True)
 
+    def standardizer(self, splits: Splits, standardize: bool) -> Standardizer:
+        """Nothing is scaled: inputs are token ids and targets the next ids."""
+        return Standardizer.identity(1, 1)
 
-def figures(evaluation: "Evaluation", title: str) -> dict[str, "Figure"]:
-    return {}
+    def network_sizes(self, splits: Splits) -> tuple[int, int]:
+        """Token ids are one-hot encoded over the vocabulary, and scored over it."""
+        size = len(splits.info.classes)
+        return size, size
 
+    def predictions(self, outputs: np.ndarray, scaler: Standardizer) -> np.ndarray:
+        """The next token's probabilities (samples, steps, vocabulary) from the logits."""
+        return softmax(outputs)
 
-def artifacts(predictor: "Predictor", splits: Splits) -> dict[str, str]:
-    """A sample of generated text, primed with the start of the test split (fixed seed 0)."""
-    prime = decode(splits.test.x[0, :SAMPLE_PRIME_LENGTH, 0].astype(np.int64), predictor.classes)
-    text = generate_text(predictor, prime, SAMPLE_LENGTH, SAMPLE_TEMPERATURE, np.random.default_rng(0))
-    return {"sample.txt": f"{prime}{text}\n"}
+    def score(self, truth: np.ndarray, probabilities: np.ndarray) -> dict[str, float]:
+        loss = mean_negative_log_likelihood(truth, probabilities)
+        return {"loss": loss, "perplexity": math.exp(loss), "bpc": loss / math.log(2)}
+
+    def baselines(self, splits: Splits, x: np.ndarray) -> dict[str, np.ndarray]:
+        unigram_counts, pair_counts = ngram_counts(splits)
+        size = len(unigram_counts)
+        unigram = (unigram_counts + 1) / (unigram_counts.sum() + size)
+        bigram = (pair_counts + 1) / (pair_counts.sum(axis=1, keepdims=True) + size)
+        current = x[..., 0].astype(np.int64)
+        return {"unigram": np.broadcast_to(unigram, (*current.shape, size)), "bigram": bigram[current]}
+
+    def predictions_csv(self, evaluation: Evaluation) -> str:
+        """The first test positions: the true next character, the model's likeliest, and each predictor's
+        probability of the truth (the whole split's scores are in the metrics)."""
+        truth = evaluation.truth.astype(np.int64).ravel()[:CSV_POSITIONS]
+        vocabulary = evaluation.classes
+        probabilities = {name: values.reshape(-1, values.shape[-1])[:CSV_POSITIONS]
+                         for name, values in evaluation.predictions.items()}
+        columns: dict[str, object] = {
+            "index": np.arange(len(truth)),
+            "y_true": [_escaped(vocabulary[token]) for token in truth],
+            "y_pred_model": [_escaped(vocabulary[token]) for token in np.argmax(probabilities["model"], axis=1)],
+        }
+        columns.update({f"p_true_{name}": values[np.arange(len(truth)), truth] for name, values in probabilities.items()})
+        return csv_text(columns)
+
+    def figures(self, evaluation: Evaluation, title: str) -> dict[str, Figure]:
+        return {}
+
+    def artifacts(self, predictor: Predictor, splits: Splits) -> dict[str, str]:
+        """A sample of generated text, primed with the start of the test split (fixed seed 0)."""
+        prime = decode(splits.test.x[0, :SAMPLE_PRIME_LENGTH, 0].astype(np.int64), predictor.classes)
+        text = generate_text(predictor, prime, SAMPLE_LENGTH, SAMPLE_TEMPERATURE, np.random.default_rng(0))
+        return {"sample.txt": f"{prime}{text}\n"}

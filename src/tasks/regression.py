@@ -8,43 +8,21 @@ exact, and the table says so rather than hiding it.
 
 from __future__ import annotations
 
-import io
 from typing import TYPE_CHECKING
 
 import numpy as np
-import pandas as pd
 
 from src import plots
 from src.data.base import Split, Splits
 from src.data.scaling import Standardizer
+from src.frameworks.spec import Head
+from src.tasks.task import Direction, csv_text
 
 if TYPE_CHECKING:
     from matplotlib.figure import Figure
 
     from src.evaluation import Evaluation
     from src.predictor import Predictor
-
-NAME = "regression"
-METRICS = ("mse", "rmse", "mae", "r2")
-RANK_BY = ("mse", False)
-BASELINES = ("last", "mean", "linear")
-LOSS_LABEL = "MSE (original units)"
-
-
-def standardizer(splits: Splits, standardize: bool) -> Standardizer:
-    """Inputs and targets, so that the network sees unit scale; metrics stay in original units."""
-    if standardize:
-        return Standardizer.fit(splits.train)
-    return Standardizer.identity(splits.num_features, splits.num_outputs)
-
-
-def network_sizes(splits: Splits) -> tuple[int, int]:
-    return splits.num_features, splits.num_outputs
-
-
-def predictions(outputs: np.ndarray, scaler: Standardizer) -> np.ndarray:
-    """Values in the data's original units."""
-    return scaler.inverse_y(outputs)
 
 
 def regression_metrics(y_true: np.ndarray, y_pred: np.ndarray) -> dict[str, float]:
@@ -55,9 +33,6 @@ def regression_metrics(y_true: np.ndarray, y_pred: np.ndarray) -> dict[str, floa
     total = float(np.sum((truth - truth.mean(axis=0)) ** 2))
     r2 = 1.0 - float(np.sum(error**2)) / total if total > 0 else float("nan")
     return {"mse": mse, "rmse": float(np.sqrt(mse)), "mae": float(np.mean(np.abs(error))), "r2": r2}
-
-
-metrics = regression_metrics
 
 
 def _flat_with_bias(x: np.ndarray) -> np.ndarray:
@@ -76,23 +51,43 @@ def baseline_predictions(train: Split, x: np.ndarray, target_feature: int) -> di
     }
 
 
-def baselines(splits: Splits, x: np.ndarray) -> dict[str, np.ndarray]:
-    return baseline_predictions(splits.train, x, splits.info.target_feature)
+class Regression:
+    name = "regression"
+    metrics: dict[str, Direction] = {"mse": "minimize", "rmse": "minimize", "mae": "minimize", "r2": "maximize"}
+    rank_by = "mse"
+    baselines_names = ("last", "mean", "linear")
+    loss_label = "MSE (original units)"
+    head = Head(loss="mse")
 
+    def standardizer(self, splits: Splits, standardize: bool) -> Standardizer:
+        """Inputs and targets, so that the network sees unit scale; metrics stay in original units."""
+        if standardize:
+            return Standardizer.fit(splits.train)
+        return Standardizer.identity(splits.num_features, splits.num_outputs)
 
-def predictions_csv(evaluation: "Evaluation") -> str:
-    """Truth and every predictor's output per test sample (exact float32 round trip)."""
-    columns = {"index": np.arange(len(evaluation.truth)), "y_true": evaluation.truth[:, 0]}
-    columns.update({f"y_pred_{name}": values[:, 0] for name, values in evaluation.predictions.items()})
-    buffer = io.StringIO()
-    pd.DataFrame(columns).to_csv(buffer, index=False, float_format="%.9g")
-    return buffer.getvalue()
+    def network_sizes(self, splits: Splits) -> tuple[int, int]:
+        return splits.num_features, splits.num_outputs
 
+    def predictions(self, outputs: np.ndarray, scaler: Standardizer) -> np.ndarray:
+        """Values in the data's original units."""
+        return scaler.inverse_y(outputs)
 
-def figures(evaluation: "Evaluation", title: str) -> dict[str, "Figure"]:
-    return {"plots/predictions_vs_truth.png": plots.predictions_vs_truth(evaluation.truth, evaluation.predictions,
-                                                                         title)}
+    def score(self, truth: np.ndarray, predictions: np.ndarray) -> dict[str, float]:
+        return regression_metrics(truth, predictions)
 
+    def baselines(self, splits: Splits, x: np.ndarray) -> dict[str, np.ndarray]:
+        return baseline_predictions(splits.train, x, splits.info.target_feature)
 
-def artifacts(predictor: "Predictor", splits: Splits) -> dict[str, str]:
-    return {}
+    def predictions_csv(self, evaluation: Evaluation) -> str:
+        """Truth and every predictor's output per test sample (exact float32 round trip)."""
+        columns = {"index": np.arange(len(evaluation.truth)), "y_true": evaluation.truth[:, 0]}
+        columns.update({f"y_pred_{name}": values[:, 0] for name, values in evaluation.predictions.items()})
+        return csv_text(columns)
+
+    def figures(self, evaluation: Evaluation, title: str) -> dict[str, Figure]:
+        return {"plots/predictions_vs_truth.png": plots.predictions_vs_truth(evaluation.truth,
+                                                                             evaluation.predictions, title)}
+
+    def artifacts(self, predictor: Predictor, splits: Splits) -> dict[str, str]:
+        return {}
+

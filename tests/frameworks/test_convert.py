@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 from src.frameworks import convert
-from src.frameworks.base import ModelSpec
+from src.frameworks.spec import ModelSpec
 from src.paths import PROJECT_ROOT
 
 CELLS = [("rnn", "tanh"), ("rnn", "relu"), ("lstm", "tanh"), ("gru", "tanh")]

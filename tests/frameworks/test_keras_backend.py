@@ -10,13 +10,16 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from src import tasks
 from src.config import Optimizer, TrainerConfig
 from src.data import next_number
 from src.data import sum as sum_data
 from src.data.base import Split, Splits
 from src.errors import TrainingDiverged, UserError
 from src.frameworks import backend_class
-from src.frameworks.base import EpochResult, FitResult, ModelSpec
+from src.frameworks.checkpoint import EpochResult
+from src.frameworks.spec import ModelSpec
+from src.frameworks.training import FitResult
 from src.frameworks.keras import WEIGHTS_FILE, KerasBackend
 from src.frameworks.torch import TorchBackend
 
@@ -148,7 +151,7 @@ def test_same_weights_give_the_same_logits_as_torch_for_the_new_heads(cell: str,
     """The cross-entropy heads: the last step's logits, or every step's after one-hot token inputs."""
     features, outputs = (3, 4) if task == "classification" else (5, 5)
     spec = ModelSpec(cell=cell, hidden_size=4, num_layers=2, activation=activation, dropout=0.0,
-                     num_features=features, num_outputs=outputs, task=task)
+                     num_features=features, num_outputs=outputs, head=tasks.get(task).head)
     torch_backend = TorchBackend.build(spec, seed=0, device="cpu")
     keras_backend = KerasBackend.build(spec, seed=0, device="cpu")
     keras_backend.set_weights(torch_backend.get_weights())
@@ -161,7 +164,7 @@ def test_same_weights_give_the_same_logits_as_torch_for_the_new_heads(cell: str,
 
 
 def test_keras_trains_a_language_model_with_the_sparse_cross_entropy() -> None:
-    spec = ModelSpec("gru", 8, 1, "tanh", 0.0, num_features=4, num_outputs=4, task="language_model")
+    spec = ModelSpec("gru", 8, 1, "tanh", 0.0, num_features=4, num_outputs=4, head=tasks.get("language_model").head)
     ids = np.tile([0, 1, 2, 3], 160).reshape(40, 16).astype(np.float32)  # 0 1 2 3 0 1 ...: next = id + 1 mod 4
     split = Split(ids[..., None], (ids + 1) % 4)
     trainer = TrainerConfig(epochs=15, batch_size=8, optimizer=Optimizer.adam, lr=0.05, grad_clip=1.0, patience=0)

@@ -11,7 +11,8 @@ from typing import Callable
 import numpy as np
 import pytest
 
-from src.frameworks.base import ModelSpec
+from src import tasks
+from src.frameworks.spec import ModelSpec
 from src.frameworks.numpy import network
 
 STEP = 1e-5  # float64: truncation error ~STEP^2, rounding ~1e-16 / STEP
@@ -127,10 +128,10 @@ def test_cross_entropy_heads_match_finite_differences(task: str, cell: str, acti
     token inputs): every parameter, and the input for classification (a token id has no gradient)."""
     rng = np.random.default_rng(7)
     if task == "classification":
-        spec = ModelSpec(cell, 3, num_layers, activation, dropout, num_features=2, num_outputs=3, task=task)
+        spec = ModelSpec(cell, 3, num_layers, activation, dropout, num_features=2, num_outputs=3, head=tasks.get(task).head)
         x, y = rng.normal(size=(5, 4, 2)), rng.integers(0, 3, size=(5, 1)).astype(float)
     else:
-        spec = ModelSpec(cell, 3, num_layers, activation, dropout, num_features=5, num_outputs=5, task=task)
+        spec = ModelSpec(cell, 3, num_layers, activation, dropout, num_features=5, num_outputs=5, head=tasks.get(task).head)
         x, y = rng.integers(0, 5, size=(5, 4, 1)).astype(float), rng.integers(0, 5, size=(5, 4)).astype(float)
     params = {name: value * 2 for name, value in network.init(spec, rng, np.float64).items()}
 

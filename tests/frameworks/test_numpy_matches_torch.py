@@ -10,10 +10,11 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from src import tasks
 from src.config import Optimizer, TrainerConfig
 from src.data.base import Split
 from src.errors import UserError
-from src.frameworks.base import ModelSpec
+from src.frameworks.spec import ModelSpec
 from src.frameworks.numpy import NumpyBackend
 from src.paths import PROJECT_ROOT
 
@@ -167,7 +168,7 @@ def task_spec(cell: str, activation: str, task: str, num_layers: int = 2) -> Mod
     """Classification: 2 features, 3 classes; language model: a vocabulary of 6 tokens."""
     sizes = (2, 3) if task == "classification" else (6, 6)
     return ModelSpec(cell=cell, hidden_size=8, num_layers=num_layers, activation=activation, dropout=0.0,
-                     num_features=sizes[0], num_outputs=sizes[1], task=task)
+                     num_features=sizes[0], num_outputs=sizes[1], head=tasks.get(task).head)
 
 
 def task_split(task: str, samples: int, seed: int) -> Split:

@@ -10,8 +10,9 @@ import torch
 
 from src.config import TrainerConfig
 from src.data.base import Split
-from src.frameworks import ModelSpec, backend_class
-from src.frameworks.base import Checkpointing
+from src.frameworks import backend_class
+from src.frameworks.spec import ModelSpec
+from src.frameworks.training import Checkpointing
 from src.frameworks.checkpoint import Checkpoint
 
 pytestmark = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")

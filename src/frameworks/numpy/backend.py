@@ -13,11 +13,12 @@ import numpy as np
 
 from src.config import Optimizer, TrainerConfig
 from src.data.base import Split
-from src.errors import UserError
-from src.frameworks.base import (Checkpointing, EpochCallback, FitResult, ModelSpec, TrainingSteps, as_float32,
-                                 predict_in_batches, run_epochs, shuffled_batches)
+from src.errors import UserError, reading
+from src.frameworks.base import as_float32, load_arrays, predict_in_batches
+from src.frameworks.spec import ModelSpec, canonical_shapes
+from src.frameworks.training import (Checkpointing, EpochCallback, FitResult, TrainingSteps, run_epochs,
+                                     shuffled_batches)
 from src.frameworks.checkpoint import rng_state, set_rng_state
-from src.frameworks.convert import canonical_shapes
 from src.frameworks.numpy import network
 from src.frameworks.numpy.optimizers import SGD, Adam, clip_grad_norm, flatten, unflatten
 
@@ -95,14 +96,9 @@ class NumpyBackend:
         _check_device(device)
         spec = ModelSpec.load(directory)
         path = directory / WEIGHTS_FILE
-        try:
-            with np.load(path, allow_pickle=False) as archive:  # never unpickles code
-                params = {name: as_float32(archive[name]) for name in archive.files}
+        with reading(path):
+            params = {name: as_float32(value) for name, value in load_arrays(path).items()}
             network.check(params, spec)
-        except FileNotFoundError:
-            raise UserError(f"model file missing: {path}") from None
-        except Exception as error:
-            raise UserError(f"model file corrupt: {path} ({type(error).__name__}: {error})") from None
         return cls(spec, params, seed=0)
 
     def get_weights(self) -> dict[str, np.ndarray]:

@@ -17,7 +17,7 @@
     then each cell's backward from the top layer down; its dx is the layer below's dh (times the mask).
     A language model's token ids enter one-hot encoded: x becomes onehot(ids) (B, T, vocabulary).
 
-Parameters live in one dict under torch's state_dict names and shapes (CANONICAL_LAYOUT in base.py), so
+Parameters live in one dict under torch's state_dict names and shapes (src/frameworks/spec.py), so
 weights move between the frameworks unchanged. Everything follows the parameters' dtype: float32 to
 train, float64 for the gradient check.
 """
@@ -30,8 +30,7 @@ from typing import NamedTuple, Optional
 
 import numpy as np
 
-from src.frameworks.base import ModelSpec
-from src.frameworks.convert import canonical_shapes
+from src.frameworks.spec import ModelSpec, canonical_shapes
 from src.frameworks.numpy import gru, lstm, rnn
 
 CELLS: dict[str, ModuleType] = {"rnn": rnn, "lstm": lstm, "gru": gru}
