@@ -41,8 +41,9 @@ def imported_modules(path: Path, known: set[str]) -> set[str]:
     return found
 
 
-def import_graph() -> dict[str, set[str]]:
-    paths = {module_name(path): path for path in SRC.rglob("*.py")}
+def import_graph(*roots: Path) -> dict[str, set[str]]:
+    """Module → the modules under `roots` (default: src/) it imports."""
+    paths = {module_name(path): path for root in (roots or (SRC,)) for path in root.rglob("*.py")}
     known = set(paths)
     return {name: imported_modules(path, known) - {name} for name, path in paths.items()}
 

@@ -13,13 +13,13 @@ import pytest
 import yaml
 from mlflow import MlflowClient
 
+from src.frameworks import FRAMEWORKS
 from src.paths import PROJECT_ROOT
 
 pytestmark = pytest.mark.slow
 
 COPIED = ["conf", "src", "pipelines", "hydra_plugins", "dvc.yaml", "params.yaml", ".dvc/config", ".dvcignore",
           ".gitignore", "pyproject.toml"]
-FRAMEWORKS = ["numpy", "torch", "keras"]
 SMALL = {"trainer": {"epochs": 3, "patience": 0}, "model": {"hidden_size": 8}, "tracking": {"log_model": False}}
 
 
@@ -71,6 +71,36 @@ def test_committed_params_equal_the_composition_of_conf() -> None:
     from pipelines.params import composed_params_yaml
 
     assert (PROJECT_ROOT / "params.yaml").read_text() == composed_params_yaml()
+    from pipelines.params import FRAMEWORKS_FILE, frameworks_yaml
+
+    assert FRAMEWORKS_FILE.read_text() == frameworks_yaml()
+    assert yaml.safe_load(frameworks_yaml())["frameworks"] == list(FRAMEWORKS)
+
+
+def test_every_stage_depends_on_all_the_code_it_imports() -> None:
+    """A stage's deps cover every src/ and pipelines/ module it imports, directly or not (the import graph,
+    read from the source), so `dvc status` never calls a stage up to date whose code changed."""
+    from tests.test_architecture import import_graph
+
+    graph = import_graph(PROJECT_ROOT / "src", PROJECT_ROOT / "pipelines")
+    stages = yaml.safe_load((PROJECT_ROOT / "dvc.yaml").read_text())["stages"]
+    for stage, entry in (("generate", "pipelines.generate"), ("train", "pipelines.train"),
+                         ("evaluate", "pipelines.evaluate")):
+        definition = stages[stage].get("do", stages[stage])
+        deps = [PROJECT_ROOT / dep for dep in definition["deps"] if "${" not in dep]
+        needed, queue = set(), [entry]
+        while queue:
+            module = queue.pop()
+            if module not in needed:
+                needed.add(module)
+                queue += graph.get(module, ())
+        if stage != "generate":  # the framework is imported by name (src/frameworks/__init__.py)
+            needed.add("src.frameworks.torch")
+        files = [PROJECT_ROOT.joinpath(*module.split(".")) for module in needed]
+        files = [path / "__init__.py" if path.is_dir() else path.with_suffix(".py") for path in files]
+        missing = [str(path.relative_to(PROJECT_ROOT)) for path in files
+                   if not any(path == dep or path.is_relative_to(dep) for dep in deps)]
+        assert not missing, f"{stage} lacks deps: {missing}"
 
 
 def test_repro_writes_metrics_per_framework_and_one_mlflow_run_each(repo: Path) -> None:
