@@ -42,19 +42,26 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
-# MLflow's artifact progress bars are noise in logs; a user may still turn them on.
-os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
-# Asynchronous epoch metrics go to the store in batches each second; without a buffering interval
-# MLflow's logging thread blocks in a 1 s queue wait that end_run then sits through (benchmarks/).
-os.environ.setdefault("MLFLOW_ASYNC_LOGGING_BUFFERING_SECONDS", "1")
 # A server that hangs or dies must stop a run in well under a minute, not after MLflow's defaults
 # (120 s per request, 7 retries with exponential backoff: many minutes). Each request now gives up
-# after 10 s and is retried twice, 1 s and 2 s apart: at most about 35 s for one call. A user's own
-# values win.
+# after 10 s and is retried twice, 1 s and 2 s apart: at most about 35 s for one call.
 HTTP_DEFAULTS = {"MLFLOW_HTTP_REQUEST_TIMEOUT": "10", "MLFLOW_HTTP_REQUEST_MAX_RETRIES": "2",
                  "MLFLOW_HTTP_REQUEST_BACKOFF_FACTOR": "1", "MLFLOW_HTTP_REQUEST_BACKOFF_JITTER": "0.5"}
-for _name, _value in HTTP_DEFAULTS.items():
-    os.environ.setdefault(_name, _value)
+MLFLOW_DEFAULTS = {
+    **HTTP_DEFAULTS,
+    # MLflow's artifact progress bars are noise in logs.
+    "MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR": "false",
+    # Asynchronous epoch metrics go to the store in batches each second; without a buffering interval
+    # MLflow's logging thread blocks in a 1 s queue wait that end_run then sits through (benchmarks/).
+    "MLFLOW_ASYNC_LOGGING_BUFFERING_SECONDS": "1",
+}
+
+
+def apply_mlflow_defaults() -> None:
+    """Our defaults for MLflow's environment settings, set before this process first talks to a store;
+    a user's own values win. (MLflow reads them at each call, so setting them here is early enough.)"""
+    for name, value in MLFLOW_DEFAULTS.items():
+        os.environ.setdefault(name, value)
 
 MODEL_CODE = Path(__file__).with_name("mlflow_model.py")
 REACHABILITY_TIMEOUT_S = 5.0
@@ -87,6 +94,7 @@ def keep_credentials_off_screen(uri: str) -> None:
 
 def check_reachable(uri: str) -> None:
     """Fail in seconds, before any training, when an HTTP tracking server does not answer."""
+    apply_mlflow_defaults()
     if not is_server(uri):
         return
     parts = urlsplit(uri)
@@ -165,6 +173,7 @@ def open_client(uri: str) -> MlflowClient:
     """An MlflowClient whose store is opened (created and migrated, for a new SQLite file) under the
     store lock, so that no reader or writer ever sees, or migrates, a half-created store. MLflow keeps
     the opened store for the rest of the process."""
+    apply_mlflow_defaults()
     logging.getLogger("alembic").setLevel(logging.WARNING)
     with store_lock(uri), store_errors(uri):
         database = sqlite_path(uri)
@@ -215,6 +224,7 @@ def ensure_experiment(uri: str, name: str) -> str:
     With a SQLite store the experiment's artifacts go to `mlartifacts/` beside the database file, not
     to `./mlruns` of whichever directory the first run happened to start in.
     """
+    apply_mlflow_defaults()
     logging.getLogger("alembic").setLevel(logging.WARNING)
     keep_credentials_off_screen(uri)
     client = open_client(uri)
@@ -297,6 +307,7 @@ class TrackedRun:
 
     @_guarded
     def __enter__(self) -> "TrackedRun":
+        apply_mlflow_defaults()
         from src.resume import process_tags
 
         logging.getLogger("alembic").setLevel(logging.WARNING)  # schema migrations of a new store

@@ -25,11 +25,6 @@ from src.errors import UserError, stop_on_sigterm
 
 log = logging.getLogger(__name__)
 
-register_configs()
-# Registered first, so it runs last: the interpreter then skips a final garbage collection over
-# everything the frameworks imported (0.5-0.9 s at exit, measured in benchmarks/).
-atexit.register(gc.freeze)
-
 
 @hydra.main(version_base="1.3", config_path="../conf", config_name="config")
 def main(cfg: DictConfig) -> float:
@@ -67,6 +62,10 @@ def main(cfg: DictConfig) -> float:
 
 
 if __name__ == "__main__":
+    register_configs()
+    # Registered first, so it runs last: the interpreter then skips a final garbage collection over
+    # everything the frameworks imported (0.5-0.9 s at exit, measured in benchmarks/).
+    atexit.register(gc.freeze)
     # In the launching process too: SIGTERM to a sweep's main process becomes KeyboardInterrupt, so the
     # sweep callback's exit handler stops the workers and ends every run of the sweep KILLED.
     stop_on_sigterm()

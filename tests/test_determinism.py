@@ -19,6 +19,10 @@ def test_same_config_and_seed_twice_give_the_same_metrics(compose_cfg, framework
     assert names == set(second.metrics) - TIMINGS and "test_mse" in names
     for name in names:
         assert first.metrics[name] == pytest.approx(second.metrics[name], rel=tolerance, abs=tolerance), name
+    other_seed = experiment.run(compose_cfg(f"framework={framework}", "model=gru", "model.num_layers=2",
+                                            "model.dropout=0.2", "dataset=sine", "dataset.num_samples=200",
+                                            "tracking.log_model=false", "trainer.seed=1", *QUICK))
+    assert other_seed.metrics["best_val_loss"] != first.metrics["best_val_loss"]
 
 
 def test_a_run_leaves_global_random_state_as_it_found_it(compose_cfg) -> None:

@@ -31,30 +31,6 @@ def test_loss_turning_nan_mid_training_fails_the_run_and_keeps_earlier_epochs(co
     assert [point.step for point in client.get_metric_history(run.info.run_id, "val_loss")] == [1, 2]
 
 
-def test_after_ctrl_c_a_second_run_works(compose_cfg, tracking_uri, monkeypatch) -> None:
-    from src import tracking
-
-    original = tracking.TrackedRun.log_epoch
-
-    def interrupt_at_epoch_two(self, result):
-        original(self, result)
-        if result.epoch == 2:
-            raise KeyboardInterrupt
-
-    cfg = compose_cfg("framework=torch", "dataset=sum", "dataset.num_samples=200", "trainer.epochs=4",
-                      "trainer.patience=0", "tracking.log_model=false")
-    with monkeypatch.context() as patch:
-        patch.setattr(tracking.TrackedRun, "log_epoch", interrupt_at_epoch_two)
-        with pytest.raises(KeyboardInterrupt):
-            experiment.run(cfg)
-    outcome = experiment.run(cfg)
-    client = MlflowClient(tracking_uri)
-    statuses = {run.info.run_id: run.info.status for run in client.search_runs(["1"])}
-    assert sorted(statuses.values()) == ["FINISHED", "KILLED"]
-    assert statuses[outcome.run_id] == "FINISHED"
-    assert len(client.get_metric_history(outcome.run_id, "train_loss")) == 4
-
-
 def test_a_device_the_machine_lacks_fails_before_any_run(tmp_path) -> None:
     from tests.conftest import run_cli
 

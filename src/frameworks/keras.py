@@ -47,10 +47,6 @@ if keras.backend.backend() != "tensorflow":
     raise UserError(f"KERAS_BACKEND={keras.backend.backend()!r}: framework=keras needs the tensorflow "
                     f"backend; unset KERAS_BACKEND or set it to tensorflow")
 
-# Same config and seed → same numbers. Process-wide, but it only touches TensorFlow, which nothing
-# but this backend uses: kernels run deterministically, unseeded random ops raise (every one of
-# ours is seeded), and Keras' jit_compile="auto" leaves XLA off.
-tf.config.experimental.enable_op_determinism()
 
 
 def resolve_device(device: str) -> tuple[str, str]:
@@ -134,6 +130,11 @@ class KerasBackend:
 
     @classmethod
     def build(cls, spec: ModelSpec, seed: int, device: str = "auto") -> "KerasBackend":
+        # Same config and seed → same numbers. Process-wide, but it only touches TensorFlow, which nothing
+        # but this backend uses: kernels run deterministically, unseeded random ops raise (every one of
+        # ours is seeded), and Keras' jit_compile="auto" leaves XLA off. Switched on by the first model
+        # built, not by importing this module.
+        tf.config.experimental.enable_op_determinism()
         shown, tf_device = resolve_device(device)
         with _global_rngs_kept(), tf.device(tf_device):
             model = build_network(spec, seed)
