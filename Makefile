@@ -6,7 +6,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-$(shell sha256sum pyproject.toml | cut -c1-16)
 
-.PHONY: install browser train test bench ui repro params clean
+.PHONY: install browser train lint test bench ui repro params clean
 
 install: $(STAMP)
 
@@ -26,7 +26,13 @@ browser:
 		apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null; } || \
 		echo "chromium not installed (needs root and apt-get): the UI test will skip"
 
-test: install browser
+# Lint (ruff), format check (ruff format) and type check (mypy on src/), configured in pyproject.toml.
+lint: install
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+	$(BIN)/mypy
+
+test: install browser lint
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
 
 bench: install

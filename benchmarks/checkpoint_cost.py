@@ -29,10 +29,10 @@ def rows(repeats: int = 1) -> list[Row]:
     from src.data import sine
     from src.data.scaling import Standardizer
     from src.frameworks import backend_class
-    from src.frameworks.spec import ModelSpec
     from src.frameworks.base import cpu_threads
-    from src.frameworks.training import Checkpointing
     from src.frameworks.checkpoint import Checkpoint
+    from src.frameworks.spec import ModelSpec
+    from src.frameworks.training import Checkpointing
 
     splits = sine.generate(sine.Params(num_samples=20000, seq_len=50), seed=0)
     standardizer = Standardizer.fit(splits.train)
@@ -45,19 +45,23 @@ def rows(repeats: int = 1) -> list[Row]:
         times: dict[bool, list[float]] = {False: [], True: []}
         with tempfile.TemporaryDirectory() as scratch:
             with cpu_threads(1):  # warm-up, not timed
-                backend_type.build(spec, seed=0, device="cpu").fit(train, val, TrainerConfig(epochs=1, patience=0,
-                                                                                             batch_size=64),
-                                                                   lambda _: None)
+                backend_type.build(spec, seed=0, device="cpu").fit(
+                    train, val, TrainerConfig(epochs=1, patience=0, batch_size=64), lambda _: None
+                )
             for index in range(max(PAIRS, 2 * repeats)):
-                for checkpointing_on in ((False, True) if index % 2 == 0 else (True, False)):
+                for checkpointing_on in (False, True) if index % 2 == 0 else (True, False):
                     backend = backend_type.build(spec, seed=0, device="cpu")
                     where = Checkpointing(Path(scratch) / "checkpoint.npz", 1) if checkpointing_on else None
                     start = time.perf_counter()
                     with cpu_threads(1):
                         backend.fit(train, val, trainer, lambda _: None, where)
                     times[checkpointing_on].append(time.perf_counter() - start)
-                    print(f"  {framework} checkpoints {'on' if checkpointing_on else 'off'}: "
-                          f"{times[checkpointing_on][-1]:.2f} s", file=sys.stderr, flush=True)
+                    print(
+                        f"  {framework} checkpoints {'on' if checkpointing_on else 'off'}: "
+                        f"{times[checkpointing_on][-1]:.2f} s",
+                        file=sys.stderr,
+                        flush=True,
+                    )
             checkpoint = Checkpoint.load(Path(scratch) / "checkpoint.npz")
             writes = []
             for _ in range(WRITES):
@@ -66,6 +70,8 @@ def rows(repeats: int = 1) -> list[Row]:
                 writes.append(time.perf_counter() - start)
         on, off = statistics.median(times[True]), statistics.median(times[False])
         task = f"lstm-32, sine {len(train)}x50, {EPOCHS} epochs"
-        result += [at_most(f"checkpoint each epoch / none ({framework})", task, on / off, COST_AIM, "x"),
-                   Row(f"one checkpoint write ({framework})", task, statistics.median(writes) * 1000, "ms")]
+        result += [
+            at_most(f"checkpoint each epoch / none ({framework})", task, on / off, COST_AIM, "x"),
+            Row(f"one checkpoint write ({framework})", task, statistics.median(writes) * 1000, "ms"),
+        ]
     return result

@@ -31,7 +31,7 @@ class Measurement:
     stdout: str
     stderr: str
 
-    def check(self, what: str) -> "Measurement":
+    def check(self, what: str) -> Measurement:
         if self.returncode != 0:
             raise RuntimeError(f"{what} exited {self.returncode}:\n{self.stderr[-3000:]}")
         return self
@@ -42,11 +42,21 @@ def measure(command: list[str], cwd: Path, env: dict[str, str] | None = None) ->
     cwd.mkdir(parents=True, exist_ok=True)
     report, out, err = cwd / "measurement.json", cwd / "stdout.txt", cwd / "stderr.txt"
     environment = {**os.environ, **(env or {}), "PYTHONPATH": str(PROJECT_ROOT)}
-    subprocess.run([sys.executable, "-m", "benchmarks.measured", str(report), str(out), str(err), "--", *command],
-                   cwd=cwd, env=environment, check=True)
+    subprocess.run(
+        [sys.executable, "-m", "benchmarks.measured", str(report), str(out), str(err), "--", *command],
+        cwd=cwd,
+        env=environment,
+        check=True,
+    )
     values = json.loads(report.read_text())
-    return Measurement(values["launched"], values["seconds"], values["max_rss_kib"] / 1024, values["returncode"],
-                       out.read_text(), err.read_text())
+    return Measurement(
+        values["launched"],
+        values["seconds"],
+        values["max_rss_kib"] / 1024,
+        values["returncode"],
+        out.read_text(),
+        err.read_text(),
+    )
 
 
 def _main(argv: list[str]) -> None:
@@ -57,8 +67,9 @@ def _main(argv: list[str]) -> None:
         returncode = subprocess.run(command, stdout=stdout, stderr=stderr).returncode
         seconds = time.perf_counter() - start
     max_rss_kib = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss  # KiB on Linux
-    Path(report).write_text(json.dumps({"launched": launched, "seconds": seconds, "max_rss_kib": max_rss_kib,
-                                        "returncode": returncode}))
+    Path(report).write_text(
+        json.dumps({"launched": launched, "seconds": seconds, "max_rss_kib": max_rss_kib, "returncode": returncode})
+    )
 
 
 if __name__ == "__main__":

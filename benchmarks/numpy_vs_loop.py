@@ -21,11 +21,12 @@ import time
 import numpy as np
 
 from src.config import Optimizer, TrainerConfig
-from src.data import next_number, sum as sum_data
+from src.data import next_number
+from src.data import sum as sum_data
 from src.data.base import Split, Splits
 from src.data.scaling import Standardizer
-from src.frameworks.spec import ModelSpec
 from src.frameworks.numpy import NumpyBackend
+from src.frameworks.spec import ModelSpec
 
 HIDDEN_SIZE = 32
 BATCH_SIZE = 32
@@ -68,7 +69,7 @@ class PerSampleRNN:
             dh = self.Whh.T @ dhraw
         for param, grad in ((self.Wxh, dWxh), (self.Whh, dWhh), (self.bh, dbh), (self.Why, dWhy), (self.by, dby)):
             param -= self.lr * grad
-        return float(np.mean(error ** 2))
+        return float(np.mean(error**2))
 
     def epoch(self, train: Split, val: Split, rng: np.random.Generator) -> float:
         for index in rng.permutation(len(train)):
@@ -107,8 +108,10 @@ def main() -> None:
         ("next_number", next_number.generate(next_number.Params(), seed=0), 20, 20),
         ("sum, 5000 sequences", sum_data.generate(sum_data.Params(num_samples=5000), seed=0), 3, 7),
     ]
-    header = (f"{'dataset':<22}{'train seqs':>11}{'steps':>6}{'loop s/epoch':>14}{'numpy s/epoch':>15}"
-              f"{'torch s/epoch':>15}{'loop/numpy':>12}{'torch/numpy':>13}")
+    header = (
+        f"{'dataset':<22}{'train seqs':>11}{'steps':>6}{'loop s/epoch':>14}{'numpy s/epoch':>15}"
+        f"{'torch s/epoch':>15}{'loop/numpy':>12}{'torch/numpy':>13}"
+    )
     rows = [header, "-" * len(header)]
     loop_by_dataset = {}
     for name, splits, loop_epochs, backend_epochs in datasets:
@@ -116,11 +119,15 @@ def main() -> None:
         loop = loop_by_dataset[name] = loop_seconds(train, val, loop_epochs)
         vectorised = backend_seconds(NumpyBackend, train, val, backend_epochs)
         torch = backend_seconds(TorchBackend, train, val, backend_epochs)
-        rows.append(f"{name:<22}{len(train):>11}{train.x.shape[1]:>6}{loop:>14.4f}{vectorised:>15.4f}"
-                    f"{torch:>15.4f}{loop / vectorised:>11.1f}x{torch / vectorised:>12.2f}x")
+        rows.append(
+            f"{name:<22}{len(train):>11}{train.x.shape[1]:>6}{loop:>14.4f}{vectorised:>15.4f}"
+            f"{torch:>15.4f}{loop / vectorised:>11.1f}x{torch / vectorised:>12.2f}x"
+        )
     print("\n".join(rows))
-    print(f"hidden size {HIDDEN_SIZE}; numpy and torch: batch {BATCH_SIZE}, Adam; loop: one sample per SGD step; "
-          "each epoch is a training pass and a validation pass, the median over the epochs run")
+    print(
+        f"hidden size {HIDDEN_SIZE}; numpy and torch: batch {BATCH_SIZE}, Adam; loop: one sample per SGD step; "
+        "each epoch is a training pass and a validation pass, the median over the epochs run"
+    )
 
     name, splits, _, backend_epochs = datasets[-1]
     train, val = standardized(splits)

@@ -25,8 +25,9 @@ PIECES = ("workflow", "numpy_speed", "sweep", "checkpoints")
 
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--repeats", type=int, default=1, help="repeats of the workflow and sweep measurements "
-                                                               "(medians are reported)")
+    parser.add_argument(
+        "--repeats", type=int, default=1, help="repeats of the workflow and sweep measurements (medians are reported)"
+    )
     parser.add_argument("--only", default=",".join(PIECES), help=f"comma-separated subset of {', '.join(PIECES)}")
     args = parser.parse_args(argv)
     chosen = [piece for piece in args.only.split(",") if piece]

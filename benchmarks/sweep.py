@@ -29,8 +29,16 @@ from benchmarks.workflow import new_store
 
 JOBS = 8
 WORKERS = 2
-JOB = ["framework=numpy", "dataset=sine", "dataset.num_samples=8000", "dataset.seq_len=50", "model=lstm",
-       "trainer.epochs=4", "trainer.patience=0", "trainer.batch_size=64"]
+JOB = [
+    "framework=numpy",
+    "dataset=sine",
+    "dataset.num_samples=8000",
+    "dataset.seq_len=50",
+    "model=lstm",
+    "trainer.epochs=4",
+    "trainer.patience=0",
+    "trainer.batch_size=64",
+]
 SPEED_UP_AIM = 1.7
 BUSY_LOOP = "n = 0\nfor i in range(25_000_000): n += i"
 
@@ -50,17 +58,34 @@ def run_sweep(directory: Path, store: Path, parallel: bool) -> SweepTimes:
     shutil.copy(store, directory / "mlflow.db")
     uri = f"sqlite:///{directory}/mlflow.db"
     launcher = ["hydra/launcher=joblib_local", f"hydra.launcher.n_jobs={WORKERS}"] if parallel else []
-    measured = measure([sys.executable, "-m", "src.train", "-m", *launcher, *JOB,
-                        f"trainer.seed={','.join(map(str, range(JOBS)))}", f"tracking.uri={uri}",
-                        f"hydra.sweep.dir={directory}/multirun"], cwd=directory)
+    measured = measure(
+        [
+            sys.executable,
+            "-m",
+            "src.train",
+            "-m",
+            *launcher,
+            *JOB,
+            f"trainer.seed={','.join(map(str, range(JOBS)))}",
+            f"tracking.uri={uri}",
+            f"hydra.sweep.dir={directory}/multirun",
+        ],
+        cwd=directory,
+    )
     measured.check(f"sweep ({'joblib' if parallel else 'basic'} launcher)")
     client = MlflowClient(uri)
-    runs = [run for run in client.search_runs([client.get_experiment_by_name("rnnlab").experiment_id])
-            if run.data.tags.get("sweep") != "parent"]
+    runs = [
+        run
+        for run in client.search_runs([client.get_experiment_by_name("rnnlab").experiment_id])
+        if run.data.tags.get("sweep") != "parent"
+    ]
     finished = [run for run in runs if run.info.status == "FINISHED"]
-    return SweepTimes(measured.seconds, min(run.info.start_time for run in runs) / 1000 - measured.launched,
-                      statistics.median((run.info.end_time - run.info.start_time) / 1000 for run in finished),
-                      len(finished))
+    return SweepTimes(
+        measured.seconds,
+        min(run.info.start_time for run in runs) / 1000 - measured.launched,
+        statistics.median((run.info.end_time - run.info.start_time) / 1000 for run in finished),
+        len(finished),
+    )
 
 
 def ceiling() -> float:
@@ -85,9 +110,12 @@ def rows(repeats: int = 1) -> list[Row]:
         store = Path(scratch) / "template.db"
         new_store(store)
         for repeat in range(repeats):
-            for mode in ((False, True) if repeat % 2 == 0 else (True, False)):
-                print(f"   sweep, {'joblib' if mode else 'basic'} launcher (repeat {repeat + 1}/{repeats}) ...",
-                      file=sys.stderr, flush=True)
+            for mode in (False, True) if repeat % 2 == 0 else (True, False):
+                print(
+                    f"   sweep, {'joblib' if mode else 'basic'} launcher (repeat {repeat + 1}/{repeats}) ...",
+                    file=sys.stderr,
+                    flush=True,
+                )
                 times = run_sweep(Path(scratch) / f"{'joblib' if mode else 'basic'}-{repeat}", store, mode)
                 (parallel if mode else sequential).append(times)
             ceilings.append(ceiling())
@@ -99,13 +127,21 @@ def rows(repeats: int = 1) -> list[Row]:
     return [
         Row(f"sweep {JOBS} jobs: basic launcher (sequential)", label, median(sequential, "total"), "s"),
         Row(f"sweep {JOBS} jobs: joblib, n_jobs={WORKERS}", label, median(parallel, "total"), "s"),
-        at_least("sweep speed-up joblib / sequential", label,
-                 median(sequential, "total") / median(parallel, "total"), SPEED_UP_AIM, "x"),
+        at_least(
+            "sweep speed-up joblib / sequential",
+            label,
+            median(sequential, "total") / median(parallel, "total"),
+            SPEED_UP_AIM,
+            "x",
+        ),
         Row("  sweep launch -> first job: sequential", label, median(sequential, "to_first_job"), "s"),
         Row("  sweep launch -> first job: joblib", label, median(parallel, "to_first_job"), "s"),
         Row("  one job (MLflow run start -> end): sequential", label, median(sequential, "job_seconds"), "s"),
         Row("  one job (MLflow run start -> end): joblib", label, median(parallel, "job_seconds"), "s"),
-        Row("  jobs finished: sequential / joblib", label,
-            f"{min(run.jobs_finished for run in sequential)} / {min(run.jobs_finished for run in parallel)}"),
+        Row(
+            "  jobs finished: sequential / joblib",
+            label,
+            f"{min(run.jobs_finished for run in sequential)} / {min(run.jobs_finished for run in parallel)}",
+        ),
         Row("  machine ceiling: 2 busy processes, in turn / at once", "python", statistics.median(ceilings), "x"),
     ]

@@ -46,8 +46,10 @@ def format_table(rows: list[Row]) -> str:
     right = {2}  # numbers line up on the right
 
     def line(cells: list[str]) -> str:
-        return "  ".join(cell.rjust(width) if index in right else cell.ljust(width)
-                         for index, (cell, width) in enumerate(zip(cells, widths))).rstrip()
+        return "  ".join(
+            cell.rjust(width) if index in right else cell.ljust(width)
+            for index, (cell, width) in enumerate(zip(cells, widths))
+        ).rstrip()
 
     return "\n".join([line(header), line(["-" * width for width in widths]), *(line(cells) for cells in table[1:])])
 
@@ -64,13 +66,16 @@ def machine() -> str:
         pass
     usable = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
     try:
-        load = "load average %.1f %.1f %.1f" % os.getloadavg()
+        load = "load average {:.1f} {:.1f} {:.1f}".format(*os.getloadavg())
     except OSError:
         load = "load unknown"
-    versions = ", ".join(f"{name} {_version(name)}" for name in ("torch", "tensorflow", "keras", "numpy", "mlflow",
-                                                                  "hydra-core"))
-    return (f"{model}, {usable} cores ({load} before the bench), {platform.system()} {platform.release()}; "
-            f"Python {platform.python_version()}, {versions}")
+    versions = ", ".join(
+        f"{name} {_version(name)}" for name in ("torch", "tensorflow", "keras", "numpy", "mlflow", "hydra-core")
+    )
+    return (
+        f"{model}, {usable} cores ({load} before the bench), {platform.system()} {platform.release()}; "
+        f"Python {platform.python_version()}, {versions}"
+    )
 
 
 def _version(distribution: str) -> str:

@@ -17,26 +17,45 @@ from pathlib import Path
 from hydra import compose, initialize_config_dir
 
 from src import experiment
-from src.settings import register_configs
 from src.paths import CONF_DIR
+from src.settings import register_configs
 
 COMMON = ["framework.device=cpu", "tracking.log_model=false", "trainer.seed=0"]
 PRESETS = {
     # Parity sits at chance for a while before the network finds it: no early stopping.
-    "parity": ["dataset=parity", "model=lstm", "model.hidden_size=64", "trainer.epochs=150", "trainer.lr=0.005",
-               "trainer.patience=0"],
-    "sine_class": ["dataset=sine_class", "model=lstm", "model.hidden_size=32", "trainer.epochs=30",
-                   "trainer.patience=10"],
-    "chars": ["dataset=chars", "model=lstm", "model.hidden_size=128", "trainer.epochs=10", "trainer.lr=0.01",
-              "trainer.patience=3"],
+    "parity": [
+        "dataset=parity",
+        "model=lstm",
+        "model.hidden_size=64",
+        "trainer.epochs=150",
+        "trainer.lr=0.005",
+        "trainer.patience=0",
+    ],
+    "sine_class": [
+        "dataset=sine_class",
+        "model=lstm",
+        "model.hidden_size=32",
+        "trainer.epochs=30",
+        "trainer.patience=10",
+    ],
+    "chars": [
+        "dataset=chars",
+        "model=lstm",
+        "model.hidden_size=128",
+        "trainer.epochs=10",
+        "trainer.lr=0.01",
+        "trainer.patience=3",
+    ],
 }
 FRAMEWORKS = ["numpy", "torch", "keras"]
 
 
 def measure(preset: str, framework: str, tracking_uri: str) -> experiment.Outcome:
     with initialize_config_dir(config_dir=str(CONF_DIR), version_base="1.3"):
-        cfg = compose(config_name="config",
-                      overrides=[f"tracking.uri={tracking_uri}", f"framework={framework}", *PRESETS[preset], *COMMON])
+        cfg = compose(
+            config_name="config",
+            overrides=[f"tracking.uri={tracking_uri}", f"framework={framework}", *PRESETS[preset], *COMMON],
+        )
     return experiment.run(cfg)
 
 
@@ -44,17 +63,24 @@ def table(preset: str, outcomes: dict[str, experiment.Outcome]) -> str:
     any_outcome = next(iter(outcomes.values()))
     task = any_outcome.evaluation.task
     header = ["predictor", *task.metrics, "epochs", "train s"]
-    lines = [f"**{preset}** ({task.name}): `python -m src.train framework=<framework> {' '.join(PRESETS[preset])}`",
-             "", "| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+    lines = [
+        f"**{preset}** ({task.name}): `python -m src.train framework=<framework> {' '.join(PRESETS[preset])}`",
+        "",
+        "| " + " | ".join(header) + " |",
+        "|" + "---|" * len(header),
+    ]
     for framework, outcome in outcomes.items():
         values = outcome.evaluation.metrics["model"]
-        lines.append(f"| model ({framework}) | "
-                     + " | ".join(f"{values[metric]:.4g}" for metric in task.metrics)
-                     + f" | {outcome.metrics['epochs_trained']:.0f} | {outcome.metrics['train_seconds']:.1f} |")
+        lines.append(
+            f"| model ({framework}) | "
+            + " | ".join(f"{values[metric]:.4g}" for metric in task.metrics)
+            + f" | {outcome.metrics['epochs_trained']:.0f} | {outcome.metrics['train_seconds']:.1f} |"
+        )
     for name, values in any_outcome.evaluation.metrics.items():
         if name != "model":
-            lines.append(f"| baseline {name} | " + " | ".join(f"{values[metric]:.4g}" for metric in task.metrics)
-                         + " | | |")
+            lines.append(
+                f"| baseline {name} | " + " | ".join(f"{values[metric]:.4g}" for metric in task.metrics) + " | | |"
+            )
     return "\n".join(lines)
 
 

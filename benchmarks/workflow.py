@@ -47,12 +47,28 @@ from benchmarks.measured import measure
 from benchmarks.table import Row, at_most
 
 FRAMEWORKS = ("numpy", "torch", "keras")
-OVERRIDES = ["dataset=sine", "dataset.num_samples=20000", "dataset.seq_len=50", "model=lstm", "model.hidden_size=32",
-             "trainer.epochs=5", "trainer.patience=0", "trainer.batch_size=64"]
+OVERRIDES = [
+    "dataset=sine",
+    "dataset.num_samples=20000",
+    "dataset.seq_len=50",
+    "model=lstm",
+    "model.hidden_size=32",
+    "trainer.epochs=5",
+    "trainer.patience=0",
+    "trainer.batch_size=64",
+]
 OVERHEAD_AIM = 1.10
 # The bare script once more with every thread pool at one thread (BLAS, OpenMP/torch, TensorFlow).
-ONE_THREAD = {name: "1" for name in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS",
-                                     "TF_NUM_INTRAOP_THREADS", "TF_NUM_INTEROP_THREADS")}
+ONE_THREAD = {
+    name: "1"
+    for name in (
+        "OMP_NUM_THREADS",
+        "OPENBLAS_NUM_THREADS",
+        "MKL_NUM_THREADS",
+        "TF_NUM_INTRAOP_THREADS",
+        "TF_NUM_INTEROP_THREADS",
+    )
+}
 
 
 @dataclass(frozen=True)
@@ -83,10 +99,15 @@ def new_store(path: Path) -> float:
     """Create an empty SQLite store (MLflow's schema migrations) in a fresh process; returns its seconds
     without the process's start-up and imports. Measurements copy it, so that they time a run against
     an existing store, as every run but a project's first is."""
-    script = ("import time; from mlflow import MlflowClient; start = time.perf_counter(); "
-              f"MlflowClient('sqlite:///{path}').search_experiments(); print(time.perf_counter() - start)")
-    return float(subprocess.run([sys.executable, "-c", script], cwd=path.parent, check=True, capture_output=True,
-                                text=True).stdout.split()[-1])  # cwd: the default experiment's ./mlruns
+    script = (
+        "import time; from mlflow import MlflowClient; start = time.perf_counter(); "
+        f"MlflowClient('sqlite:///{path}').search_experiments(); print(time.perf_counter() - start)"
+    )
+    return float(
+        subprocess.run(
+            [sys.executable, "-c", script], cwd=path.parent, check=True, capture_output=True, text=True
+        ).stdout.split()[-1]
+    )  # cwd: the default experiment's ./mlruns
 
 
 def run_workflow(framework: str, directory: Path, store: Path) -> WorkflowTimes:
@@ -95,8 +116,18 @@ def run_workflow(framework: str, directory: Path, store: Path) -> WorkflowTimes:
     directory.mkdir(parents=True)
     shutil.copy(store, directory / "mlflow.db")
     uri = f"sqlite:///{directory}/mlflow.db"
-    measured = measure([sys.executable, "-m", "src.train", *OVERRIDES, f"framework={framework}",
-                        f"tracking.uri={uri}", f"hydra.run.dir={directory}/hydra"], cwd=directory)
+    measured = measure(
+        [
+            sys.executable,
+            "-m",
+            "src.train",
+            *OVERRIDES,
+            f"framework={framework}",
+            f"tracking.uri={uri}",
+            f"hydra.run.dir={directory}/hydra",
+        ],
+        cwd=directory,
+    )
     measured.check(f"workflow {framework}")
     client = MlflowClient(uri)
     [run] = client.search_runs(experiment_ids=[client.get_experiment_by_name("rnnlab").experiment_id])
@@ -107,10 +138,18 @@ def run_workflow(framework: str, directory: Path, store: Path) -> WorkflowTimes:
     model_id = run.data.tags["model_uri"].rsplit("/", 1)[-1]
     model_created = client.get_logged_model(model_id).creation_timestamp / 1000
     run_start, run_end = run.info.start_time / 1000, run.info.end_time / 1000
-    return WorkflowTimes(measured.seconds, first_epoch - measured.launched, run_start - measured.launched,
-                         first_epoch - run_start, last_epoch - first_epoch, model_created - last_epoch,
-                         run_end - model_created, measured.launched + measured.seconds - run_end,
-                         measured.max_rss_mib, run.data.tags.get("device", "?"))
+    return WorkflowTimes(
+        measured.seconds,
+        first_epoch - measured.launched,
+        run_start - measured.launched,
+        first_epoch - run_start,
+        last_epoch - first_epoch,
+        model_created - last_epoch,
+        run_end - model_created,
+        measured.launched + measured.seconds - run_end,
+        measured.max_rss_mib,
+        run.data.tags.get("device", "?"),
+    )
 
 
 def run_bare(framework: str, directory: Path, env: dict[str, str] | None = None) -> BareTimes:
@@ -118,9 +157,14 @@ def run_bare(framework: str, directory: Path, env: dict[str, str] | None = None)
     measured.check(f"bare {framework}")
     stamps = json.loads(measured.stdout.strip().splitlines()[-1])
     end = measured.launched + measured.seconds
-    return BareTimes(measured.seconds, stamps["train_start"] - measured.launched,
-                     stamps["train_end"] - stamps["train_start"], end - stamps["train_end"], measured.max_rss_mib,
-                     stamps.get("device", "cpu"))
+    return BareTimes(
+        measured.seconds,
+        stamps["train_start"] - measured.launched,
+        stamps["train_end"] - stamps["train_start"],
+        end - stamps["train_end"],
+        measured.max_rss_mib,
+        stamps.get("device", "cpu"),
+    )
 
 
 def check_bare_data() -> None:
@@ -138,20 +182,23 @@ def check_bare_data() -> None:
             raise AssertionError(f"bare data differs from the workflow's: {name}")
 
 
-def measurements(frameworks: tuple[str, ...] = FRAMEWORKS, repeats: int = 1
-                 ) -> tuple[dict[str, tuple[list[WorkflowTimes], list[BareTimes], list[BareTimes]]], float]:
+def measurements(
+    frameworks: tuple[str, ...] = FRAMEWORKS, repeats: int = 1
+) -> tuple[dict[str, tuple[list[WorkflowTimes], list[BareTimes], list[BareTimes]]], float]:
     """Per framework the workflow's, the bare script's and the one-thread bare script's times, and the
     seconds to create a new store."""
     results: dict[str, tuple[list[WorkflowTimes], list[BareTimes], list[BareTimes]]] = {
-        name: ([], [], []) for name in frameworks}
+        name: ([], [], []) for name in frameworks
+    }
     with tempfile.TemporaryDirectory(prefix="rnnlab-bench-") as scratch:
         store = Path(scratch) / "template.db"
         store_seconds = new_store(store)
         for repeat in range(repeats):
             for index, framework in enumerate(frameworks):
                 workflow_first = (index + repeat) % 2 == 1
-                for side in (("workflow", "bare", "bare-1-thread") if workflow_first
-                             else ("bare", "workflow", "bare-1-thread")):
+                for side in (
+                    ("workflow", "bare", "bare-1-thread") if workflow_first else ("bare", "workflow", "bare-1-thread")
+                ):
                     directory = Path(scratch) / f"{framework}-{side}-{repeat}"
                     print(f"   {side} {framework} (repeat {repeat + 1}/{repeats}) ...", file=sys.stderr, flush=True)
                     if side == "workflow":
@@ -170,11 +217,14 @@ def _median(runs: list, name: str) -> float:
 def rows(frameworks: tuple[str, ...] = FRAMEWORKS, repeats: int = 1) -> list[Row]:
     check_bare_data()
     results, store_seconds = measurements(frameworks, repeats)
-    medians = {framework: ({field.name: _median(workflow, field.name) for field in fields(WorkflowTimes)
-                            if field.name != "device"},
-                           {field.name: _median(bare, field.name) for field in fields(BareTimes) if field.name != "device"},
-                           {field.name: _median(single, field.name) for field in fields(BareTimes) if field.name != "device"})
-               for framework, (workflow, bare, single) in results.items()}
+    medians = {
+        framework: (
+            {field.name: _median(workflow, field.name) for field in fields(WorkflowTimes) if field.name != "device"},
+            {field.name: _median(bare, field.name) for field in fields(BareTimes) if field.name != "device"},
+            {field.name: _median(single, field.name) for field in fields(BareTimes) if field.name != "device"},
+        )
+        for framework, (workflow, bare, single) in results.items()
+    }
     table: list[Row] = []
 
     def each(measure: str, value, unit: str = "s") -> None:
@@ -184,34 +234,49 @@ def rows(frameworks: tuple[str, ...] = FRAMEWORKS, repeats: int = 1) -> list[Row
     each("bare script wall time", lambda w, b: b["total"])
     # The workflow trains on one thread (framework.threads=1): compare it with the bare script on one
     # thread too, and show the ratio against the bare script's default threads beside it.
-    table.extend(at_most("workflow / bare wall time (both 1 thread)", framework, w["total"] / single["total"],
-                         OVERHEAD_AIM, "x") for framework, (w, _, single) in medians.items())
-    table.extend(Row("workflow / bare wall time (bare: default threads)", framework, w["total"] / b["total"], "x")
-                 for framework, (w, b, _) in medians.items())
+    table.extend(
+        at_most("workflow / bare wall time (both 1 thread)", framework, w["total"] / single["total"], OVERHEAD_AIM, "x")
+        for framework, (w, _, single) in medians.items()
+    )
+    table.extend(
+        Row("workflow / bare wall time (bare: default threads)", framework, w["total"] / b["total"], "x")
+        for framework, (w, b, _) in medians.items()
+    )
     each("start-up to 1st epoch: workflow", lambda w, b: w["startup"])
     each("  launch -> MLflow run (imports, compose, data)", lambda w, b: w["to_run_start"])
     each("  MLflow run -> 1st epoch (params, datasets, build)", lambda w, b: w["run_setup"])
     each("start-up to 1st epoch: bare", lambda w, b: b["startup"])
     each("training, 5 epochs: workflow", lambda w, b: w["training"])
     each("training, 5 epochs: bare", lambda w, b: b["training"])
-    table.extend(Row("training, 5 epochs: bare, 1 thread per pool", framework, single["training"], "s")
-                 for framework, (_, _, single) in medians.items())
-    table.extend(Row("bare training: default threads / 1 thread", framework, b["training"] / single["training"], "x")
-                 for framework, (_, b, single) in medians.items())
+    table.extend(
+        Row("training, 5 epochs: bare, 1 thread per pool", framework, single["training"], "s")
+        for framework, (_, _, single) in medians.items()
+    )
+    table.extend(
+        Row("bare training: default threads / 1 thread", framework, b["training"] / single["training"], "x")
+        for framework, (_, b, single) in medians.items()
+    )
     each("after training: workflow evaluation+plots", lambda w, b: w["evaluation"])
     each("after training: workflow model logging", lambda w, b: w["model_logging"])
     each("after training: workflow run end -> exit", lambda w, b: w["exit"])
     each("after training: bare", lambda w, b: b["after"])
     each("extra s: start-up (workflow - bare)", lambda w, b: w["startup"] - b["startup"])
     each("extra s: training (workflow - bare)", lambda w, b: w["training"] - b["training"])
-    each("extra s: after training (workflow - bare)",
-         lambda w, b: w["evaluation"] + w["model_logging"] + w["exit"] - b["after"])
+    each(
+        "extra s: after training (workflow - bare)",
+        lambda w, b: w["evaluation"] + w["model_logging"] + w["exit"] - b["after"],
+    )
     each("peak RSS: workflow", lambda w, b: w["max_rss_mib"], "MiB")
     each("peak RSS: bare", lambda w, b: b["max_rss_mib"], "MiB")
     for framework, (workflow, bare, _) in results.items():
         devices = sorted({run.device for run in workflow})
-        table.append(Row("device (run's `device` tag / bare)", framework,
-                         f"{','.join(devices)} / {','.join(sorted({run.device for run in bare}))}"))
+        table.append(
+            Row(
+                "device (run's `device` tag / bare)",
+                framework,
+                f"{','.join(devices)} / {','.join(sorted({run.device for run in bare}))}",
+            )
+        )
     if "numpy" in medians and "torch" in medians:
         numpy_bare, torch_bare = medians["numpy"][1]["training"], medians["torch"][1]["training"]
         table.append(Row("numpy / torch training time (bare, this task)", "numpy/torch", numpy_bare / torch_bare, "x"))

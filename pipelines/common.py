@@ -6,15 +6,16 @@ import functools
 import json
 import logging
 import sys
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 import yaml
 
 from src.config import Config
-from src.settings import settings_from_params
 from src.errors import UserError, reading, stop_on_sigterm
 from src.paths import PROJECT_ROOT
+from src.settings import settings_from_params
 
 PARAMS_FILE = PROJECT_ROOT / "params.yaml"
 DATA_FILE = PROJECT_ROOT / "data" / "splits.npz"

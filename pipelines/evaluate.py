@@ -2,13 +2,22 @@
 
 import argparse
 
+from pipelines.common import (
+    DATA_FILE,
+    RUN_FILE,
+    load_settings,
+    metrics_file,
+    model_dir,
+    read_json,
+    reports_dir,
+    stage,
+    write_json,
+)
 from src import experiment
 from src.data.base import Splits
 from src.frameworks import FRAMEWORKS
 from src.predictor import Predictor
 from src.tracking import TrackedRun, check_reachable, resolve_uri
-from pipelines.common import (DATA_FILE, RUN_FILE, load_settings, metrics_file, model_dir, read_json, reports_dir,
-                              stage, write_json)
 
 
 @stage

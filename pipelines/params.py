@@ -7,14 +7,13 @@ A test checks that both committed files equal what this writes.
 """
 
 import yaml
-
 from hydra import compose, initialize_config_dir
 from omegaconf import OmegaConf
 
-from src.settings import register_configs
+from pipelines.common import PARAMS_FILE
 from src.frameworks import FRAMEWORKS
 from src.paths import CONF_DIR, PROJECT_ROOT
-from pipelines.common import PARAMS_FILE
+from src.settings import register_configs
 
 FRAMEWORKS_FILE = PROJECT_ROOT / "pipelines" / "frameworks.yaml"
 
@@ -29,8 +28,9 @@ def composed_params_yaml() -> str:
 
 def frameworks_yaml() -> str:
     """The registered frameworks, in registry order: the train and evaluate stages run once per name."""
-    return ("# Written by `python -m pipelines.params` from src/frameworks/__init__.py: do not edit.\n"
-            + yaml.safe_dump({"frameworks": list(FRAMEWORKS)}, sort_keys=False))
+    return "# Written by `python -m pipelines.params` from src/frameworks/__init__.py: do not edit.\n" + yaml.safe_dump(
+        {"frameworks": list(FRAMEWORKS)}, sort_keys=False
+    )
 
 
 if __name__ == "__main__":

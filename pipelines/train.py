@@ -9,13 +9,13 @@ from dataclasses import asdict
 
 import pandas as pd
 
+from pipelines.common import DATA_FILE, RUN_FILE, load_settings, model_dir, reports_dir, stage, write_json
 from src import experiment
 from src.data.base import Splits
 from src.frameworks import FRAMEWORKS
 from src.frameworks.training import Checkpointing
 from src.resume import RUN_KEY_TAG, run_key
 from src.tracking import TrackedRun, check_reachable, resolve_uri
-from pipelines.common import DATA_FILE, RUN_FILE, load_settings, model_dir, reports_dir, stage, write_json
 
 
 @stage
@@ -25,16 +25,21 @@ def main(framework: str) -> None:
     uri = resolve_uri(settings.tracking.uri)
     check_reachable(uri)
     task = experiment.check_ready(settings, splits)
-    tags = {**experiment.run_tags(settings, splits, ["dvc repro"]), "stage.train": f"train@{framework}",
-            RUN_KEY_TAG: run_key(params, splits.digest())}
-    with TrackedRun(uri, settings.tracking.experiment, settings.tracking.run_name or f"dvc-{framework}",
-                    tags) as tracked:
+    tags = {
+        **experiment.run_tags(settings, splits, ["dvc repro"]),
+        "stage.train": f"train@{framework}",
+        RUN_KEY_TAG: run_key(params, splits.digest()),
+    }
+    with TrackedRun(
+        uri, settings.tracking.experiment, settings.tracking.run_name or f"dvc-{framework}", tags
+    ) as tracked:
         tracked.log_params(experiment.run_params(params, splits))
         tracked.log_datasets(splits)
         checkpoint = experiment.checkpoint_path(uri, tracked.run_id) if settings.trainer.checkpoint_every else None
         tracked.checkpoint = checkpoint
-        trained = experiment.train(settings, task, splits, tracked,
-                                   Checkpointing(checkpoint, settings.trainer.checkpoint_every))
+        trained = experiment.train(
+            settings, task, splits, tracked, Checkpointing(checkpoint, settings.trainer.checkpoint_every)
+        )
     output = model_dir(framework)
     output.mkdir(parents=True, exist_ok=True)
     trained.predictor.save(output)

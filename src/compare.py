@@ -31,11 +31,15 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.WARNING)
     try:
-        require(args.objective in OBJECTIVES, "--objective", f"must be one of {', '.join(OBJECTIVES)}",
-                args.objective)
-        require(args.output.suffix.lower() in (".png", ".svg", ".pdf") and args.output.resolve().parent.is_dir()
-                and not args.output.is_dir(),
-                "--output", "must be a .png, .svg or .pdf file in an existing folder", str(args.output))
+        require(args.objective in OBJECTIVES, "--objective", f"must be one of {', '.join(OBJECTIVES)}", args.objective)
+        require(
+            args.output.suffix.lower() in (".png", ".svg", ".pdf")
+            and args.output.resolve().parent.is_dir()
+            and not args.output.is_dir(),
+            "--output",
+            "must be a .png, .svg or .pdf file in an existing folder",
+            str(args.output),
+        )
         uri = resolve_uri(args.tracking_uri, "--tracking-uri")
         check_reachable(uri)
         check_store_exists(uri)
@@ -56,8 +60,11 @@ def main(argv: list[str] | None = None) -> int:
     try:
         comparison_figure(client, runs, frame).savefig(args.output)
     except OSError as error:
-        print(f"error: --output={str(args.output)!r}: cannot write the plot ({error.strerror}); "
-              f"give a writable path with --output", file=sys.stderr)
+        print(
+            f"error: --output={str(args.output)!r}: cannot write the plot ({error.strerror}); "
+            f"give a writable path with --output",
+            file=sys.stderr,
+        )
         return 2
     print(f"comparison plot: {args.output}")
     if parent is not None:

@@ -19,7 +19,6 @@ from src.data.base import DatasetParams
 from src.errors import require, require_fraction
 from src.frameworks import FRAMEWORKS
 
-
 # Upper bounds where a value beyond them only crashes the interpreter or exhausts memory: OpenMP with
 # 100,000 threads segfaults, an LSTM of hidden size 100,000 needs 320 GB for one layer's weights.
 MAX_THREADS = 256
@@ -61,10 +60,18 @@ class FrameworkConfig:
     threads: int = 1
 
     def __post_init__(self) -> None:
-        require(0 <= self.threads <= MAX_THREADS, "framework.threads",
-                f"must be an integer in [0, {MAX_THREADS}] (0 = library default)", self.threads)
-        require(self.device in ("auto", "cpu", "cuda") or self.device.startswith("cuda:"),
-                "framework.device", "must be auto, cpu, cuda or cuda:N", self.device)
+        require(
+            0 <= self.threads <= MAX_THREADS,
+            "framework.threads",
+            f"must be an integer in [0, {MAX_THREADS}] (0 = library default)",
+            self.threads,
+        )
+        require(
+            self.device in ("auto", "cpu", "cuda") or self.device.startswith("cuda:"),
+            "framework.device",
+            "must be auto, cpu, cuda or cuda:N",
+            self.device,
+        )
 
 
 @dataclass
@@ -78,13 +85,25 @@ class ModelConfig:
     dropout: float = 0.0
 
     def __post_init__(self) -> None:
-        require(1 <= self.hidden_size <= MAX_HIDDEN_SIZE, "model.hidden_size",
-                f"must be an integer in [1, {MAX_HIDDEN_SIZE}]", self.hidden_size)
-        require(1 <= self.num_layers <= MAX_LAYERS, "model.num_layers", f"must be an integer in [1, {MAX_LAYERS}]",
-                self.num_layers)
+        require(
+            1 <= self.hidden_size <= MAX_HIDDEN_SIZE,
+            "model.hidden_size",
+            f"must be an integer in [1, {MAX_HIDDEN_SIZE}]",
+            self.hidden_size,
+        )
+        require(
+            1 <= self.num_layers <= MAX_LAYERS,
+            "model.num_layers",
+            f"must be an integer in [1, {MAX_LAYERS}]",
+            self.num_layers,
+        )
         require_fraction(self.dropout, "model.dropout")
-        require(self.cell is Cell.rnn or self.activation is Activation.tanh, "model.activation",
-                "only the rnn cell takes an activation (lstm and gru use their gates' own)", self.activation.value)
+        require(
+            self.cell is Cell.rnn or self.activation is Activation.tanh,
+            "model.activation",
+            "only the rnn cell takes an activation (lstm and gru use their gates' own)",
+            self.activation.value,
+        )
 
 
 @dataclass
@@ -106,13 +125,20 @@ class TrainerConfig:
         require(self.epochs >= 1, "trainer.epochs", "must be an integer >= 1", self.epochs)
         require(self.batch_size >= 1, "trainer.batch_size", "must be an integer >= 1", self.batch_size)
         require(math.isfinite(self.lr) and self.lr > 0, "trainer.lr", "must be a number > 0", self.lr)
-        require(math.isfinite(self.grad_clip) and self.grad_clip >= 0, "trainer.grad_clip",
-                "must be >= 0 (0 turns clipping off)", self.grad_clip)
-        require(self.patience >= 0, "trainer.patience", "must be >= 0 (0 turns early stopping off)",
-                self.patience)
+        require(
+            math.isfinite(self.grad_clip) and self.grad_clip >= 0,
+            "trainer.grad_clip",
+            "must be >= 0 (0 turns clipping off)",
+            self.grad_clip,
+        )
+        require(self.patience >= 0, "trainer.patience", "must be >= 0 (0 turns early stopping off)", self.patience)
         require(0 <= self.seed < 2**32, "trainer.seed", "must be an integer in [0, 2**32)", self.seed)
-        require(self.checkpoint_every >= 0, "trainer.checkpoint_every", "must be an integer >= 0 (0 = off)",
-                self.checkpoint_every)
+        require(
+            self.checkpoint_every >= 0,
+            "trainer.checkpoint_every",
+            "must be an integer >= 0 (0 = off)",
+            self.checkpoint_every,
+        )
 
 
 @dataclass
@@ -129,8 +155,7 @@ class TrackingConfig:
     skip_finished: bool = False
 
     def __post_init__(self) -> None:
-        require(bool(self.experiment.strip()), "tracking.experiment", "must be a non-empty name",
-                self.experiment)
+        require(bool(self.experiment.strip()), "tracking.experiment", "must be a non-empty name", self.experiment)
 
 
 @dataclass

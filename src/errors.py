@@ -6,9 +6,10 @@ Every other exception is a bug and keeps its traceback. `require` is how a check
 here, at the bottom of the import graph, so that config, data and the stages can all use it.
 """
 
+from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any
 
 
 def stop_on_sigterm() -> None:

@@ -41,7 +41,9 @@ class Evaluation:
         labels = {name: name if name == "model" else f"baseline {name}" for name in self.metrics}
         width = max(16, *(len(label) + 2 for label in labels.values()))
         header = f"{self.split:<{width}}" + "".join(f"{metric:>12}" for metric in columns)
-        rows = sorted(self.metrics.items(), key=lambda item: -item[1][rank_by] if higher_is_better else item[1][rank_by])
+        rows = sorted(
+            self.metrics.items(), key=lambda item: -item[1][rank_by] if higher_is_better else item[1][rank_by]
+        )
         lines = [header, "-" * len(header)]
         for predictor, values in rows:
             lines.append(f"{labels[predictor]:<{width}}" + "".join(f"{values[metric]:>12.4g}" for metric in columns))

@@ -13,30 +13,40 @@ import logging
 import tempfile
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any, cast
 
 from mlflow import MlflowClient
 from omegaconf import DictConfig, OmegaConf
 
 from src import data, plots, tasks
 from src.config import Config
-from src.settings import settings_from
-from src.tasks import FINAL_LOSS_METRICS
-from src.tasks.task import Task
 from src.data.base import Splits
+from src.errors import UserError, require
 from src.evaluation import Evaluation, evaluate
 from src.frameworks import backend_class
 from src.frameworks.base import cpu_threads
-from src.frameworks.checkpoint import EpochResult
+from src.frameworks.checkpoint import Checkpoint, EpochResult
 from src.frameworks.spec import ModelSpec
 from src.frameworks.training import Checkpointing, FitResult
-from src.frameworks.checkpoint import Checkpoint
-from src.predictor import Predictor
-from src.errors import UserError, require
-from src.resume import RUN_KEY_TAG, UNFINISHED, RunClaim, end_dead_runs, run_key, runs_with_key
 from src.leaderboard import REUSED_TAG_PREFIX
+from src.predictor import Predictor
+from src.resume import RUN_KEY_TAG, UNFINISHED, RunClaim, end_dead_runs, run_key, runs_with_key
+from src.settings import settings_from
 from src.sweep import SweepContext
-from src.tracking import (TrackedRun, TrackingUnavailable, check_reachable, ensure_experiment, flatten,
-                          record_failed_run, redact, resolve_uri, server_errors, sqlite_path)
+from src.tasks import FINAL_LOSS_METRICS
+from src.tasks.task import Task
+from src.tracking import (
+    TrackedRun,
+    TrackingUnavailable,
+    check_reachable,
+    ensure_experiment,
+    flatten,
+    record_failed_run,
+    redact,
+    resolve_uri,
+    server_errors,
+    sqlite_path,
+)
 from src.uris import spool_folder
 
 log = logging.getLogger(__name__)
@@ -71,16 +81,23 @@ class Trained:
 
 
 def check_fits_data(settings: Config, splits: Splits) -> None:
-    require(settings.trainer.batch_size <= len(splits.train), "trainer.batch_size",
-            f"must be <= the {len(splits.train)} training sequences of dataset {splits.info.name}",
-            settings.trainer.batch_size)
+    require(
+        settings.trainer.batch_size <= len(splits.train),
+        "trainer.batch_size",
+        f"must be <= the {len(splits.train)} training sequences of dataset {splits.info.name}",
+        settings.trainer.batch_size,
+    )
 
 
 def check_objective(objective: str, task: Task, splits: Splits) -> None:
     """The objective must be a metric this dataset's task reports: the list in the message is the list checked."""
     allowed = list(tasks.objectives(task))
-    require(objective in allowed, "objective",
-            f"must be one of {', '.join(allowed)} for dataset {splits.info.name} (task {task.name})", objective)
+    require(
+        objective in allowed,
+        "objective",
+        f"must be one of {', '.join(allowed)} for dataset {splits.info.name} (task {task.name})",
+        objective,
+    )
 
 
 def check_ready(settings: Config, splits: Splits) -> Task:
@@ -94,9 +111,14 @@ def check_ready(settings: Config, splits: Splits) -> Task:
 
 
 def run_tags(settings: Config, splits: Splits, overrides: list[str] | None = None) -> dict[str, str]:
-    return {"framework": settings.framework.name.value, "dataset": splits.info.name,
-            "cell": settings.model.cell.value, "task": splits.info.task, "overrides": " ".join(overrides or []),
-            "data_digest": splits.digest()}
+    return {
+        "framework": settings.framework.name.value,
+        "dataset": splits.info.name,
+        "cell": settings.model.cell.value,
+        "task": splits.info.task,
+        "overrides": " ".join(overrides or []),
+        "data_digest": splits.digest(),
+    }
 
 
 def run(cfg: DictConfig, overrides: list[str] | None = None, sweep: SweepContext | None = None) -> Outcome:
@@ -116,7 +138,8 @@ def run(cfg: DictConfig, overrides: list[str] | None = None, sweep: SweepContext
         task = check_ready(settings, splits)
         make_checkpoint_folder(uri)
         tags = run_tags(settings, splits, overrides)
-        tags[RUN_KEY_TAG] = run_key(OmegaConf.to_container(cfg, resolve=True, enum_to_str=True), tags["data_digest"])
+        resolved = cast(dict[str, Any], OmegaConf.to_container(cfg, resolve=True, enum_to_str=True))
+        tags[RUN_KEY_TAG] = run_key(resolved, tags["data_digest"])
         if sweep is not None:
             tags["sweep_id"] = sweep.sweep_id
         with server_errors(uri):
@@ -129,19 +152,35 @@ def run(cfg: DictConfig, overrides: list[str] | None = None, sweep: SweepContext
                 claim = claim_unfinished(uri, experiment_id, tags[RUN_KEY_TAG])
     except Exception as error:
         if sweep is not None:  # the sweep shows the job, FAILED with the reason
-            record_failed_run(resolve_uri(OmegaConf.select(cfg, "tracking.uri")), str(cfg.tracking.experiment),
-                              {"sweep_id": sweep.sweep_id, "mlflow.parentRunId": sweep.parent_run_id,
-                               "overrides": " ".join(overrides or [])}, error)
+            record_failed_run(
+                resolve_uri(OmegaConf.select(cfg, "tracking.uri")),
+                str(cfg.tracking.experiment),
+                {
+                    "sweep_id": sweep.sweep_id,
+                    "mlflow.parentRunId": sweep.parent_run_id,
+                    "overrides": " ".join(overrides or []),
+                },
+                error,
+            )
         raise
     if claim is None:
         log.info("starting a new run (run_key %s)", tags[RUN_KEY_TAG])
     try:
-        with TrackedRun(uri, settings.tracking.experiment, settings.tracking.run_name, tags,
-                        run_id=claim.run_id if claim else None,
-                        parent_run_id=sweep.parent_run_id if sweep else None) as tracked:
+        with TrackedRun(
+            uri,
+            settings.tracking.experiment,
+            settings.tracking.run_name,
+            tags,
+            run_id=claim.run_id if claim else None,
+            parent_run_id=sweep.parent_run_id if sweep else None,
+        ) as tracked:
             if claim is None:  # a new run: nobody else knows its id yet
-                claim = Claim(tracked.run_id, RunClaim(checkpoint_path(uri, tracked.run_id).with_suffix(".lock")),
-                              None, resuming=False)
+                claim = Claim(
+                    tracked.run_id,
+                    RunClaim(checkpoint_path(uri, tracked.run_id).with_suffix(".lock")),
+                    None,
+                    resuming=False,
+                )
                 claim.lock.acquire()
             if not claim.resuming or not tracked.has_tag(SETUP_LOGGED_TAG):
                 tracked.log_params(run_params(cfg, splits))
@@ -150,15 +189,18 @@ def run(cfg: DictConfig, overrides: list[str] | None = None, sweep: SweepContext
                 tracked.set_tags({SETUP_LOGGED_TAG: "true"})  # all three are in: a resume need not log them again
             if claim.resuming:
                 tracked.read_logged_steps()
-            checkpointing = Checkpointing(checkpoint_path(uri, tracked.run_id), settings.trainer.checkpoint_every,
-                                          claim.checkpoint)
+            checkpointing = Checkpointing(
+                checkpoint_path(uri, tracked.run_id), settings.trainer.checkpoint_every, claim.checkpoint
+            )
             tracked.checkpoint = checkpointing.path if settings.trainer.checkpoint_every else None
             try:
                 trained = train(settings, task, splits, tracked, checkpointing)
                 evaluation, metrics = report(trained.predictor, splits, tracked, settings.tracking.log_model)
             except TrackingUnavailable as error:
-                raise TrackingUnavailable(f"{error}; {saved_state(checkpointing)}resume with: python -m src.train "
-                                          f"{redact(' '.join(overrides or []))} tracking.resume=true".rstrip()) from error
+                raise TrackingUnavailable(
+                    f"{error}; {saved_state(checkpointing)}resume with: python -m src.train "
+                    f"{redact(' '.join(overrides or []))} tracking.resume=true".rstrip()
+                ) from error
             outcome = Outcome(tracked.run_id, {**trained.metrics, **metrics}, evaluation, tracked.model_uri)
     finally:
         if claim is not None:
@@ -181,13 +223,17 @@ def download_checkpoint(client: MlflowClient, run_id: str, path: Path) -> Checkp
     return Checkpoint.load(path)
 
 
-def reuse_finished(uri: str, experiment_id: str, key: str, sweep: SweepContext | None,
-                   needs_model: bool = False) -> Outcome | None:
+def reuse_finished(
+    uri: str, experiment_id: str, key: str, sweep: SweepContext | None, needs_model: bool = False
+) -> Outcome | None:
     """The newest FINISHED run with this key (with a logged model, when one is asked for), as this job's
     outcome; a sweep's parent counts it."""
     client = MlflowClient(uri)
-    finished = [run for run in runs_with_key(client, experiment_id, key, ["FINISHED"])
-                if not needs_model or "model_uri" in run.data.tags]
+    finished = [
+        run
+        for run in runs_with_key(client, experiment_id, key, ["FINISHED"])
+        if not needs_model or "model_uri" in run.data.tags
+    ]
     if not finished:
         log.info("no FINISHED run with run_key %s: training", key)
         return None
@@ -195,8 +241,13 @@ def reuse_finished(uri: str, experiment_id: str, key: str, sweep: SweepContext |
     log.info("run_key %s already has the FINISHED run %s: reusing it, training nothing", key, run.info.run_id)
     if sweep is not None:
         client.set_tag(sweep.parent_run_id, f"{REUSED_TAG_PREFIX}{run.info.run_id}", sweep.sweep_id)
-    return Outcome(run.info.run_id, dict(run.data.metrics), None, run.data.tags.get("model_uri"),
-                   reused_table=read_results_table(client, run.info.run_id))
+    return Outcome(
+        run.info.run_id,
+        dict(run.data.metrics),
+        None,
+        run.data.tags.get("model_uri"),
+        reused_table=read_results_table(client, run.info.run_id),
+    )
 
 
 def read_results_table(client: MlflowClient, run_id: str) -> str:
@@ -217,8 +268,10 @@ def make_checkpoint_folder(uri: str) -> None:
     try:
         folder.mkdir(parents=True, exist_ok=True)
     except OSError as error:
-        raise UserError(f"cannot create the checkpoint folder {folder} ({error.strerror}): it holds the runs' "
-                        f"checkpoints and locks; make it a writable folder (for a server: set RNNLAB_SPOOL_DIR)") from None
+        raise UserError(
+            f"cannot create the checkpoint folder {folder} ({error.strerror}): it holds the runs' "
+            f"checkpoints and locks; make it a writable folder (for a server: set RNNLAB_SPOOL_DIR)"
+        ) from None
 
 
 def saved_state(checkpointing: Checkpointing) -> str:
@@ -271,32 +324,48 @@ def claim_unfinished(uri: str, experiment_id: str, key: str) -> Claim | None:
         if resumed is None:
             log.info("resuming run %s (%s) from the start: it has no checkpoint", run_id, candidate.info.status)
         else:
-            log.info("resuming run %s (%s) from its checkpoint at epoch %d", run_id, candidate.info.status,
-                     resumed.epoch)
+            log.info(
+                "resuming run %s (%s) from its checkpoint at epoch %d", run_id, candidate.info.status, resumed.epoch
+            )
         return Claim(run_id, lock, resumed)
     log.info("no unfinished run with run_key %s to resume", key)
     return None
-def train(settings: Config, task: Task, splits: Splits, tracked: TrackedRun,
-          checkpointing: Checkpointing | None = None) -> Trained:
+
+
+def train(
+    settings: Config, task: Task, splits: Splits, tracked: TrackedRun, checkpointing: Checkpointing | None = None
+) -> Trained:
     """Fit the configured network, logging every epoch and the loss curve: the task's loss, for
     regression the MSE in original units."""
     standardizer = task.standardizer(splits, settings.dataset.standardize)
     spec = ModelSpec.from_config(settings.model, *task.network_sizes(splits), task.head)
-    backend = backend_class(settings.framework.name.value).build(spec, settings.trainer.seed,
-                                                                 settings.framework.device)
+    backend = backend_class(settings.framework.name.value).build(spec, settings.trainer.seed, settings.framework.device)
     tracked.set_tags({"device": backend.device})
     scale = standardizer.loss_scale
 
     def in_original_units(result: EpochResult) -> EpochResult:
         return EpochResult(result.epoch, result.train_loss * scale, result.val_loss * scale, result.seconds)
 
-    log.info("training %s %s on %s (%d train / %d val / %d test sequences) on %s", backend.name, spec.cell,
-             splits.info.name, len(splits.train), len(splits.val), len(splits.test), backend.device)
+    log.info(
+        "training %s %s on %s (%d train / %d val / %d test sequences) on %s",
+        backend.name,
+        spec.cell,
+        splits.info.name,
+        len(splits.train),
+        len(splits.val),
+        len(splits.test),
+        backend.device,
+    )
     # Without a validation split (dataset.val_fraction=0) early stopping and val_loss watch the training set.
     watched = splits.val if len(splits.val) else splits.train
     with cpu_threads(settings.framework.threads):
-        fit = backend.fit(standardizer.transform(splits.train), standardizer.transform(watched), settings.trainer,
-                          lambda result: tracked.log_epoch(in_original_units(result)), checkpointing)
+        fit = backend.fit(
+            standardizer.transform(splits.train),
+            standardizer.transform(watched),
+            settings.trainer,
+            lambda result: tracked.log_epoch(in_original_units(result)),
+            checkpointing,
+        )
     fit = FitResult([in_original_units(result) for result in fit.history], fit.best_epoch, fit.stopped_early)
     metrics = {
         "best_epoch": float(fit.best_epoch),
@@ -310,8 +379,9 @@ def train(settings: Config, task: Task, splits: Splits, tracked: TrackedRun,
     return Trained(Predictor(backend, standardizer, task, list(splits.info.classes)), fit, metrics)
 
 
-def report(predictor: Predictor, splits: Splits, tracked: TrackedRun,
-           log_model: bool = True) -> tuple[Evaluation, dict[str, float]]:
+def report(
+    predictor: Predictor, splits: Splits, tracked: TrackedRun, log_model: bool = True
+) -> tuple[Evaluation, dict[str, float]]:
     """Evaluate against the baselines and log metrics, predictions, the table, the task's plots and
     artifacts, and the model."""
     task = predictor.task

@@ -43,7 +43,8 @@ def sweep_runs(client: MlflowClient, sweep_id: str) -> tuple[Run | None, list[Ru
     if not re.fullmatch(r"[\w.-]+", sweep_id):  # a sweep id never holds quotes or spaces
         return None, []
     runs = client.search_runs(
-        [e.experiment_id for e in client.search_experiments()], filter_string=f"tags.sweep_id = '{sweep_id}'")
+        [e.experiment_id for e in client.search_experiments()], filter_string=f"tags.sweep_id = '{sweep_id}'"
+    )
     parent = next((run for run in runs if run.data.tags.get("sweep") == "parent"), None)
     return parent, [run for run in runs if run.data.tags.get("sweep") != "parent"]
 
@@ -62,13 +63,17 @@ def leaderboard(runs: list[Run], objective: str = "val_loss") -> pd.DataFrame:
     metric = objective_metric(objective)
     rows = []
     for run in runs:
-        row: dict[str, Any] = {"run_id": run.info.run_id, "run_name": run.info.run_name,
-                               "status": run.info.status}
+        row: dict[str, Any] = {"run_id": run.info.run_id, "run_name": run.info.run_name, "status": run.info.status}
         row.update({tag: run.data.tags.get(tag, "") for tag in DESCRIBING_TAGS})
         row["overrides"] = run.data.tags.get("overrides", "")
         row[metric] = run.data.metrics.get(metric, math.nan)
-        row.update({name: value for name, value in sorted(run.data.metrics.items())
-                    if name.startswith("test_") or (name.startswith("baseline_") and "_test_" in name)})
+        row.update(
+            {
+                name: value
+                for name, value in sorted(run.data.metrics.items())
+                if name.startswith("test_") or (name.startswith("baseline_") and "_test_" in name)
+            }
+        )
         rows.append(row)
     frame = pd.DataFrame(rows)
     if frame.empty:
@@ -103,7 +108,7 @@ def render(frame: pd.DataFrame, objective: str = "val_loss") -> str:
     return shown.to_string(index=False, float_format=lambda value: f"{value:.4g}")
 
 
-def comparison_figure(client: MlflowClient, runs: list[Run], frame: pd.DataFrame) -> "Figure":
+def comparison_figure(client: MlflowClient, runs: list[Run], frame: pd.DataFrame) -> Figure:
     """Validation-loss curves per run and the main test metric by framework × cell."""
     from matplotlib.figure import Figure
 

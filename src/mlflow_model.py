@@ -10,6 +10,7 @@ the `Predictor` itself, with its classes or vocabulary (what `src.sample` uses).
 from __future__ import annotations
 
 from pathlib import Path
+
 import mlflow
 import numpy as np
 from mlflow.pyfunc import PythonModel, PythonModelContext

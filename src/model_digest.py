@@ -42,10 +42,14 @@ def load_verified(model_uri: str, expected: str | None, scratch: Path):
     import mlflow
 
     if not expected:
-        raise UserError(f"model {model_uri} has no recorded {DIGEST_TAG}: its files cannot be verified, so it is "
-                        f"not loaded (load it with mlflow.pyfunc.load_model if you trust the artifact store)")
+        raise UserError(
+            f"model {model_uri} has no recorded {DIGEST_TAG}: its files cannot be verified, so it is "
+            f"not loaded (load it with mlflow.pyfunc.load_model if you trust the artifact store)"
+        )
     local = Path(mlflow.artifacts.download_artifacts(artifact_uri=model_uri, dst_path=str(scratch)))
     if directory_digest(local) != expected:
-        raise UserError(f"model {model_uri}: its files differ from the {DIGEST_TAG} its run recorded; refusing to "
-                        f"load it (a changed model can run any code when it loads)")
+        raise UserError(
+            f"model {model_uri}: its files differ from the {DIGEST_TAG} its run recorded; refusing to "
+            f"load it (a changed model can run any code when it loads)"
+        )
     return mlflow.pyfunc.load_model(str(local))

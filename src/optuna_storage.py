@@ -12,9 +12,10 @@ recorded FAIL on reopening. conf/hparams_search/optuna.yaml puts the file beside
 from __future__ import annotations
 
 import json
+from collections.abc import Sequence
 from datetime import datetime
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any
 
 from optuna import distributions
 from optuna.storages import InMemoryStorage
@@ -24,9 +25,19 @@ from optuna.trial import FrozenTrial, TrialState
 from src.errors import UserError
 
 # The mutating calls that the sweeper's studies make; all other methods only read.
-JOURNALLED = ("create_new_study", "set_study_directions", "set_study_user_attr", "set_study_system_attr",
-              "create_new_trial", "set_trial_state", "set_trial_param", "set_trial_values",
-              "set_trial_intermediate_value", "set_trial_user_attr", "set_trial_system_attr")
+JOURNALLED = (
+    "create_new_study",
+    "set_study_directions",
+    "set_study_user_attr",
+    "set_study_system_attr",
+    "create_new_trial",
+    "set_trial_state",
+    "set_trial_param",
+    "set_trial_values",
+    "set_trial_intermediate_value",
+    "set_trial_user_attr",
+    "set_trial_system_attr",
+)
 
 
 def _encode(value: Any) -> Any:
@@ -65,8 +76,10 @@ class JournalStorage(InMemoryStorage):
         try:
             self._study_lock.acquire()
         except Timeout:
-            raise UserError(f"the Optuna study in {path} is being searched by another process; wait for it to "
-                            f"end, or run this search against another tracking store") from None
+            raise UserError(
+                f"the Optuna study in {path} is being searched by another process; wait for it to "
+                f"end, or run this search against another tracking store"
+            ) from None
         self._replaying = True
         if self._path.is_file():
             try:
@@ -75,8 +88,10 @@ class JournalStorage(InMemoryStorage):
                         entry = json.loads(line)
                         getattr(self, entry["call"])(*_decode(entry["args"]))
             except Exception as error:
-                raise UserError(f"Optuna journal corrupt: {path} ({type(error).__name__}: {error}); move it away "
-                                f"to start the study anew") from None
+                raise UserError(
+                    f"Optuna journal corrupt: {path} ({type(error).__name__}: {error}); move it away "
+                    f"to start the study anew"
+                ) from None
         self._replaying = False
         for study in list(self._studies.values()):  # cut off when the search stopped
             for trial in study.trials:
@@ -91,8 +106,9 @@ class JournalStorage(InMemoryStorage):
         if self._replaying:
             return
         with self._path.open("a") as handle:
-            handle.write(json.dumps({"call": call, "args": _encode(list(args)),
-                                     "time": datetime.now().isoformat()}) + "\n")
+            handle.write(
+                json.dumps({"call": call, "args": _encode(list(args)), "time": datetime.now().isoformat()}) + "\n"
+            )
             handle.flush()
 
 

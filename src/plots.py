@@ -7,17 +7,18 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 if TYPE_CHECKING:
-    from src.frameworks.training import FitResult
     from matplotlib.figure import Figure
 
+    from src.frameworks.training import FitResult
 
-def _figure(width: float = 6.4, height: float = 4.0) -> "Figure":
+
+def _figure(width: float = 6.4, height: float = 4.0) -> Figure:
     from matplotlib.figure import Figure  # no pyplot: no global state, no GUI backend
 
     return Figure(figsize=(width, height), layout="constrained")
 
 
-def loss_curve(fit: "FitResult", title: str, ylabel: str = "MSE (original units)") -> "Figure":
+def loss_curve(fit: FitResult, title: str, ylabel: str = "MSE (original units)") -> Figure:
     figure = _figure()
     axes = figure.add_subplot()
     epochs = [result.epoch for result in fit.history]
@@ -31,7 +32,7 @@ def loss_curve(fit: "FitResult", title: str, ylabel: str = "MSE (original units)
     return figure
 
 
-def predictions_vs_truth(truth: np.ndarray, predictions: dict[str, np.ndarray], title: str) -> "Figure":
+def predictions_vs_truth(truth: np.ndarray, predictions: dict[str, np.ndarray], title: str) -> Figure:
     figure = _figure(5.5, 5.0)
     axes = figure.add_subplot()
     for name, values in predictions.items():
@@ -44,7 +45,7 @@ def predictions_vs_truth(truth: np.ndarray, predictions: dict[str, np.ndarray], 
     return figure
 
 
-def confusion_matrix(labels: np.ndarray, predicted: np.ndarray, classes: list[str], title: str) -> "Figure":
+def confusion_matrix(labels: np.ndarray, predicted: np.ndarray, classes: list[str], title: str) -> Figure:
     """Counts of (true class, predicted class), with each cell's count written in it."""
     size = len(classes)
     counts = np.zeros((size, size), dtype=np.int64)

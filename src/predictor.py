@@ -35,19 +35,22 @@ class Predictor:
     def predict(self, x: np.ndarray) -> np.ndarray:
         x = np.asarray(x, dtype=np.float32)
         if x.ndim != 3 or x.shape[2] != len(self.standardizer.x_mean):
-            raise UserError(f"inputs must be shaped (samples, steps, {len(self.standardizer.x_mean)}), "
-                            f"got {x.shape}")
+            raise UserError(f"inputs must be shaped (samples, steps, {len(self.standardizer.x_mean)}), got {x.shape}")
         outputs = self.backend.predict(self.standardizer.transform_x(x))
         return self.task.predictions(outputs, self.standardizer)
 
     def save(self, directory: Path) -> None:
         self.backend.save(directory)
-        manifest = {"framework": self.backend.name, "task": self.task.name,
-                    "standardizer": self.standardizer.to_dict(), "classes": list(self.classes)}
+        manifest = {
+            "framework": self.backend.name,
+            "task": self.task.name,
+            "standardizer": self.standardizer.to_dict(),
+            "classes": list(self.classes),
+        }
         (directory / MANIFEST_FILE).write_text(json.dumps(manifest, indent=2))
 
     @classmethod
-    def load(cls, directory: Path, device: str = "auto") -> "Predictor":
+    def load(cls, directory: Path, device: str = "auto") -> Predictor:
         path = Path(directory) / MANIFEST_FILE
         with reading(path):
             manifest = json.loads(path.read_text())

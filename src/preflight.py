@@ -37,11 +37,17 @@ def preflight(config: DictConfig, output_key: str) -> None:
             key, _, value = str(override).partition("=")
             check_no_secret(value, key.lstrip("+~"))
         try:
-            resolved = {key: OmegaConf.to_container(config[key], resolve=True) if OmegaConf.is_config(config[key])
-                        else config[key] for key in config if key != "hydra"}
+            resolved = {
+                key: OmegaConf.to_container(config[key], resolve=True)
+                if OmegaConf.is_config(config[key])
+                else config[key]
+                for key in config
+                if key != "hydra"
+            }
         except Exception as error:  # an interpolation that cannot resolve
             raise UserError(f"invalid config: {str(error).splitlines()[0]}") from None
-        resolve_uri((resolved.get("tracking") or {}).get("uri"))
+        tracking = resolved.get("tracking")
+        resolve_uri(tracking.get("uri") if isinstance(tracking, dict) else None)
         check_writable(Path(str(OmegaConf.select(config, output_key))), output_key)
     except UserError as error:
         print(f"error: {error}", file=sys.stderr, flush=True)
@@ -56,5 +62,7 @@ def check_writable(folder: Path, key: str) -> None:
         with tempfile.TemporaryFile(dir=folder):
             pass
     except OSError as error:
-        raise UserError(f"{key}={str(folder)!r}: cannot write Hydra's output folder there ({error.strerror}); "
-                        f"set {key}=<a writable folder>") from None
+        raise UserError(
+            f"{key}={str(folder)!r}: cannot write Hydra's output folder there ({error.strerror}); "
+            f"set {key}=<a writable folder>"
+        ) from None

@@ -18,8 +18,9 @@ import logging
 import os
 import socket
 import time
+from collections.abc import Iterable, Mapping
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Iterable, Mapping
+from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:  # MLflow is imported by whoever passes a client: composing conf/ needs none
     from mlflow import MlflowClient
@@ -53,8 +54,12 @@ def process_tags() -> dict[str, str]:
     """The tags that name this process as the owner of a run."""
     import psutil
 
-    return {HOST_TAG: socket.gethostname(), PID_TAG: str(os.getpid()),
-            START_TAG: f"{psutil.Process().create_time():.3f}", "heartbeat.time": f"{time.time():.3f}"}
+    return {
+        HOST_TAG: socket.gethostname(),
+        PID_TAG: str(os.getpid()),
+        START_TAG: f"{psutil.Process().create_time():.3f}",
+        "heartbeat.time": f"{time.time():.3f}",
+    }
 
 
 def process_gone(tags: Mapping[str, str]) -> bool:
@@ -80,8 +85,7 @@ def heartbeat_age_minutes(run: Run) -> float:
     return (time.time() - last) / 60
 
 
-def end_dead_runs(client: MlflowClient, experiment_ids: Iterable[str],
-                  stale_minutes: float | None = None) -> list[Run]:
+def end_dead_runs(client: MlflowClient, experiment_ids: Iterable[str], stale_minutes: float | None = None) -> list[Run]:
     """End KILLED every RUNNING run whose process is gone (and, with `stale_minutes`, every RUNNING run
     whose heartbeat is older than that, whatever its host); returns the runs it ended."""
     ids = list(experiment_ids)
@@ -100,8 +104,12 @@ def end_dead_runs(client: MlflowClient, experiment_ids: Iterable[str],
 def runs_with_key(client: MlflowClient, experiment_id: str, key: str, statuses: Iterable[str]) -> list[Run]:
     """Runs with this run key in these statuses, newest first."""
     wanted = set(statuses)
-    runs = client.search_runs([experiment_id], filter_string=f"tags.{RUN_KEY_TAG} = '{key}'",
-                              order_by=["attributes.start_time DESC"], max_results=50000)
+    runs = client.search_runs(
+        [experiment_id],
+        filter_string=f"tags.{RUN_KEY_TAG} = '{key}'",
+        order_by=["attributes.start_time DESC"],
+        max_results=50000,
+    )
     return [run for run in runs if run.info.status in wanted]
 
 
@@ -136,7 +144,7 @@ def search_key(root: Any) -> str:
     tree = OmegaConf.to_container(root, resolve=False)
     assert isinstance(tree, dict)
     tree.pop("hydra", None)
-    return "rnnlab-" + run_key(tree, "")[:12]
+    return "rnnlab-" + run_key({str(key): value for key, value in tree.items()}, "")[:12]
 
 
 def study_storage(root: Any) -> str:

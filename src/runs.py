@@ -33,8 +33,12 @@ def main(argv: list[str] | None = None) -> int:
     commands = parser.add_subparsers(dest="command", required=True)
     clean = commands.add_parser("cleanup", help="end KILLED the RUNNING runs whose process is gone")
     clean.add_argument("--tracking-uri", default=None, help="default: $MLFLOW_TRACKING_URI or mlflow.db")
-    clean.add_argument("--stale-minutes", type=float, default=None,
-                       help="also end RUNNING runs (any host) whose last heartbeat is older than this")
+    clean.add_argument(
+        "--stale-minutes",
+        type=float,
+        default=None,
+        help="also end RUNNING runs (any host) whose last heartbeat is older than this",
+    )
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.WARNING)
     uri = args.tracking_uri or ""

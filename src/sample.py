@@ -22,11 +22,15 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("model", help="an MLflow run id (its logged model) or a model URI (models:/..., runs:/...)")
     parser.add_argument("--prime", default="\n", help="the text to continue (default: a newline)")
     parser.add_argument("--length", type=int, default=200, help="characters to generate (default: 200)")
-    parser.add_argument("--temperature", type=float, default=0.8,
-                        help="below 1 sharper and safer, above 1 more varied (default: 0.8)")
+    parser.add_argument(
+        "--temperature", type=float, default=0.8, help="below 1 sharper and safer, above 1 more varied (default: 0.8)"
+    )
     parser.add_argument("--seed", type=int, default=0, help="seed of the draws (default: 0)")
-    parser.add_argument("--tracking-uri", default=None,
-                        help="MLflow tracking URI (default: $MLFLOW_TRACKING_URI, else mlflow.db at the project root)")
+    parser.add_argument(
+        "--tracking-uri",
+        default=None,
+        help="MLflow tracking URI (default: $MLFLOW_TRACKING_URI, else mlflow.db at the project root)",
+    )
     return parser.parse_args(argv)
 
 
@@ -75,8 +79,10 @@ def load_language_model(model: str, tracking_uri: str):
     if predictor is None:
         raise UserError(f"model {uri} is not an rnnlab model")
     if not isinstance(predictor.task, LanguageModel):
-        raise UserError(f"model {uri} is a {predictor.task.name} model; sampling needs a language model "
-                        f"(trained with dataset=chars)")
+        raise UserError(
+            f"model {uri} is a {predictor.task.name} model; sampling needs a language model "
+            f"(trained with dataset=chars)"
+        )
     return predictor
 
 

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import fields, is_dataclass
-from typing import Any
+from typing import Any, cast
 
 from hydra.core.config_store import ConfigStore
 from omegaconf import DictConfig, OmegaConf
@@ -62,7 +62,7 @@ def settings_from_params(values: dict[str, Any]) -> Config:
 def settings_from(cfg: DictConfig) -> Config:
     """The composed config as checked dataclasses; range errors and unknown keys surface here as UserError."""
     try:
-        settings = OmegaConf.to_object(cfg)
+        settings = cast(Config, OmegaConf.to_object(cfg))
     except UserError:
         raise
     except Exception as error:  # OmegaConf wraps errors raised inside __post_init__
@@ -71,9 +71,10 @@ def settings_from(cfg: DictConfig) -> Config:
             raise cause from None
         raise UserError(f"invalid config: {str(error).splitlines()[0]}") from None
     check_known_keys(cfg, settings)
-    require(settings.objective in OBJECTIVES, "objective", f"must be one of {', '.join(OBJECTIVES)}",
-            settings.objective)
-    return settings  # type: ignore[return-value]
+    require(
+        settings.objective in OBJECTIVES, "objective", f"must be one of {', '.join(OBJECTIVES)}", settings.objective
+    )
+    return settings
 
 
 def check_known_keys(node: Any, schema: Any, prefix: str = "") -> None:
@@ -82,8 +83,12 @@ def check_known_keys(node: Any, schema: Any, prefix: str = "") -> None:
     below MAX_INTEGER."""
     names = {item.name for item in fields(schema)}
     for key in node:
-        require(key in names, f"{prefix}{key}", f"is not a config key; {prefix.rstrip('.') or 'the config'} "
-                f"has {', '.join(sorted(names))}", node[key] if not OmegaConf.is_config(node[key]) else "...")
+        require(
+            key in names,
+            f"{prefix}{key}",
+            f"is not a config key; {prefix.rstrip('.') or 'the config'} has {', '.join(sorted(names))}",
+            node[key] if not OmegaConf.is_config(node[key]) else "...",
+        )
         value = getattr(schema, key)
         if is_dataclass(value) and OmegaConf.is_config(node[key]):
             check_known_keys(node[key], value, f"{prefix}{key}.")

@@ -37,7 +37,7 @@ class SweepContext:
     sweep_id: str
 
     @classmethod
-    def from_environment(cls) -> "SweepContext | None":
+    def from_environment(cls) -> SweepContext | None:
         parent, sweep = os.environ.get(PARENT_RUN_ENV), os.environ.get(SWEEP_ID_ENV)
         return cls(parent, sweep) if parent and sweep else None
 
@@ -58,8 +58,11 @@ class MlflowSweepCallback(Callback):
 
             log.debug("parent run not created", exc_info=True)
             message = redact(str(error).splitlines()[0] if str(error) else type(error).__name__)
-            print(f"error: the sweep's parent run could not be created, no job was started: {message}",
-                  file=sys.stderr, flush=True)
+            print(
+                f"error: the sweep's parent run could not be created, no job was started: {message}",
+                file=sys.stderr,
+                flush=True,
+            )
             raise SystemExit(2) from None
 
     def _open_parent(self, config: DictConfig) -> None:
@@ -77,9 +80,16 @@ class MlflowSweepCallback(Callback):
         sweep_id = f"{datetime.now():%Y%m%d-%H%M%S}-{uuid.uuid4().hex[:6]}"
         sweep_overrides = redact(" ".join(config.hydra.overrides.task))
         parent = client.create_run(
-            experiment_id, run_name=f"sweep-{sweep_id}",
-            tags={"sweep_id": sweep_id, "sweep": "parent", "overrides": sweep_overrides,
-                  "objective": str(config.objective), **process_tags()})
+            experiment_id,
+            run_name=f"sweep-{sweep_id}",
+            tags={
+                "sweep_id": sweep_id,
+                "sweep": "parent",
+                "overrides": sweep_overrides,
+                "objective": str(config.objective),
+                **process_tags(),
+            },
+        )
         self.parent_run_id = parent.info.run_id
         os.environ[PARENT_RUN_ENV], os.environ[SWEEP_ID_ENV] = self.parent_run_id, sweep_id
         atexit.register(self._end_if_interrupted)
@@ -95,9 +105,15 @@ class MlflowSweepCallback(Callback):
         client = MlflowClient(self.uri)
         try:
             summary = summarize_sweep(client, self.parent_run_id, str(config.objective))
-            log.info("sweep %s: best run %s with %s = %s; %d failed, %d reused", os.environ.get(SWEEP_ID_ENV),
-                     summary.get("best_run_id"), config.objective, summary.get("best_objective"), summary["failed"],
-                     summary["reused"])
+            log.info(
+                "sweep %s: best run %s with %s = %s; %d failed, %d reused",
+                os.environ.get(SWEEP_ID_ENV),
+                summary.get("best_run_id"),
+                config.objective,
+                summary.get("best_objective"),
+                summary["failed"],
+                summary["reused"],
+            )
             all_failed = summary["jobs"] > 0 and summary["failed"] == summary["jobs"]
             client.set_terminated(self.parent_run_id, "FAILED" if all_failed else "FINISHED")
         except BaseException:
@@ -108,8 +124,11 @@ class MlflowSweepCallback(Callback):
             for name in (PARENT_RUN_ENV, SWEEP_ID_ENV):
                 os.environ.pop(name, None)
         if all_failed:  # a sweep that produced nothing is not a success, whatever Hydra returns
-            print(f"error: all {summary['jobs']} jobs of the sweep failed (their runs' `error` tags say why)",
-                  file=sys.stderr, flush=True)
+            print(
+                f"error: all {summary['jobs']} jobs of the sweep failed (their runs' `error` tags say why)",
+                file=sys.stderr,
+                flush=True,
+            )
             raise SystemExit(2)
 
     def _end_if_interrupted(self) -> None:
@@ -125,14 +144,16 @@ class MlflowSweepCallback(Callback):
             signal.signal(number, signal.SIG_IGN)
         stop_workers()
         client = MlflowClient(self.uri)
-        for run in client.search_runs([client.get_run(self.parent_run_id).info.experiment_id],
-                                      filter_string=f"tags.sweep_id = '{os.environ.get(SWEEP_ID_ENV, '')}' "
-                                                    "and attributes.status = 'RUNNING'"):
+        for run in client.search_runs(
+            [client.get_run(self.parent_run_id).info.experiment_id],
+            filter_string=f"tags.sweep_id = '{os.environ.get(SWEEP_ID_ENV, '')}' and attributes.status = 'RUNNING'",
+        ):
             if run.info.run_id != self.parent_run_id:
                 client.set_terminated(run.info.run_id, "KILLED")
         client.set_terminated(self.parent_run_id, "KILLED")
-        log.warning("sweep interrupted: its workers stopped, its unfinished runs and parent %s ended KILLED",
-                    self.parent_run_id)
+        log.warning(
+            "sweep interrupted: its workers stopped, its unfinished runs and parent %s ended KILLED", self.parent_run_id
+        )
         self.parent_run_id = None
 
 

@@ -17,11 +17,12 @@ import time
 import urllib.error
 import urllib.request
 import uuid
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
 from importlib.metadata import version
 from pathlib import Path
-from contextlib import contextmanager
 from types import TracebackType
-from typing import TYPE_CHECKING, Any, Iterator, Mapping
+from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit, urlunsplit
 
 import mlflow
@@ -45,8 +46,12 @@ log = logging.getLogger(__name__)
 # A server that hangs or dies must stop a run in well under a minute, not after MLflow's defaults
 # (120 s per request, 7 retries with exponential backoff: many minutes). Each request now gives up
 # after 10 s and is retried twice, 1 s and 2 s apart: at most about 35 s for one call.
-HTTP_DEFAULTS = {"MLFLOW_HTTP_REQUEST_TIMEOUT": "10", "MLFLOW_HTTP_REQUEST_MAX_RETRIES": "2",
-                 "MLFLOW_HTTP_REQUEST_BACKOFF_FACTOR": "1", "MLFLOW_HTTP_REQUEST_BACKOFF_JITTER": "0.5"}
+HTTP_DEFAULTS = {
+    "MLFLOW_HTTP_REQUEST_TIMEOUT": "10",
+    "MLFLOW_HTTP_REQUEST_MAX_RETRIES": "2",
+    "MLFLOW_HTTP_REQUEST_BACKOFF_FACTOR": "1",
+    "MLFLOW_HTTP_REQUEST_BACKOFF_JITTER": "0.5",
+}
 MLFLOW_DEFAULTS = {
     **HTTP_DEFAULTS,
     # MLflow's artifact progress bars are noise in logs.
@@ -62,6 +67,7 @@ def apply_mlflow_defaults() -> None:
     a user's own values win. (MLflow reads them at each call, so setting them here is early enough.)"""
     for name, value in MLFLOW_DEFAULTS.items():
         os.environ.setdefault(name, value)
+
 
 MODEL_CODE = Path(__file__).with_name("mlflow_model.py")
 REACHABILITY_TIMEOUT_S = 5.0
@@ -127,8 +133,9 @@ def flatten(tree: Mapping[str, Any], prefix: str = "") -> dict[str, Any]:
 
 def git_commit() -> str | None:
     try:
-        result = subprocess.run(["git", "rev-parse", "HEAD"], cwd=PROJECT_ROOT, capture_output=True,
-                                text=True, timeout=10, check=True)
+        result = subprocess.run(
+            ["git", "rev-parse", "HEAD"], cwd=PROJECT_ROOT, capture_output=True, text=True, timeout=10, check=True
+        )
     except (OSError, subprocess.SubprocessError):
         return None
     return result.stdout.strip() or None
@@ -241,8 +248,13 @@ def record_failed_run(uri: str, experiment: str, tags: dict[str, str], error: Ba
     """A FAILED run for a sweep job that could not start, so the sweep's comparison shows it."""
     client = MlflowClient(uri)
     # Named here: MLflow's random names would move Python's global `random` state.
-    run = client.create_run(ensure_experiment(uri, experiment), run_name=f"failed-job-{uuid.uuid4().hex[:6]}", tags={
-        key: redact(value) for key, value in {**tags, "error": f"{type(error).__name__}: {error}"[:5000]}.items()})
+    run = client.create_run(
+        ensure_experiment(uri, experiment),
+        run_name=f"failed-job-{uuid.uuid4().hex[:6]}",
+        tags={
+            key: redact(value) for key, value in {**tags, "error": f"{type(error).__name__}: {error}"[:5000]}.items()
+        },
+    )
     client.set_terminated(run.info.run_id, "FAILED")
     return run.info.run_id
 
@@ -277,7 +289,7 @@ def _guarded(method):
     """A TrackedRun method whose store calls fail as `server_errors` says; the run then ends locally."""
 
     @functools.wraps(method)
-    def wrapper(self: "TrackedRun", *args: Any, **kwargs: Any) -> Any:
+    def wrapper(self: TrackedRun, *args: Any, **kwargs: Any) -> Any:
         try:
             with server_errors(self.uri):
                 return method(self, *args, **kwargs)
@@ -291,8 +303,15 @@ def _guarded(method):
 class TrackedRun:
     """One MLflow run around a `with` block, owned by this process (heartbeat tags) while it lasts."""
 
-    def __init__(self, uri: str, experiment: str, run_name: str | None, tags: dict[str, str],
-                 run_id: str | None = None, parent_run_id: str | None = None) -> None:
+    def __init__(
+        self,
+        uri: str,
+        experiment: str,
+        run_name: str | None,
+        tags: dict[str, str],
+        run_id: str | None = None,
+        parent_run_id: str | None = None,
+    ) -> None:
         """With `run_id`, continue that run (a later pipeline stage adding to the run it belongs to, or
         a resumed run); with `parent_run_id`, start a child of that run (a job of a sweep)."""
         self.uri, self.experiment, self.run_name, self.tags = uri, experiment, run_name, tags
@@ -306,7 +325,7 @@ class TrackedRun:
         self._server_failed = False
 
     @_guarded
-    def __enter__(self) -> "TrackedRun":
+    def __enter__(self) -> TrackedRun:
         apply_mlflow_defaults()
         from src.resume import process_tags
 
@@ -324,22 +343,25 @@ class TrackedRun:
             if self.run_id:
                 # This process's heartbeat first: a run RUNNING under a dead process's tags could be ended
                 # KILLED by another job's dead-run cleanup at that moment.
-                MlflowClient(self.uri).log_batch(self.run_id, tags=[RunTag(key, value)
-                                                                    for key, value in process_tags().items()])
+                MlflowClient(self.uri).log_batch(
+                    self.run_id, tags=[RunTag(key, value) for key, value in process_tags().items()]
+                )
                 run = mlflow.start_run(run_id=self.run_id)
                 if self.parent_run_id:
                     tags["mlflow.parentRunId"] = self.parent_run_id
                 mlflow.set_tags(tags)
             else:
-                run = mlflow.start_run(run_name=self.run_name or descriptive_name(self.tags), tags=tags,
-                                       parent_run_id=self.parent_run_id)
+                run = mlflow.start_run(
+                    run_name=self.run_name or descriptive_name(self.tags), tags=tags, parent_run_id=self.parent_run_id
+                )
         self.run_id = run.info.run_id
         self._last_heartbeat = time.monotonic()
         log.info("MLflow run %s in experiment %r at %s", self.run_id, self.experiment, redact(self.uri))
         return self
 
-    def __exit__(self, kind: type[BaseException] | None, error: BaseException | None,
-                 traceback: TracebackType | None) -> None:
+    def __exit__(
+        self, kind: type[BaseException] | None, error: BaseException | None, traceback: TracebackType | None
+    ) -> None:
         if self._server_failed or (kind is not None and issubclass(kind, TrackingUnavailable)):
             # Every further call would wait for the same dead server: forget the run locally instead.
             # Its process is gone once we exit, so the next resume or cleanup ends it KILLED.
@@ -362,8 +384,10 @@ class TrackedRun:
             if not is_server(self.uri) or kind is not None:
                 raise
             _forget_active_run()
-            raise TrackingUnavailable(f"tracking server {redact(self.uri)} failed while ending run {self.run_id} "
-                                      f"({redact(str(failure).splitlines()[0])[:300]})") from failure
+            raise TrackingUnavailable(
+                f"tracking server {redact(self.uri)} failed while ending run {self.run_id} "
+                f"({redact(str(failure).splitlines()[0])[:300]})"
+            ) from failure
 
     def _upload_checkpoint(self) -> None:
         """A server's run keeps its last checkpoint as an artifact; the local spool copy then goes."""
@@ -376,8 +400,9 @@ class TrackedRun:
     def read_logged_steps(self) -> None:
         """A resumed run: the epochs already in the store, so that none is logged twice."""
         client = MlflowClient(self.uri)
-        self.logged_steps = {name: {point.step for point in client.get_metric_history(self.run_id, name)}
-                             for name in EPOCH_METRICS}
+        self.logged_steps = {
+            name: {point.step for point in client.get_metric_history(self.run_id, name)} for name in EPOCH_METRICS
+        }
 
     @_guarded
     def has_tag(self, name: str) -> bool:
@@ -393,13 +418,13 @@ class TrackedRun:
         Epochs a resumed run already holds are skipped; a synchronous heartbeat every HEARTBEAT_SECONDS
         says the owner lives, and notices a server that stopped answering."""
         values = {"train_loss": result.train_loss, "val_loss": result.val_loss, "epoch_seconds": result.seconds}
-        missing = {name: value for name, value in values.items()
-                   if result.epoch not in self.logged_steps.get(name, ())}
+        missing = {name: value for name, value in values.items() if result.epoch not in self.logged_steps.get(name, ())}
         if missing:
             mlflow.log_metrics(missing, step=result.epoch, synchronous=False)
         if time.monotonic() - self._last_heartbeat >= HEARTBEAT_SECONDS:
-            mlflow.set_tags({"heartbeat.time": f"{time.time():.3f}", "heartbeat.epoch": str(result.epoch)},
-                            synchronous=True)
+            mlflow.set_tags(
+                {"heartbeat.time": f"{time.time():.3f}", "heartbeat.epoch": str(result.epoch)}, synchronous=True
+            )
             self._last_heartbeat = time.monotonic()
 
     @_guarded
@@ -415,21 +440,23 @@ class TrackedRun:
         mlflow.log_text(text, path)
 
     @_guarded
-    def log_figure(self, figure: "Figure", path: str) -> None:
+    def log_figure(self, figure: Figure, path: str) -> None:
         mlflow.log_figure(figure, path)
 
     @_guarded
     def log_datasets(self, splits: Splits) -> None:
         """Each split as an MLflow dataset input; its digest is a hash of the arrays' content."""
+        from mlflow.data.numpy_dataset import from_numpy
+
         contexts = {"train": "training", "val": "validation", "test": "testing"}
         for split_name, split in splits.items():
             if not len(split):
                 continue
-            dataset = mlflow.data.from_numpy(split.x, targets=split.y, name=f"{splits.info.name}-{split_name}")
+            dataset = from_numpy(split.x, targets=split.y, name=f"{splits.info.name}-{split_name}")
             mlflow.log_input(dataset, context=contexts[split_name])
 
     @_guarded
-    def log_model(self, predictor: "Predictor", input_example: np.ndarray) -> str:
+    def log_model(self, predictor: Predictor, input_example: np.ndarray) -> str:
         """Log the predictor as a pyfunc model; returns (and tags) the URI that loads it."""
         from mlflow.models import infer_signature
 

@@ -19,9 +19,9 @@ import hydra
 from hydra.core.hydra_config import HydraConfig
 from omegaconf import DictConfig
 
+from src.errors import UserError, stop_on_sigterm
 from src.settings import register_configs
 from src.tasks import worst_value
-from src.errors import UserError, stop_on_sigterm
 
 log = logging.getLogger(__name__)
 

@@ -22,9 +22,11 @@ URL = re.compile(r"[A-Za-z][A-Za-z0-9+.-]*://[^\s'\"]+")
 SECRET_PARAMETER = re.compile(r"token|passw|pwd|secret|key|auth|sig|credential", re.IGNORECASE)
 # Stores MLflow can track to (a scheme may carry a driver: postgresql+psycopg2).
 TRACKING_SCHEMES = ("sqlite", "http", "https", "postgresql", "mysql", "mssql", "file", "databricks", "databricks-uc")
-CREDENTIALS_HINT = ("give credentials in MLFLOW_TRACKING_USERNAME and MLFLOW_TRACKING_PASSWORD, or "
-                    "MLFLOW_TRACKING_TOKEN (for a database store: PGPASSWORD, ~/.pgpass or ~/.my.cnf), and the URI "
-                    "without them")
+CREDENTIALS_HINT = (
+    "give credentials in MLFLOW_TRACKING_USERNAME and MLFLOW_TRACKING_PASSWORD, or "
+    "MLFLOW_TRACKING_TOKEN (for a database store: PGPASSWORD, ~/.pgpass or ~/.my.cnf), and the URI "
+    "without them"
+)
 
 
 def secret_in_uri(uri: str) -> str | None:
@@ -46,19 +48,25 @@ def check_no_secret(uri: str | None, source: str) -> None:
     """Refuse, in one line that does not repeat it, a URI carrying a secret."""
     what = secret_in_uri(uri or "")
     if what:
-        raise UserError(f"{source} carries {what}; it would be written to Hydra's output folder, MLflow and "
-                        f"DVC files, so it is refused: {CREDENTIALS_HINT}")
+        raise UserError(
+            f"{source} carries {what}; it would be written to Hydra's output folder, MLflow and "
+            f"DVC files, so it is refused: {CREDENTIALS_HINT}"
+        )
 
 
 def check_tracking_uri(uri: str, source: str) -> None:
     """A URI MLflow can use: a known scheme, and `sqlite:///` with a path (`sqlite://x.db` has none)."""
     scheme = uri.partition("://")[0].lower() if "://" in uri else ""
     if scheme.split("+")[0] not in TRACKING_SCHEMES:
-        raise UserError(f"{source}={redact(uri)!r} is invalid: must be a tracking URI "
-                        f"(sqlite:///path/to/mlflow.db, http://host:port, postgresql://...)")
+        raise UserError(
+            f"{source}={redact(uri)!r} is invalid: must be a tracking URI "
+            f"(sqlite:///path/to/mlflow.db, http://host:port, postgresql://...)"
+        )
     if scheme == "sqlite" and not uri.startswith("sqlite:///"):
-        raise UserError(f"{source}={redact(uri)!r} is invalid: a SQLite URI is sqlite:/// and a path "
-                        f"(sqlite:////abs/path.db or sqlite:///relative.db)")
+        raise UserError(
+            f"{source}={redact(uri)!r} is invalid: a SQLite URI is sqlite:/// and a path "
+            f"(sqlite:////abs/path.db or sqlite:///relative.db)"
+        )
     check_no_secret(uri, source)
 
 
@@ -85,8 +93,12 @@ def redact(text: str) -> str:
         authority, slash, tail = rest.partition("/")
         if "@" in authority:
             authority = "***@" + authority.rpartition("@")[2]
-        tail = re.sub(r"([?&;][^=&;#]*(?:token|passw|pwd|secret|key|auth|sig|credential)[^=&;#]*=)[^&;#]*",
-                      r"\1***", slash + tail, flags=re.IGNORECASE)
+        tail = re.sub(
+            r"([?&;][^=&;#]*(?:token|passw|pwd|secret|key|auth|sig|credential)[^=&;#]*=)[^&;#]*",
+            r"\1***",
+            slash + tail,
+            flags=re.IGNORECASE,
+        )
         return f"{scheme}://{authority}{tail}"
 
     return URL.sub(hide, text)

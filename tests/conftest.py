@@ -9,15 +9,15 @@ import subprocess
 import sys
 import time
 import urllib.request
+from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import Callable, Iterator
 
 import pytest
 from hydra import compose, initialize_config_dir
 from omegaconf import DictConfig
 
-from src.settings import register_configs
 from src.paths import CONF_DIR, PROJECT_ROOT
+from src.settings import register_configs
 
 register_configs()
 
@@ -45,8 +45,14 @@ def run_cli(*args: str, env: dict[str, str] | None = None, timeout: float = 300)
     """`python -m src.train ...` in a fresh process, from the project root, output captured."""
     environment = {**os.environ, **(env or {})}
     environment.pop("MLFLOW_RUN_ID", None)
-    return subprocess.run([sys.executable, "-m", "src.train", *args], cwd=PROJECT_ROOT, env=environment,
-                          capture_output=True, text=True, timeout=timeout)
+    return subprocess.run(
+        [sys.executable, "-m", "src.train", *args],
+        cwd=PROJECT_ROOT,
+        env=environment,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+    )
 
 
 def free_port() -> int:
@@ -60,9 +66,24 @@ def mlflow_server(root: Path, port: int | None = None) -> Iterator[str]:
     """A real `mlflow server` on 127.0.0.1 over a SQLite store in `root`; its URL while the block runs."""
     port = port or free_port()
     process = subprocess.Popen(
-        [str(Path(sys.executable).parent / "mlflow"), "server", "--host", "127.0.0.1", "--port", str(port),
-         "--backend-store-uri", f"sqlite:///{root / 'mlflow.db'}", "--artifacts-destination", str(root / "artifacts"),
-         "--workers", "1"], stdout=subprocess.DEVNULL, stderr=(root / "server.log").open("a"), start_new_session=True)
+        [
+            str(Path(sys.executable).parent / "mlflow"),
+            "server",
+            "--host",
+            "127.0.0.1",
+            "--port",
+            str(port),
+            "--backend-store-uri",
+            f"sqlite:///{root / 'mlflow.db'}",
+            "--artifacts-destination",
+            str(root / "artifacts"),
+            "--workers",
+            "1",
+        ],
+        stdout=subprocess.DEVNULL,
+        stderr=(root / "server.log").open("a"),
+        start_new_session=True,
+    )
     url = f"http://127.0.0.1:{port}"
     try:
         for _ in range(240):

@@ -24,9 +24,13 @@ def module_name(path: Path) -> str:
 def imported_modules(path: Path, known: set[str]) -> set[str]:
     """The src modules `path` imports anywhere (functions included), except under `if TYPE_CHECKING:`."""
     tree = ast.parse(path.read_text())
-    skipped = {id(node) for branch in ast.walk(tree) if isinstance(branch, ast.If)
-               and isinstance(branch.test, ast.Name) and branch.test.id == "TYPE_CHECKING"
-               for statement in branch.body for node in ast.walk(statement)}
+    skipped = {
+        id(node)
+        for branch in ast.walk(tree)
+        if isinstance(branch, ast.If) and isinstance(branch.test, ast.Name) and branch.test.id == "TYPE_CHECKING"
+        for statement in branch.body
+        for node in ast.walk(statement)
+    }
     found = set()
     for node in ast.walk(tree):
         if id(node) in skipped:
@@ -58,7 +62,7 @@ def find_cycle(graph: dict[str, set[str]]) -> list[str] | None:
         stack.append(node)
         for target in sorted(graph.get(node, ())):
             if state.get(target) == 1:
-                return stack[stack.index(target):] + [target]
+                return stack[stack.index(target) :] + [target]
             if target not in state and (cycle := visit(target)):
                 return cycle
         stack.pop()
@@ -84,11 +88,14 @@ def test_the_cycle_finder_finds_a_circle() -> None:
 
 def test_no_code_outside_the_tasks_branches_on_a_task_name() -> None:
     """Task names appear only in src/tasks/ and in the datasets that declare their task."""
-    pattern = re.compile(r"""["'](%s)["']""" % "|".join(TASKS))
-    offenders = [f"{path.relative_to(PROJECT_ROOT)}:{number}" for path in SRC.rglob("*.py")
-                 if not path.is_relative_to(SRC / "tasks")
-                 for number, line in enumerate(path.read_text().splitlines(), 1)
-                 if pattern.search(line) and not (path.is_relative_to(SRC / "data") and "task" in line.lower())]
+    pattern = re.compile(r"""["']({})["']""".format("|".join(TASKS)))
+    offenders = [
+        f"{path.relative_to(PROJECT_ROOT)}:{number}"
+        for path in SRC.rglob("*.py")
+        if not path.is_relative_to(SRC / "tasks")
+        for number, line in enumerate(path.read_text().splitlines(), 1)
+        if pattern.search(line) and not (path.is_relative_to(SRC / "data") and "task" in line.lower())
+    ]
     assert not offenders
 
 
@@ -102,7 +109,10 @@ def test_every_registered_kind_has_its_config_file_and_nothing_else() -> None:
 def group_files() -> list[tuple[Path, type]]:
     from src.config import FrameworkConfig, ModelConfig, TrackingConfig, TrainerConfig
 
-    files = [(CONF_DIR / "trainer" / "default.yaml", TrainerConfig), (CONF_DIR / "tracking" / "default.yaml", TrackingConfig)]
+    files = [
+        (CONF_DIR / "trainer" / "default.yaml", TrainerConfig),
+        (CONF_DIR / "tracking" / "default.yaml", TrackingConfig),
+    ]
     files += [(path, ModelConfig) for path in (CONF_DIR / "model").glob("*.yaml")]
     files += [(path, FrameworkConfig) for path in (CONF_DIR / "framework").glob("*.yaml")]
     return files + [(CONF_DIR / "dataset" / f"{name}.yaml", module.Params) for name, module in DATASETS.items()]
@@ -120,5 +130,6 @@ def test_conf_shows_every_default_value_the_schema_has() -> None:
         defaults = {item.name: getattr(schema(), item.name) for item in fields(schema)}
         defaults = {key: value.value if isinstance(value, Enum) else value for key, value in defaults.items()}
         assert list(shown) == list(defaults), path
-        assert {k: v for k, v in shown.items() if k not in choosing} == \
-               {k: v for k, v in defaults.items() if k not in choosing}, path
+        assert {k: v for k, v in shown.items() if k not in choosing} == {
+            k: v for k, v in defaults.items() if k not in choosing
+        }, path

@@ -47,9 +47,15 @@ CASES = [
     (["+foo=1"], "error: foo=1 is invalid: is not a config key"),
     (["dataset=sum", "dataset.high=1e300"], "error: dataset sum produced values that are not finite"),
     (["dataset=sum", "dataset.low=-inf"], "error: dataset.low=-inf is invalid"),
-    (["dataset=sum", "dataset.num_samples=1000000000"], "error: dataset.num_samples=1000000000 with dataset.seq_len=10 is invalid"),
+    (
+        ["dataset=sum", "dataset.num_samples=1000000000"],
+        "error: dataset.num_samples=1000000000 with dataset.seq_len=10 is invalid",
+    ),
     (["dataset=adding", "dataset.seq_len=1"], "error: dataset.seq_len=1 is invalid"),
-    (["dataset=chars", "dataset.path=/dev/zero", "dataset.max_chars=1000"], "error: dataset.path='/dev/zero': not a regular file"),
+    (
+        ["dataset=chars", "dataset.path=/dev/zero", "dataset.max_chars=1000"],
+        "error: dataset.path='/dev/zero': not a regular file",
+    ),
     (["dataset=chars", "dataset.path={tmp}/fifo"], "error: dataset.path='{tmp}/fifo': not a regular file"),
     (["dataset=chars", "dataset.path={tmp}/empty.txt"], "error: dataset.path='{tmp}/empty.txt' is invalid"),
     (["dataset=chars", "dataset.path={tmp}/missing.txt"], "error: dataset.path='{tmp}/missing.txt': no such file"),
@@ -58,7 +64,10 @@ CASES = [
     (["tracking.uri=foo://bar"], "error: tracking.uri='foo://bar' is invalid"),
     (["tracking.uri=sqlite://tmp/x.db"], "error: tracking.uri='sqlite://tmp/x.db' is invalid"),
     (["tracking.uri=sqlite:///{tmp}/garbage.db"], "error: cannot use the tracking store sqlite:///{tmp}/garbage.db"),
-    (["tracking.uri=sqlite:///{tmp}/truncated.db"], "error: cannot use the tracking store sqlite:///{tmp}/truncated.db"),
+    (
+        ["tracking.uri=sqlite:///{tmp}/truncated.db"],
+        "error: cannot use the tracking store sqlite:///{tmp}/truncated.db",
+    ),
     (["tracking.uri=http://127.0.0.1:9"], "error: tracking server http://127.0.0.1:9 is unreachable"),
     (["tracking.uri=http://alice:pw@127.0.0.1:9"], "error: tracking.uri carries a password"),
     (["trainer.lr=${oc.env:RNNLAB_NO_SUCH_VARIABLE}"], "error: invalid config:"),
@@ -66,7 +75,10 @@ CASES = [
     (["objective=nope"], "error: objective='nope' is invalid"),
     (["objective=test_bpc"], "error: objective='test_bpc' is invalid"),
     (["hydra.run.dir=/proc/no/such/folder"], "error: hydra.run.dir='/proc/no/such/folder': cannot write"),
-    (["tracking.uri=sqlite:///{tmp}/blocked/mlflow.db"], "error: cannot create the checkpoint folder {tmp}/blocked/checkpoints"),
+    (
+        ["tracking.uri=sqlite:///{tmp}/blocked/mlflow.db"],
+        "error: cannot create the checkpoint folder {tmp}/blocked/checkpoints",
+    ),
 ]
 
 
@@ -114,15 +126,18 @@ def test_hydra_composition_errors_name_the_key_without_a_traceback(tmp_path, ove
 def read_only(folder: Path, *command: str) -> subprocess.CompletedProcess:
     """`command` with `folder` mounted read-only in a private mount namespace (a read-only disk, even
     for root, whom permissions do not stop)."""
-    script = (f'mount --bind "{folder}" "{folder}" && mount -o remount,bind,ro "{folder}" && '
-              + " ".join(f"'{part}'" for part in command))
-    return subprocess.run(["unshare", "-m", "sh", "-c", script], cwd=PROJECT_ROOT, capture_output=True, text=True,
-                          timeout=300)
+    script = f'mount --bind "{folder}" "{folder}" && mount -o remount,bind,ro "{folder}" && ' + " ".join(
+        f"'{part}'" for part in command
+    )
+    return subprocess.run(
+        ["unshare", "-m", "sh", "-c", script], cwd=PROJECT_ROOT, capture_output=True, text=True, timeout=300
+    )
 
 
 needs_mounts = pytest.mark.skipif(
     shutil.which("unshare") is None or subprocess.run(["unshare", "-m", "true"], capture_output=True).returncode != 0,
-    reason="needs unshare -m (root) to mount a folder read-only")
+    reason="needs unshare -m (root) to mount a folder read-only",
+)
 
 
 @needs_mounts
@@ -133,8 +148,17 @@ def test_a_read_only_store_is_read_by_compare_and_refused_by_train_in_one_line(t
     train = read_only(tmp_path, sys.executable, "-m", "src.train", *QUICK, "dataset=sum", f"tracking.uri={uri}")
     assert train.returncode == 2 and "Traceback" not in train.stderr, train.stderr[-2000:]
     assert train.stderr.strip().splitlines()[-1].startswith("error: ")
-    compare = read_only(tmp_path, sys.executable, "-m", "src.compare", "rnnlab", "--tracking-uri", uri,
-                        "--output", "/tmp/rnnlab-read-only-compare.png")
+    compare = read_only(
+        tmp_path,
+        sys.executable,
+        "-m",
+        "src.compare",
+        "rnnlab",
+        "--tracking-uri",
+        uri,
+        "--output",
+        "/tmp/rnnlab-read-only-compare.png",
+    )
     assert compare.returncode == 0, compare.stderr[-2000:]
     statuses = [row[0] for row in sqlite3.connect(tmp_path / "mlflow.db").execute("SELECT status FROM runs")]
     assert statuses == ["FINISHED"]
@@ -142,8 +166,15 @@ def test_a_read_only_store_is_read_by_compare_and_refused_by_train_in_one_line(t
 
 @needs_mounts
 def test_a_read_only_project_folder_fails_in_one_line(tmp_path) -> None:
-    result = read_only(PROJECT_ROOT, sys.executable, "-m", "src.train", *QUICK, "dataset=sum",
-                       f"tracking.uri=sqlite:///{tmp_path / 'mlflow.db'}")
+    result = read_only(
+        PROJECT_ROOT,
+        sys.executable,
+        "-m",
+        "src.train",
+        *QUICK,
+        "dataset=sum",
+        f"tracking.uri=sqlite:///{tmp_path / 'mlflow.db'}",
+    )
     assert result.returncode == 2 and "Traceback" not in result.stderr, result.stderr[-2000:]
     last = result.stderr.strip().splitlines()[-1]
     assert last.startswith("error: hydra.run.dir=") and "Read-only file system" in last

@@ -3,16 +3,15 @@ pickle-free, and that a fit continued from one equals an uninterrupted fit (earl
 
 from __future__ import annotations
 
-
 import numpy as np
 import pytest
 
 from src.config import TrainerConfig
 from src.data.base import Split
 from src.frameworks import backend_class
+from src.frameworks.checkpoint import Checkpoint
 from src.frameworks.spec import ModelSpec
 from src.frameworks.training import Checkpointing
-from src.frameworks.checkpoint import Checkpoint
 from src.optuna_storage import JournalStorage
 from src.resume import run_key
 
@@ -49,12 +48,20 @@ def test_checkpoints_are_written_every_n_epochs_and_after_the_last(tmp_path, dat
 
     monkeypatch.setattr(Checkpoint, "save", recording)
     backend = backend_class("numpy").build(SPEC, seed=0)
-    backend.fit(*data, TrainerConfig(epochs=5, patience=0, checkpoint_every=2), lambda _: None,
-                Checkpointing(tmp_path / "run.npz", 2))
+    backend.fit(
+        *data,
+        TrainerConfig(epochs=5, patience=0, checkpoint_every=2),
+        lambda _: None,
+        Checkpointing(tmp_path / "run.npz", 2),
+    )
     assert saved == [(2, False), (4, False), (5, True)]
     saved.clear()
-    backend.fit(*data, TrainerConfig(epochs=3, patience=0, checkpoint_every=0), lambda _: None,
-                Checkpointing(tmp_path / "off.npz", 0))
+    backend.fit(
+        *data,
+        TrainerConfig(epochs=3, patience=0, checkpoint_every=0),
+        lambda _: None,
+        Checkpointing(tmp_path / "off.npz", 0),
+    )
     assert saved == [] and not (tmp_path / "off.npz").exists()
 
 
@@ -90,8 +97,9 @@ def test_a_failed_write_leaves_the_previous_checkpoint_whole(tmp_path, data, mon
 
 
 @pytest.mark.parametrize("framework", ["numpy", "torch", "keras"])
-def test_a_fit_continued_from_a_checkpoint_stops_early_and_ends_like_an_uninterrupted_one(tmp_path, data,
-                                                                                          framework) -> None:
+def test_a_fit_continued_from_a_checkpoint_stops_early_and_ends_like_an_uninterrupted_one(
+    tmp_path, data, framework
+) -> None:
     trainer = TrainerConfig(epochs=60, patience=3, lr=0.05)
     whole = backend_class(framework).build(SPEC, seed=3)
     uninterrupted = whole.fit(*data, trainer, lambda _: None)
@@ -101,8 +109,12 @@ def test_a_fit_continued_from_a_checkpoint_stops_early_and_ends_like_an_uninterr
         cut.fit(*data, trainer, interrupted_at(uninterrupted.best_epoch + 1), Checkpointing(tmp_path / "c.npz", 1))
     resumed = backend_class(framework).build(SPEC, seed=99)  # other initial weights: the checkpoint must win
     seen: list[int] = []
-    result = resumed.fit(*data, trainer, lambda r: seen.append(r.epoch),
-                         Checkpointing(tmp_path / "c.npz", 1, Checkpoint.load(tmp_path / "c.npz")))
+    result = resumed.fit(
+        *data,
+        trainer,
+        lambda r: seen.append(r.epoch),
+        Checkpointing(tmp_path / "c.npz", 1, Checkpoint.load(tmp_path / "c.npz")),
+    )
     assert seen == list(range(1, len(uninterrupted.history) + 1))
     assert (result.best_epoch, result.stopped_early) == (uninterrupted.best_epoch, True)
     assert [r.val_loss for r in result.history] == [r.val_loss for r in uninterrupted.history]
@@ -112,11 +124,16 @@ def test_a_fit_continued_from_a_checkpoint_stops_early_and_ends_like_an_uninterr
 def test_a_checkpoint_of_another_framework_is_refused(tmp_path, data) -> None:
     from src.errors import UserError
 
-    backend_class("numpy").build(SPEC, seed=0).fit(*data, TrainerConfig(epochs=1, patience=0), lambda _: None,
-                                                   Checkpointing(tmp_path / "c.npz", 1))
+    backend_class("numpy").build(SPEC, seed=0).fit(
+        *data, TrainerConfig(epochs=1, patience=0), lambda _: None, Checkpointing(tmp_path / "c.npz", 1)
+    )
     with pytest.raises(UserError, match="numpy checkpoint, not torch"):
-        backend_class("torch").build(SPEC, seed=0).fit(*data, TrainerConfig(epochs=2, patience=0), lambda _: None,
-                                                       Checkpointing(None, 0, Checkpoint.load(tmp_path / "c.npz")))
+        backend_class("torch").build(SPEC, seed=0).fit(
+            *data,
+            TrainerConfig(epochs=2, patience=0),
+            lambda _: None,
+            Checkpointing(None, 0, Checkpoint.load(tmp_path / "c.npz")),
+        )
 
 
 def test_run_key_ignores_tracking_and_checkpointing_but_not_what_trains(compose_cfg) -> None:
@@ -126,8 +143,17 @@ def test_run_key_ignores_tracking_and_checkpointing_but_not_what_trains(compose_
         return run_key(OmegaConf.to_container(compose_cfg(*overrides), resolve=True), digest)
 
     base = key()
-    assert key("tracking.uri=sqlite:////elsewhere.db", "tracking.run_name=x", "tracking.resume=true",
-               "tracking.skip_finished=true", "trainer.checkpoint_every=5", "objective=test_mse") == base
+    assert (
+        key(
+            "tracking.uri=sqlite:////elsewhere.db",
+            "tracking.run_name=x",
+            "tracking.resume=true",
+            "tracking.skip_finished=true",
+            "trainer.checkpoint_every=5",
+            "objective=test_mse",
+        )
+        == base
+    )
     assert key("trainer.lr=0.001") != base and key("framework=numpy") != base
     assert key(digest="other data") != base
 

@@ -18,17 +18,20 @@ def runs_in(uri: str) -> list:
     return [run for experiment in client.search_experiments() for run in client.search_runs([experiment.experiment_id])]
 
 
-@pytest.mark.parametrize("override, key", [
-    ("model.hidden_size=0", "model.hidden_size"),
-    ("trainer.lr=-1", "trainer.lr"),
-    ("trainer.epochs=abc", "trainer.epochs"),
-    ("dataset=nope", "dataset"),
-    ("model.cell=xyz", "model.cell"),
-    ("trainer.batch_size=100000", "trainer.batch_size"),
-    ("trainer.momentum=0.9", "trainer.momentum"),
-    ("optimiser=adam", "optimiser"),
-    ("dataset=adding dataset.seq_len=1", "dataset.seq_len"),
-])
+@pytest.mark.parametrize(
+    "override, key",
+    [
+        ("model.hidden_size=0", "model.hidden_size"),
+        ("trainer.lr=-1", "trainer.lr"),
+        ("trainer.epochs=abc", "trainer.epochs"),
+        ("dataset=nope", "dataset"),
+        ("model.cell=xyz", "model.cell"),
+        ("trainer.batch_size=100000", "trainer.batch_size"),
+        ("trainer.momentum=0.9", "trainer.momentum"),
+        ("optimiser=adam", "optimiser"),
+        ("dataset=adding dataset.seq_len=1", "dataset.seq_len"),
+    ],
+)
 def test_bad_override_exits_without_traceback_or_run(tmp_path, override: str, key: str) -> None:
     uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
     result = run_cli(*override.split(), f"tracking.uri={uri}")
@@ -86,8 +89,9 @@ def test_torch_run_never_imports_tensorflow(tmp_path) -> None:
         experiment.run(cfg)
         print("tensorflow" in sys.modules, "keras" in sys.modules, "torch" in sys.modules)
     """)
-    result = subprocess.run([sys.executable, "-c", script], cwd=PROJECT_ROOT, capture_output=True, text=True,
-                            timeout=300)
+    result = subprocess.run(
+        [sys.executable, "-c", script], cwd=PROJECT_ROOT, capture_output=True, text=True, timeout=300
+    )
     assert result.returncode == 0, result.stderr
     assert result.stdout.split()[-3:] == ["False", "False", "True"]
 
@@ -98,16 +102,31 @@ def test_running_from_another_folder_leaves_nothing_there(tmp_path) -> None:
 
     elsewhere = tmp_path / "elsewhere"
     elsewhere.mkdir()
-    result = subprocess.run([sys.executable, "-m", "src.train", "trainer=quick", "framework=numpy", "dataset=sum",
-                             "tracking.log_model=false", f"tracking.uri=sqlite:///{tmp_path / 'm.db'}"],
-                            cwd=elsewhere, capture_output=True, text=True, timeout=300,
-                            env={**__import__("os").environ, "PYTHONPATH": str(PROJECT_ROOT)})
+    result = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "src.train",
+            "trainer=quick",
+            "framework=numpy",
+            "dataset=sum",
+            "tracking.log_model=false",
+            f"tracking.uri=sqlite:///{tmp_path / 'm.db'}",
+        ],
+        cwd=elsewhere,
+        capture_output=True,
+        text=True,
+        timeout=300,
+        env={**__import__("os").environ, "PYTHONPATH": str(PROJECT_ROOT)},
+    )
     assert result.returncode == 0, result.stderr[-2000:]
     assert list(elsewhere.iterdir()) == []
 
 
 def test_an_objective_is_refused_with_exactly_the_list_that_is_checked(tmp_path) -> None:
-    result = run_cli("dataset=sum", "objective=test_bpc", "trainer=quick", f"tracking.uri=sqlite:///{tmp_path / 'm.db'}")
+    result = run_cli(
+        "dataset=sum", "objective=test_bpc", "trainer=quick", f"tracking.uri=sqlite:///{tmp_path / 'm.db'}"
+    )
     assert result.returncode == 2
     listed = result.stderr.split("must be one of ")[1].split(" for dataset")[0].split(", ")
     assert listed == ["train_loss", "val_loss", "test_mse", "test_rmse", "test_mae", "test_r2"]

@@ -12,14 +12,18 @@ from src.paths import PROJECT_ROOT
 
 
 def command(module: str, *args: str) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", module, *args], cwd=PROJECT_ROOT, capture_output=True, text=True,
-                          timeout=120)
+    return subprocess.run(
+        [sys.executable, "-m", module, *args], cwd=PROJECT_ROOT, capture_output=True, text=True, timeout=120
+    )
 
 
-@pytest.mark.parametrize("module, args", [
-    ("src.compare", ["rnnlab"]),
-    ("src.sample", ["0123abcd"]),
-])
+@pytest.mark.parametrize(
+    "module, args",
+    [
+        ("src.compare", ["rnnlab"]),
+        ("src.sample", ["0123abcd"]),
+    ],
+)
 def test_an_unreachable_server_fails_fast_and_a_password_is_refused(module: str, args: list[str]) -> None:
     started = time.perf_counter()
     result = command(module, *args, "--tracking-uri", "http://127.0.0.1:9")
@@ -31,12 +35,15 @@ def test_an_unreachable_server_fails_fast_and_a_password_is_refused(module: str,
     assert "hunter2" not in secret.stdout + secret.stderr
 
 
-@pytest.mark.parametrize("args, message", [
-    (["rnnlab", "--objective", "accuracy"], "--objective='accuracy' is invalid"),
-    (["rnnlab", "--output", "/nonexistent/folder/x.png"], "--output='/nonexistent/folder/x.png' is invalid"),
-    (["it's"], "no experiment or sweep named"),
-    (["rnnlab", "--output", "/tmp"], "--output='/tmp' is invalid"),
-])
+@pytest.mark.parametrize(
+    "args, message",
+    [
+        (["rnnlab", "--objective", "accuracy"], "--objective='accuracy' is invalid"),
+        (["rnnlab", "--output", "/nonexistent/folder/x.png"], "--output='/nonexistent/folder/x.png' is invalid"),
+        (["it's"], "no experiment or sweep named"),
+        (["rnnlab", "--output", "/tmp"], "--output='/tmp' is invalid"),
+    ],
+)
 def test_compare_refuses_bad_arguments_in_one_line(tmp_path, args: list[str], message: str) -> None:
     from mlflow import MlflowClient
 
@@ -60,8 +67,10 @@ def test_readers_do_not_create_a_store_for_a_mistyped_path(tmp_path) -> None:
     assert not (tmp_path / "typo.db").exists()
 
 
-@pytest.mark.parametrize("content, message", [(b"", "is not an MLflow tracking store"),
-                                              (b"garbage" * 100, "is not a readable SQLite tracking store")])
+@pytest.mark.parametrize(
+    "content, message",
+    [(b"", "is not an MLflow tracking store"), (b"garbage" * 100, "is not a readable SQLite tracking store")],
+)
 def test_readers_refuse_a_file_that_is_not_a_store_and_leave_it_alone(tmp_path, content, message) -> None:
     store = tmp_path / "store.db"
     store.write_bytes(content)
@@ -70,7 +79,8 @@ def test_readers_refuse_a_file_that_is_not_a_store_and_leave_it_alone(tmp_path, 
         result = command(module, *args, "--tracking-uri", f"sqlite:///{store}")
         assert result.returncode == 2 and "Traceback" not in result.stderr
         assert result.stderr.strip() == f"error: {store} {message}" + (
-            " (it lacks MLflow's tables)" if not content else " (file is not a database)")
+            " (it lacks MLflow's tables)" if not content else " (file is not a database)"
+        )
     assert store.read_bytes() == content
 
 

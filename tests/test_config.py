@@ -5,10 +5,10 @@ from __future__ import annotations
 import pytest
 
 from src.config import Cell
-from src.settings import settings_from
 from src.data import DATASETS
 from src.errors import UserError
 from src.paths import CONF_DIR
+from src.settings import settings_from
 
 
 def options(group: str) -> list[str]:
@@ -16,8 +16,11 @@ def options(group: str) -> list[str]:
 
 
 def test_every_dataset_has_a_config_and_a_generator() -> None:
-    assert options("dataset") == sorted(DATASETS) == ["adding", "chars", "next_number", "parity", "sine",
-                                                      "sine_class", "sum", "sunspots"]
+    assert (
+        options("dataset")
+        == sorted(DATASETS)
+        == ["adding", "chars", "next_number", "parity", "sine", "sine_class", "sum", "sunspots"]
+    )
 
 
 @pytest.mark.parametrize("dataset", options("dataset"))
@@ -34,13 +37,17 @@ def test_each_model_option_selects_its_cell(compose_cfg, cell: str) -> None:
 
 @pytest.mark.parametrize("group", ["framework", "trainer", "tracking", "experiment"])
 def test_each_option_of_the_other_groups_sets_the_values_its_file_shows(compose_cfg, group: str) -> None:
-    import yaml
     from enum import Enum
+
+    import yaml
 
     for option in options(group):
         settings = settings_from(compose_cfg(f"{group}={option}"))
-        shown = {key: value for key, value in yaml.safe_load((CONF_DIR / group / f"{option}.yaml").read_text()).items()
-                 if key != "defaults"}
+        shown = {
+            key: value
+            for key, value in yaml.safe_load((CONF_DIR / group / f"{option}.yaml").read_text()).items()
+            if key != "defaults"
+        }
         nested = shown if group == "experiment" else {group: shown}  # experiments are global packages
         for section, values in nested.items():
             for key, value in values.items():
@@ -52,9 +59,21 @@ def test_each_option_of_the_other_groups_sets_the_values_its_file_shows(compose_
 
 def test_defaults_are_the_documented_keys(compose_cfg) -> None:
     cfg = compose_cfg()
-    for key in ["dataset.seq_len", "trainer.epochs", "trainer.batch_size", "trainer.optimizer", "trainer.lr",
-                "trainer.grad_clip", "trainer.patience", "trainer.seed", "model.cell", "model.hidden_size",
-                "model.num_layers", "tracking.uri", "tracking.experiment"]:
+    for key in [
+        "dataset.seq_len",
+        "trainer.epochs",
+        "trainer.batch_size",
+        "trainer.optimizer",
+        "trainer.lr",
+        "trainer.grad_clip",
+        "trainer.patience",
+        "trainer.seed",
+        "model.cell",
+        "model.hidden_size",
+        "model.num_layers",
+        "tracking.uri",
+        "tracking.experiment",
+    ]:
         group, name = key.split(".")
         assert name in cfg[group], key
     assert cfg.framework.name.value == "torch"
@@ -66,14 +85,17 @@ def test_seed_preset_sets_the_notebook_model(compose_cfg) -> None:
     assert (settings.trainer.epochs, settings.trainer.batch_size, settings.dataset.standardize) == (10, 8, False)
 
 
-@pytest.mark.parametrize("override, key", [
-    ("model.hidden_size=0", "model.hidden_size"),
-    ("trainer.lr=-1", "trainer.lr"),
-    ("trainer.grad_clip=-0.5", "trainer.grad_clip"),
-    ("model.dropout=1.5", "model.dropout"),
-    ("dataset.seq_len=0", "dataset.seq_len"),
-    ("objective=accuracy", "objective"),
-])
+@pytest.mark.parametrize(
+    "override, key",
+    [
+        ("model.hidden_size=0", "model.hidden_size"),
+        ("trainer.lr=-1", "trainer.lr"),
+        ("trainer.grad_clip=-0.5", "trainer.grad_clip"),
+        ("model.dropout=1.5", "model.dropout"),
+        ("dataset.seq_len=0", "dataset.seq_len"),
+        ("objective=accuracy", "objective"),
+    ],
+)
 def test_out_of_range_values_name_the_key(compose_cfg, override: str, key: str) -> None:
     with pytest.raises(UserError, match=rf"^{key}="):
         settings_from(compose_cfg(override))

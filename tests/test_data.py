@@ -5,7 +5,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from src.data import DATASETS, adding, next_number, sine, sum as sum_data, sunspots
+from src.data import DATASETS, adding, next_number, sine, sunspots
+from src.data import sum as sum_data
 from src.data.scaling import Standardizer
 
 

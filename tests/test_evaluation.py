@@ -5,9 +5,9 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
+from src import tasks
 from src.data import next_number
 from src.data.base import as_split
-from src import tasks
 from src.evaluation import evaluate
 from src.tasks.regression import baseline_predictions, regression_metrics
 

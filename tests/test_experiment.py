@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-
 import mlflow
 import numpy as np
 import pandas as pd
@@ -43,23 +42,36 @@ def test_training_lands_in_mlflow_with_a_loadable_model(compose_cfg, tracking_ur
     assert [point.step for point in history] == [1, 2, 3]
     assert min(point.value for point in history) == pytest.approx(run.data.metrics["best_val_loss"])
     assert len(client.get_metric_history(outcome.run_id, "train_loss")) == 3
-    for name in ["test_mse", "test_rmse", "test_mae", "test_r2", "baseline_last_test_mse",
-                 "baseline_mean_test_mse", "baseline_linear_test_mse"]:
+    for name in [
+        "test_mse",
+        "test_rmse",
+        "test_mae",
+        "test_r2",
+        "baseline_last_test_mse",
+        "baseline_mean_test_mse",
+        "baseline_linear_test_mse",
+    ]:
         assert np.isfinite(run.data.metrics[name]), name
     assert run.data.metrics["test_rmse"] == pytest.approx(run.data.metrics["test_mse"] ** 0.5)
 
     artifacts = {item.path for item in client.list_artifacts(outcome.run_id)}
     artifacts |= {item.path for item in client.list_artifacts(outcome.run_id, "plots")}
-    assert {"config.yaml", "predictions.csv", "results.txt", "plots/loss_curve.png",
-            "plots/predictions_vs_truth.png"} <= artifacts
+    assert {
+        "config.yaml",
+        "predictions.csv",
+        "results.txt",
+        "plots/loss_curve.png",
+        "plots/predictions_vs_truth.png",
+    } <= artifacts
 
     inputs = run.inputs.dataset_inputs
     assert {entry.dataset.name for entry in inputs} == {"sine-train", "sine-val", "sine-test"}
     assert all(entry.dataset.digest for entry in inputs)
 
     splits = regenerate(cfg)
-    local = mlflow.artifacts.download_artifacts(run_id=outcome.run_id, artifact_path="predictions.csv",
-                                                tracking_uri=tracking_uri)
+    local = mlflow.artifacts.download_artifacts(
+        run_id=outcome.run_id, artifact_path="predictions.csv", tracking_uri=tracking_uri
+    )
     reported = pd.read_csv(local)
     np.testing.assert_allclose(reported["y_true"], splits.test.y[:, 0], rtol=1e-6)
     mlflow.set_tracking_uri(tracking_uri)
@@ -68,8 +80,15 @@ def test_training_lands_in_mlflow_with_a_loadable_model(compose_cfg, tracking_ur
 
 
 def test_early_stopping_restores_the_best_epoch(compose_cfg, tracking_uri) -> None:
-    cfg = compose_cfg("dataset=sum", "dataset.num_samples=200", "tracking.log_model=false",
-                      "trainer.epochs=40", "trainer.patience=2", "trainer.lr=0.3", "model.hidden_size=8")
+    cfg = compose_cfg(
+        "dataset=sum",
+        "dataset.num_samples=200",
+        "tracking.log_model=false",
+        "trainer.epochs=40",
+        "trainer.patience=2",
+        "trainer.lr=0.3",
+        "model.hidden_size=8",
+    )
     outcome = experiment.run(cfg)
     metrics = outcome.metrics
     assert metrics["epochs_trained"] < 40 and metrics["epochs_trained"] == metrics["best_epoch"] + 2
@@ -87,14 +106,30 @@ def test_objective_is_the_best_epochs_validation_loss(compose_cfg, tracking_uri)
 def test_standardised_losses_are_reported_in_original_units(compose_cfg) -> None:
     """With and without standardisation, val_loss and val_mse measure the same thing."""
     for standardize in ("true", "false"):
-        outcome = experiment.run(compose_cfg("dataset=sum", "dataset.num_samples=200", "tracking.log_model=false",
-                                             f"dataset.standardize={standardize}", *QUICK))
+        outcome = experiment.run(
+            compose_cfg(
+                "dataset=sum",
+                "dataset.num_samples=200",
+                "tracking.log_model=false",
+                f"dataset.standardize={standardize}",
+                *QUICK,
+            )
+        )
         assert outcome.metrics["best_val_loss"] == pytest.approx(outcome.metrics["val_mse"], rel=1e-4)
 
 
 def test_a_diverging_loss_fails_the_run_with_the_reason(compose_cfg, tracking_uri) -> None:
-    cfg = compose_cfg("dataset=sum", "dataset.num_samples=200", "dataset.standardize=false", "trainer.optimizer=sgd",
-                      "trainer.lr=1e6", "trainer.grad_clip=0", "model=rnn", "model.activation=relu", *QUICK[:2])
+    cfg = compose_cfg(
+        "dataset=sum",
+        "dataset.num_samples=200",
+        "dataset.standardize=false",
+        "trainer.optimizer=sgd",
+        "trainer.lr=1e6",
+        "trainer.grad_clip=0",
+        "model=rnn",
+        "model.activation=relu",
+        *QUICK[:2],
+    )
     with pytest.raises(TrainingDiverged, match="loss became"):
         experiment.run(cfg)
     (run,) = MlflowClient(tracking_uri).search_runs(["1"])
@@ -108,8 +143,9 @@ def test_batch_larger_than_the_training_set_fails_before_any_run(compose_cfg, tr
     assert MlflowClient(tracking_uri).search_runs(["1"]) == []
 
 
-def test_ctrl_c_ends_the_run_killed_with_its_metrics_and_the_next_run_works(compose_cfg, tracking_uri,
-                                                                             monkeypatch) -> None:
+def test_ctrl_c_ends_the_run_killed_with_its_metrics_and_the_next_run_works(
+    compose_cfg, tracking_uri, monkeypatch
+) -> None:
     from src import tracking
 
     original = tracking.TrackedRun.log_epoch
@@ -119,8 +155,9 @@ def test_ctrl_c_ends_the_run_killed_with_its_metrics_and_the_next_run_works(comp
         if result.epoch == 2:
             raise KeyboardInterrupt
 
-    cfg = compose_cfg("dataset=sum", "dataset.num_samples=200", "trainer.epochs=4", "trainer.patience=0",
-                      "tracking.log_model=false")
+    cfg = compose_cfg(
+        "dataset=sum", "dataset.num_samples=200", "trainer.epochs=4", "trainer.patience=0", "tracking.log_model=false"
+    )
     with monkeypatch.context() as patch:
         patch.setattr(tracking.TrackedRun, "log_epoch", interrupt_at_epoch_two)
         with pytest.raises(KeyboardInterrupt):

@@ -12,16 +12,18 @@ from src.errors import TrainingDiverged
 from src.frameworks import training
 
 
-def test_loss_turning_nan_mid_training_fails_the_run_and_keeps_earlier_epochs(compose_cfg, tracking_uri,
-                                                                               monkeypatch) -> None:
+def test_loss_turning_nan_mid_training_fails_the_run_and_keeps_earlier_epochs(
+    compose_cfg, tracking_uri, monkeypatch
+) -> None:
     original = training.EpochMonitor.end_epoch
 
     def nan_at_epoch_three(self, train_loss, val_loss, seconds, snapshot):
         return original(self, math.nan if len(self.history) == 2 else train_loss, val_loss, seconds, snapshot)
 
     monkeypatch.setattr(training.EpochMonitor, "end_epoch", nan_at_epoch_three)
-    cfg = compose_cfg("framework=numpy", "dataset=sum", "dataset.num_samples=200", "trainer.epochs=5",
-                      "trainer.patience=0")
+    cfg = compose_cfg(
+        "framework=numpy", "dataset=sum", "dataset.num_samples=200", "trainer.epochs=5", "trainer.patience=0"
+    )
     with pytest.raises(TrainingDiverged, match="loss became nan at epoch 3"):
         experiment.run(cfg)
     client = MlflowClient(tracking_uri)
@@ -51,10 +53,23 @@ def test_sigterm_ends_the_run_killed_with_its_epochs(tmp_path) -> None:
     from src.paths import PROJECT_ROOT
 
     uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
-    process = subprocess.Popen([sys.executable, "-m", "src.train", "framework=numpy", "dataset=sum",
-                                "trainer.epochs=100000", "trainer.patience=0", "tracking.log_model=false",
-                                f"tracking.uri={uri}"], cwd=PROJECT_ROOT, stdout=subprocess.DEVNULL,
-                               stderr=subprocess.DEVNULL, env={**os.environ})
+    process = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "src.train",
+            "framework=numpy",
+            "dataset=sum",
+            "trainer.epochs=100000",
+            "trainer.patience=0",
+            "tracking.log_model=false",
+            f"tracking.uri={uri}",
+        ],
+        cwd=PROJECT_ROOT,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        env={**os.environ},
+    )
     client = MlflowClient(uri)
     try:
         deadline = time.monotonic() + 120

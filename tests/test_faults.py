@@ -27,8 +27,14 @@ SMALL = ["dataset=sum", "dataset.num_samples=300", "model.hidden_size=8", "track
 
 def start_cli(*args: str) -> subprocess.Popen:
     environment = {key: value for key, value in os.environ.items() if key != "MLFLOW_RUN_ID"}
-    return subprocess.Popen([sys.executable, "-m", "src.train", *args], cwd=PROJECT_ROOT, env=environment,
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    return subprocess.Popen(
+        [sys.executable, "-m", "src.train", *args],
+        cwd=PROJECT_ROOT,
+        env=environment,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
 
 
 def all_runs(uri: str) -> list:
@@ -60,15 +66,23 @@ def epochs_logged(uri: str, database: Path) -> int:
         return 0
     try:
         runs = [run for run in all_runs(uri) if run.info.status == "RUNNING"]
-        return max((len(MlflowClient(uri).get_metric_history(run.info.run_id, "train_loss")) for run in runs), default=0)
+        return max(
+            (len(MlflowClient(uri).get_metric_history(run.info.run_id, "train_loss")) for run in runs), default=0
+        )
     except Exception:  # the store is being created by the other process
         return 0
 
 
 @pytest.mark.parametrize("framework", ["numpy", "torch", "keras"])
 def test_kill_9_mid_training_then_resume_finishes_that_run_like_an_uninterrupted_one(tmp_path, framework) -> None:
-    config = [f"framework={framework}", *SMALL, "model.num_layers=2", "model.dropout=0.2", "trainer.epochs=30",
-              "trainer.patience=0"]
+    config = [
+        f"framework={framework}",
+        *SMALL,
+        "model.num_layers=2",
+        "model.dropout=0.2",
+        "trainer.epochs=30",
+        "trainer.patience=0",
+    ]
     uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
     process = start_cli(*config, f"tracking.uri={uri}")
     kill_9_when(process, lambda: epochs_logged(uri, tmp_path / "mlflow.db") >= 5, "5 epochs")
@@ -127,8 +141,16 @@ def test_skip_finished_trains_nothing_and_returns_the_same_objective(tmp_path) -
 
 def test_six_job_sweep_killed_after_three_reruns_only_what_is_missing(tmp_path) -> None:
     uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
-    sweep = ["-m", "trainer.seed=0,1,2,3,4,5", "framework=numpy", *SMALL, "trainer.epochs=400", "trainer.patience=0",
-             f"tracking.uri={uri}", f"hydra.sweep.dir={tmp_path / 'multirun'}"]
+    sweep = [
+        "-m",
+        "trainer.seed=0,1,2,3,4,5",
+        "framework=numpy",
+        *SMALL,
+        "trainer.epochs=400",
+        "trainer.patience=0",
+        f"tracking.uri={uri}",
+        f"hydra.sweep.dir={tmp_path / 'multirun'}",
+    ]
 
     def finished_jobs() -> list:
         if not (tmp_path / "mlflow.db").exists():
@@ -136,11 +158,18 @@ def test_six_job_sweep_killed_after_three_reruns_only_what_is_missing(tmp_path) 
         return [r for r in all_runs(uri) if r.data.tags.get("sweep") != "parent" and r.info.status == "FINISHED"]
 
     process = start_cli(*sweep)
-    kill_9_when(process, lambda: len(finished_jobs()) >= 3 and epochs_logged(uri, tmp_path / "mlflow.db") >= 3,
-                "3 finished jobs and the 4th training", timeout=240)
+    kill_9_when(
+        process,
+        lambda: len(finished_jobs()) >= 3 and epochs_logged(uri, tmp_path / "mlflow.db") >= 3,
+        "3 finished jobs and the 4th training",
+        timeout=240,
+    )
     before = {run.info.run_id: run for run in all_runs(uri)}
-    done_before = {run_id for run_id, run in before.items()
-                   if run.info.status == "FINISHED" and run.data.tags.get("sweep") != "parent"}
+    done_before = {
+        run_id
+        for run_id, run in before.items()
+        if run.info.status == "FINISHED" and run.data.tags.get("sweep") != "parent"
+    }
     cut = [run for run in before.values() if run.info.status == "RUNNING" and run.data.tags.get("sweep") != "parent"]
     assert len(done_before) == 3 and len(cut) == 1
 
@@ -162,8 +191,10 @@ def test_six_job_sweep_killed_after_three_reruns_only_what_is_missing(tmp_path) 
 def test_four_processes_started_at_once_on_a_new_store_all_finish(tmp_path) -> None:
     for attempt in range(5):
         uri = f"sqlite:///{tmp_path / f'new{attempt}.db'}"
-        processes = [start_cli("framework=numpy", *SMALL, "trainer=quick", f"trainer.seed={seed}",
-                               f"tracking.uri={uri}") for seed in range(4)]
+        processes = [
+            start_cli("framework=numpy", *SMALL, "trainer=quick", f"trainer.seed={seed}", f"tracking.uri={uri}")
+            for seed in range(4)
+        ]
         outputs = [process.communicate(timeout=300) for process in processes]
         assert [process.returncode for process in processes] == [0] * 4, [err[-2000:] for _, err in outputs]
         runs = all_runs(uri)
@@ -172,10 +203,20 @@ def test_four_processes_started_at_once_on_a_new_store_all_finish(tmp_path) -> N
 
 def test_two_joblib_sweeps_started_at_once_on_a_new_store_are_both_grouped(tmp_path) -> None:
     uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
-    processes = [start_cli("-m", "hydra/launcher=joblib_local", "hydra.launcher.n_jobs=2", f"trainer.seed={seeds}",
-                           "framework=numpy", *SMALL, "trainer=quick", f"tracking.uri={uri}",
-                           f"hydra.sweep.dir={tmp_path / str(index)}")
-                 for index, seeds in enumerate(["0,1", "2,3"])]
+    processes = [
+        start_cli(
+            "-m",
+            "hydra/launcher=joblib_local",
+            "hydra.launcher.n_jobs=2",
+            f"trainer.seed={seeds}",
+            "framework=numpy",
+            *SMALL,
+            "trainer=quick",
+            f"tracking.uri={uri}",
+            f"hydra.sweep.dir={tmp_path / str(index)}",
+        )
+        for index, seeds in enumerate(["0,1", "2,3"])
+    ]
     outputs = [process.communicate(timeout=400) for process in processes]
     assert [process.returncode for process in processes] == [0, 0], [err[-2000:] for _, err in outputs]
     runs = all_runs(uri)
@@ -189,8 +230,15 @@ def test_two_joblib_sweeps_started_at_once_on_a_new_store_are_both_grouped(tmp_p
 def test_a_sweep_whose_parent_cannot_be_created_fails_before_any_job(tmp_path) -> None:
     blocker = tmp_path / "not-a-folder"
     blocker.write_text("a file where the store's folder should be")
-    result = run_cli("-m", "trainer.seed=0,1", "framework=numpy", *SMALL, "trainer=quick",
-                     f"tracking.uri=sqlite:///{blocker / 'mlflow.db'}", f"hydra.sweep.dir={tmp_path / 'multirun'}")
+    result = run_cli(
+        "-m",
+        "trainer.seed=0,1",
+        "framework=numpy",
+        *SMALL,
+        "trainer=quick",
+        f"tracking.uri=sqlite:///{blocker / 'mlflow.db'}",
+        f"hydra.sweep.dir={tmp_path / 'multirun'}",
+    )
     assert result.returncode == 2
     assert result.stderr.strip().splitlines()[-1].startswith("error: the sweep's parent run could not be created")
     assert "Launching 2 jobs" not in result.stdout + result.stderr
@@ -219,8 +267,13 @@ def test_a_server_that_hangs_stops_the_run_within_90_seconds_with_one_line(tmp_p
     threading.Thread(target=server.serve_forever, daemon=True).start()
     try:
         start = time.monotonic()
-        result = run_cli("framework=numpy", *SMALL, "trainer=quick",
-                         f"tracking.uri=http://127.0.0.1:{server.server_address[1]}", timeout=120)
+        result = run_cli(
+            "framework=numpy",
+            *SMALL,
+            "trainer=quick",
+            f"tracking.uri=http://127.0.0.1:{server.server_address[1]}",
+            timeout=120,
+        )
         elapsed = time.monotonic() - start
     finally:
         server.shutdown()
@@ -237,9 +290,14 @@ def test_a_server_that_dies_mid_training_keeps_the_weights_and_the_run_resumes(t
     config = ["framework=torch", *SMALL, "trainer.epochs=1500", "trainer.patience=0"]
     environment = {**os.environ, "RNNLAB_SPOOL_DIR": str(spool)}
     with mlflow_server(root) as url:
-        process = subprocess.Popen([sys.executable, "-m", "src.train", *config, f"tracking.uri={url}"],
-                                   cwd=PROJECT_ROOT, env=environment, stdout=subprocess.PIPE,
-                                   stderr=subprocess.PIPE, text=True)
+        process = subprocess.Popen(
+            [sys.executable, "-m", "src.train", *config, f"tracking.uri={url}"],
+            cwd=PROJECT_ROOT,
+            env=environment,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
         wait_for(lambda: list(spool.glob("*.npz")), what="a first checkpoint")
         time.sleep(2)
     killed_at = time.monotonic()  # the server and its workers got SIGKILL
@@ -254,9 +312,23 @@ def test_a_server_that_dies_mid_training_keeps_the_weights_and_the_run_resumes(t
     with mlflow_server(root, port) as url:
         (cut,) = all_runs(url)
         assert cut.info.status == "RUNNING"
-        resumed = subprocess.run([sys.executable, "-m", "src.train", *config[:-2], "trainer.epochs=1500",
-                                  "trainer.patience=0", f"tracking.uri={url}", "tracking.resume=true"],
-                                 cwd=PROJECT_ROOT, env=environment, capture_output=True, text=True, timeout=900)
+        resumed = subprocess.run(
+            [
+                sys.executable,
+                "-m",
+                "src.train",
+                *config[:-2],
+                "trainer.epochs=1500",
+                "trainer.patience=0",
+                f"tracking.uri={url}",
+                "tracking.resume=true",
+            ],
+            cwd=PROJECT_ROOT,
+            env=environment,
+            capture_output=True,
+            text=True,
+            timeout=900,
+        )
         assert resumed.returncode == 0, resumed.stderr[-3000:]
         (run,) = all_runs(url)
         assert run.info.run_id == cut.info.run_id and run.info.status == "FINISHED"
@@ -279,20 +351,41 @@ def descendants(pid: int) -> list[psutil.Process]:
 @pytest.mark.parametrize("launcher", ["basic", "joblib_local", "ray_local"])
 def test_sigterm_to_a_sweep_leaves_no_worker_and_no_running_run(tmp_path, launcher) -> None:
     uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
-    extra = {"basic": [], "joblib_local": ["hydra/launcher=joblib_local", "hydra.launcher.n_jobs=2"],
-             "ray_local": ["hydra/launcher=ray_local"]}[launcher]
-    process = start_cli("-m", *extra, "trainer.seed=0,1,2,3", "framework=numpy", *SMALL, "trainer.epochs=100000",
-                        "trainer.patience=0", f"tracking.uri={uri}", f"hydra.sweep.dir={tmp_path / 'multirun'}")
+    extra = {
+        "basic": [],
+        "joblib_local": ["hydra/launcher=joblib_local", "hydra.launcher.n_jobs=2"],
+        "ray_local": ["hydra/launcher=ray_local"],
+    }[launcher]
+    process = start_cli(
+        "-m",
+        *extra,
+        "trainer.seed=0,1,2,3",
+        "framework=numpy",
+        *SMALL,
+        "trainer.epochs=100000",
+        "trainer.patience=0",
+        f"tracking.uri={uri}",
+        f"hydra.sweep.dir={tmp_path / 'multirun'}",
+    )
     expected_running = 1 if launcher == "basic" else 2
     try:
-        wait_for(lambda: (tmp_path / "mlflow.db").exists() and sum(
-            r.info.status == "RUNNING" and r.data.tags.get("sweep") != "parent" for r in all_runs(uri)
-        ) >= expected_running and epochs_logged(uri, tmp_path / "mlflow.db") >= 2, timeout=180, what="jobs training")
+        wait_for(
+            lambda: (
+                (tmp_path / "mlflow.db").exists()
+                and sum(r.info.status == "RUNNING" and r.data.tags.get("sweep") != "parent" for r in all_runs(uri))
+                >= expected_running
+                and epochs_logged(uri, tmp_path / "mlflow.db") >= 2
+            ),
+            timeout=180,
+            what="jobs training",
+        )
         workers = descendants(process.pid)
-        listening = [(connection.laddr.ip, psutil.Process(connection.pid).name())
-                     for connection in psutil.net_connections(kind="inet")
-                     if connection.status == psutil.CONN_LISTEN
-                     and connection.pid in {process.pid, *(worker.pid for worker in workers)}]
+        listening = [
+            (connection.laddr.ip, psutil.Process(connection.pid).name())
+            for connection in psutil.net_connections(kind="inet")
+            if connection.status == psutil.CONN_LISTEN
+            and connection.pid in {process.pid, *(worker.pid for worker in workers)}
+        ]
         # Everything the sweep (Ray's GCS, raylet, agents and workers included) listens on is loopback.
         assert all(ip in LOOPBACK for ip, _ in listening), listening
         if launcher == "ray_local":
@@ -315,23 +408,34 @@ def test_sigterm_to_a_sweep_leaves_no_worker_and_no_running_run(tmp_path, launch
 
 def test_cleanup_ends_runs_whose_process_is_gone_and_lists_them(tmp_path) -> None:
     uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
-    process = start_cli("framework=numpy", *SMALL, "trainer.epochs=100000", "trainer.patience=0",
-                        f"tracking.uri={uri}")
+    process = start_cli("framework=numpy", *SMALL, "trainer.epochs=100000", "trainer.patience=0", f"tracking.uri={uri}")
     try:
         wait_for(lambda: epochs_logged(uri, tmp_path / "mlflow.db") >= 2, what="2 epochs")
-        alive = subprocess.run([sys.executable, "-m", "src.runs", "cleanup", "--tracking-uri", uri],
-                               cwd=PROJECT_ROOT, capture_output=True, text=True, timeout=120)
+        alive = subprocess.run(
+            [sys.executable, "-m", "src.runs", "cleanup", "--tracking-uri", uri],
+            cwd=PROJECT_ROOT,
+            capture_output=True,
+            text=True,
+            timeout=120,
+        )
         assert alive.returncode == 0 and alive.stdout.strip() == "no dead runs"  # its owner still trains
         process.send_signal(signal.SIGKILL)
         process.wait(timeout=30)
     finally:
         process.kill()
     (run,) = all_runs(uri)
-    result = subprocess.run([sys.executable, "-m", "src.runs", "cleanup", "--tracking-uri", uri],
-                            cwd=PROJECT_ROOT, capture_output=True, text=True, timeout=120)
+    result = subprocess.run(
+        [sys.executable, "-m", "src.runs", "cleanup", "--tracking-uri", uri],
+        cwd=PROJECT_ROOT,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert result.returncode == 0, result.stderr
-    assert result.stdout.splitlines() == [f"ended KILLED: {run.info.run_id} {run.info.run_name} (experiment rnnlab)",
-                                          "1 dead run(s) ended"]
+    assert result.stdout.splitlines() == [
+        f"ended KILLED: {run.info.run_id} {run.info.run_name} (experiment rnnlab)",
+        "1 dead run(s) ended",
+    ]
     assert all_runs(uri)[0].info.status == "KILLED"
 
 
@@ -363,8 +467,15 @@ def test_a_damaged_checkpoint_resumes_the_run_from_the_start(tmp_path) -> None:
 
 def test_two_optuna_searches_at_once_on_one_store_both_finish_and_each_resumes(tmp_path) -> None:
     uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
-    search = ["-m", "hparams_search=optuna", "hydra.sweeper.n_trials=2", "framework=numpy", *SMALL, "trainer=quick",
-              f"tracking.uri={uri}"]
+    search = [
+        "-m",
+        "hparams_search=optuna",
+        "hydra.sweeper.n_trials=2",
+        "framework=numpy",
+        *SMALL,
+        "trainer=quick",
+        f"tracking.uri={uri}",
+    ]
     first = start_cli(*search, f"hydra.sweep.dir={tmp_path / 'a'}")
     second = start_cli(*search, "dataset.num_samples=400", f"hydra.sweep.dir={tmp_path / 'b'}")
     outputs = [first.communicate(timeout=400), second.communicate(timeout=400)]

@@ -7,8 +7,8 @@ import re
 import shutil
 import subprocess
 import urllib.request
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Iterator
 
 import pytest
 
@@ -16,8 +16,16 @@ from tests.conftest import mlflow_server, run_cli
 
 pytestmark = pytest.mark.slow
 
-CHROMIUM_FLAGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-                  "--disable-background-networking", "--disable-component-update", "--disable-sync"]
+CHROMIUM_FLAGS = [
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-quic",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+]
 
 
 SERVER_ROOTS: dict[str, Path] = {}
@@ -37,17 +45,26 @@ def server_root(url: str) -> Path:
 
 
 def rest(url: str, path: str, body: dict | None = None) -> dict:
-    request = urllib.request.Request(f"{url}/api/2.0/mlflow/{path}", method="POST" if body else "GET",
-                                     data=json.dumps(body).encode() if body else None,
-                                     headers={"Content-Type": "application/json"})
+    request = urllib.request.Request(
+        f"{url}/api/2.0/mlflow/{path}",
+        method="POST" if body else "GET",
+        data=json.dumps(body).encode() if body else None,
+        headers={"Content-Type": "application/json"},
+    )
     with urllib.request.urlopen(request, timeout=30) as response:
         return json.loads(response.read())
 
 
 @pytest.fixture(scope="module")
 def sweep(server: str) -> dict:
-    result = run_cli("-m", "framework=numpy,torch", "dataset=sum", "dataset.num_samples=200", "trainer=quick",
-                     f"tracking.uri={server}")
+    result = run_cli(
+        "-m",
+        "framework=numpy,torch",
+        "dataset=sum",
+        "dataset.num_samples=200",
+        "trainer=quick",
+        f"tracking.uri={server}",
+    )
     assert result.returncode == 0, result.stderr[-3000:]
     experiment = rest(server, "experiments/get-by-name?experiment_name=rnnlab")["experiment"]
     runs = rest(server, "runs/search", {"experiment_ids": [experiment["experiment_id"]]})["runs"]
@@ -89,9 +106,19 @@ def chromium() -> str:
 def test_the_ui_lists_the_sweep_runs(server: str, sweep: dict, tmp_path: Path) -> None:
     parent = next(run for run in sweep["runs"] if tags_of(run).get("sweep") == "parent")
     page = f"{server}/#/experiments/{sweep['experiment_id']}/runs"
-    result = subprocess.run([chromium(), *CHROMIUM_FLAGS, f"--user-data-dir={tmp_path / 'profile'}",
-                             "--virtual-time-budget=30000", "--dump-dom", page],
-                            capture_output=True, text=True, timeout=180)
+    result = subprocess.run(
+        [
+            chromium(),
+            *CHROMIUM_FLAGS,
+            f"--user-data-dir={tmp_path / 'profile'}",
+            "--virtual-time-budget=30000",
+            "--dump-dom",
+            page,
+        ],
+        capture_output=True,
+        text=True,
+        timeout=180,
+    )
     text = re.sub(r"\s+", " ", re.sub(r"<[^>]+>", " ", re.sub(r"<style.*?</style>", "", result.stdout, flags=re.S)))
     assert parent["info"]["run_name"] in text, text[:2000]
     assert "3 matching runs" in text
@@ -100,16 +127,31 @@ def test_the_ui_lists_the_sweep_runs(server: str, sweep: dict, tmp_path: Path) -
 def test_credentials_travel_in_the_environment_and_a_secret_uri_is_refused(server: str, tmp_path: Path) -> None:
     secret = "SweepPW99s3cr3t"
     environment = {"MLFLOW_TRACKING_USERNAME": "carol", "MLFLOW_TRACKING_PASSWORD": secret}
-    good = run_cli("dataset=sum", "dataset.num_samples=200", "trainer=quick", "tracking.log_model=false",
-                   "tracking.experiment=credentials", f"tracking.uri={server}", f"hydra.run.dir={tmp_path / 'run'}",
-                   env=environment)
+    good = run_cli(
+        "dataset=sum",
+        "dataset.num_samples=200",
+        "trainer=quick",
+        "tracking.log_model=false",
+        "tracking.experiment=credentials",
+        f"tracking.uri={server}",
+        f"hydra.run.dir={tmp_path / 'run'}",
+        env=environment,
+    )
     assert good.returncode == 0, good.stderr[-3000:]
     outputs = [good]
     secret_uri = server.replace("http://", f"http://carol:{secret}@")
-    for args in (["trainer=quick", f"tracking.uri={secret_uri}", f"hydra.run.dir={tmp_path / 'refused'}"],
-                 ["-m", "hydra/launcher=joblib_local", "trainer.seed=0,1", "trainer=quick", f"tracking.uri={secret_uri}",
-                  f"hydra.sweep.dir={tmp_path / 'sweep'}"],
-                 ["trainer=quick", f"tracking.uri='{server}/?access_token={secret}'", f"hydra.run.dir={tmp_path / 'q'}"]):
+    for args in (
+        ["trainer=quick", f"tracking.uri={secret_uri}", f"hydra.run.dir={tmp_path / 'refused'}"],
+        [
+            "-m",
+            "hydra/launcher=joblib_local",
+            "trainer.seed=0,1",
+            "trainer=quick",
+            f"tracking.uri={secret_uri}",
+            f"hydra.sweep.dir={tmp_path / 'sweep'}",
+        ],
+        ["trainer=quick", f"tracking.uri='{server}/?access_token={secret}'", f"hydra.run.dir={tmp_path / 'q'}"],
+    ):
         refused = run_cli(*args)
         assert refused.returncode == 2 and refused.stderr.startswith("error: tracking.uri carries a"), refused.stderr
         outputs.append(refused)

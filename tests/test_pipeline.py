@@ -18,15 +18,31 @@ from src.paths import PROJECT_ROOT
 
 pytestmark = pytest.mark.slow
 
-COPIED = ["conf", "src", "pipelines", "hydra_plugins", "dvc.yaml", "params.yaml", ".dvc/config", ".dvcignore",
-          ".gitignore", "pyproject.toml"]
+COPIED = [
+    "conf",
+    "src",
+    "pipelines",
+    "hydra_plugins",
+    "dvc.yaml",
+    "params.yaml",
+    ".dvc/config",
+    ".dvcignore",
+    ".gitignore",
+    "pyproject.toml",
+]
 SMALL = {"trainer": {"epochs": 3, "patience": 0}, "model": {"hidden_size": 8}, "tracking": {"log_model": False}}
 
 
 def sh(repo: Path, *args: str, check: bool = True) -> subprocess.CompletedProcess:
-    env = {**os.environ, "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}",
-           "DVC_NO_ANALYTICS": "1", "GIT_AUTHOR_NAME": "t", "GIT_AUTHOR_EMAIL": "t@t", "GIT_COMMITTER_NAME": "t",
-           "GIT_COMMITTER_EMAIL": "t@t"}
+    env = {
+        **os.environ,
+        "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}",
+        "DVC_NO_ANALYTICS": "1",
+        "GIT_AUTHOR_NAME": "t",
+        "GIT_AUTHOR_EMAIL": "t@t",
+        "GIT_COMMITTER_NAME": "t",
+        "GIT_COMMITTER_EMAIL": "t@t",
+    }
     env.pop("MLFLOW_TRACKING_URI", None)
     result = subprocess.run(list(args), cwd=repo, env=env, capture_output=True, text=True, timeout=600)
     if check and result.returncode != 0:
@@ -84,8 +100,11 @@ def test_every_stage_depends_on_all_the_code_it_imports() -> None:
 
     graph = import_graph(PROJECT_ROOT / "src", PROJECT_ROOT / "pipelines")
     stages = yaml.safe_load((PROJECT_ROOT / "dvc.yaml").read_text())["stages"]
-    for stage, entry in (("generate", "pipelines.generate"), ("train", "pipelines.train"),
-                         ("evaluate", "pipelines.evaluate")):
+    for stage, entry in (
+        ("generate", "pipelines.generate"),
+        ("train", "pipelines.train"),
+        ("evaluate", "pipelines.evaluate"),
+    ):
         definition = stages[stage].get("do", stages[stage])
         deps = [PROJECT_ROOT / dep for dep in definition["deps"] if "${" not in dep]
         needed, queue = set(), [entry]
@@ -98,8 +117,11 @@ def test_every_stage_depends_on_all_the_code_it_imports() -> None:
             needed.add("src.frameworks.torch")
         files = [PROJECT_ROOT.joinpath(*module.split(".")) for module in needed]
         files = [path / "__init__.py" if path.is_dir() else path.with_suffix(".py") for path in files]
-        missing = [str(path.relative_to(PROJECT_ROOT)) for path in files
-                   if not any(path == dep or path.is_relative_to(dep) for dep in deps)]
+        missing = [
+            str(path.relative_to(PROJECT_ROOT))
+            for path in files
+            if not any(path == dep or path.is_relative_to(dep) for dep in deps)
+        ]
         assert not missing, f"{stage} lacks deps: {missing}"
 
 
@@ -125,8 +147,9 @@ def test_repro_writes_metrics_per_framework_and_one_mlflow_run_each(repo: Path) 
 
 def test_data_and_models_live_in_the_dvc_cache_not_git(repo: Path) -> None:
     tracked = sh(repo, "git", "ls-files").stdout.split()
-    assert "data/splits.npz" not in tracked and not any(path.startswith("models/") and not path.endswith(
-        ".gitignore") for path in tracked)
+    assert "data/splits.npz" not in tracked and not any(
+        path.startswith("models/") and not path.endswith(".gitignore") for path in tracked
+    )
     assert "metrics/torch.json" in tracked and "dvc.lock" in tracked
     assert any((repo / ".dvc" / "cache").rglob("*"))
     for framework in FRAMEWORKS:
@@ -154,8 +177,23 @@ def test_dataset_param_reruns_all_three(repo: Path) -> None:
 
 
 def test_exp_run_composes_conf_with_overrides(repo: Path) -> None:
-    sh(repo, "dvc", "exp", "run", "evaluate@torch", "-S", "model=gru", "-S", "trainer.lr=0.01",
-       "-S", "trainer.epochs=2", "-S", "model.hidden_size=4", "-S", "tracking.log_model=false")
+    sh(
+        repo,
+        "dvc",
+        "exp",
+        "run",
+        "evaluate@torch",
+        "-S",
+        "model=gru",
+        "-S",
+        "trainer.lr=0.01",
+        "-S",
+        "trainer.epochs=2",
+        "-S",
+        "model.hidden_size=4",
+        "-S",
+        "tracking.log_model=false",
+    )
     params = yaml.safe_load((repo / "params.yaml").read_text())
     assert params["model"]["cell"] == "gru" and params["trainer"]["lr"] == 0.01 and params["trainer"]["epochs"] == 2
     assert params["trainer"]["batch_size"] == 32  # the rest comes from conf/'s defaults
@@ -194,6 +232,9 @@ def test_a_secret_in_the_params_tracking_uri_fails_the_stage_and_reaches_no_dvc_
     assert result.returncode != 0
     assert "error: tracking.uri carries a password" in result.stderr
     assert secret not in result.stdout + result.stderr
-    leaked = [path for path in repo.rglob("*") if path.is_file() and path != params and ".git" not in path.parts
-              and secret.encode() in path.read_bytes()]
+    leaked = [
+        path
+        for path in repo.rglob("*")
+        if path.is_file() and path != params and ".git" not in path.parts and secret.encode() in path.read_bytes()
+    ]
     assert not leaked

@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-import pickle
 import os
+import pickle
 import re
 import subprocess
 import sys
@@ -92,15 +92,30 @@ def test_redact_hides_user_information_and_secret_query_values_in_any_url() -> N
 
 
 SECRET = "S3cretPW42"
-SECRET_URIS = [f"http://alice:{SECRET}@127.0.0.1:5999", f"http://{SECRET}@127.0.0.1:5999",
-               f"http://bob:a@b{SECRET}@127.0.0.1:5999", f"postgresql://carol:{SECRET}@db/mlflow"]
+SECRET_URIS = [
+    f"http://alice:{SECRET}@127.0.0.1:5999",
+    f"http://{SECRET}@127.0.0.1:5999",
+    f"http://bob:a@b{SECRET}@127.0.0.1:5999",
+    f"postgresql://carol:{SECRET}@db/mlflow",
+]
 
 
 @pytest.mark.parametrize("uri", SECRET_URIS)
 def test_a_tracking_uri_carrying_a_secret_is_refused_before_anything_is_written(tmp_path, uri) -> None:
-    result = subprocess.run([sys.executable, "-m", "src.train", "trainer=quick", f"tracking.uri={uri}",
-                             f"hydra.run.dir={tmp_path / 'out'}"], cwd=PROJECT_ROOT, capture_output=True, text=True,
-                            timeout=120)
+    result = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "src.train",
+            "trainer=quick",
+            f"tracking.uri={uri}",
+            f"hydra.run.dir={tmp_path / 'out'}",
+        ],
+        cwd=PROJECT_ROOT,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert result.returncode == 2
     (line,) = result.stderr.strip().splitlines()
     assert line.startswith("error: tracking.uri carries a") and "MLFLOW_TRACKING_PASSWORD" in line
@@ -110,12 +125,31 @@ def test_a_tracking_uri_carrying_a_secret_is_refused_before_anything_is_written(
 
 def test_a_secret_uri_in_the_environment_or_a_sweep_is_refused_too(tmp_path) -> None:
     environment = {**os.environ, "MLFLOW_TRACKING_URI": SECRET_URIS[0]}
-    single = subprocess.run([sys.executable, "-m", "src.train", "trainer=quick", f"hydra.run.dir={tmp_path / 'a'}"],
-                            cwd=PROJECT_ROOT, env=environment, capture_output=True, text=True, timeout=120)
+    single = subprocess.run(
+        [sys.executable, "-m", "src.train", "trainer=quick", f"hydra.run.dir={tmp_path / 'a'}"],
+        cwd=PROJECT_ROOT,
+        env=environment,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert single.returncode == 2 and single.stderr.startswith("error: MLFLOW_TRACKING_URI carries a password")
-    sweep = subprocess.run([sys.executable, "-m", "src.train", "-m", "trainer.seed=0,1", "trainer=quick",
-                            f"tracking.uri={SECRET_URIS[1]}", f"hydra.sweep.dir={tmp_path / 'b'}"],
-                           cwd=PROJECT_ROOT, capture_output=True, text=True, timeout=120)
+    sweep = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "src.train",
+            "-m",
+            "trainer.seed=0,1",
+            "trainer=quick",
+            f"tracking.uri={SECRET_URIS[1]}",
+            f"hydra.sweep.dir={tmp_path / 'b'}",
+        ],
+        cwd=PROJECT_ROOT,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert sweep.returncode == 2 and sweep.stderr.startswith("error: tracking.uri carries a user name or token")
     for result in (single, sweep):
         assert SECRET not in result.stdout + result.stderr

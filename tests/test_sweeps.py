@@ -37,7 +37,8 @@ def test_framework_by_cell_sweep_is_nine_children_of_one_parent(tmp_path: Path) 
     client, parent, children = sweep_of(uri)
     check_grouped(parent, children)
     assert sorted((c.data.tags["framework"], c.data.tags["cell"]) for c in children) == sorted(
-        (fw, cell) for fw in ("numpy", "torch", "keras") for cell in ("rnn", "lstm", "gru"))
+        (fw, cell) for fw in ("numpy", "torch", "keras") for cell in ("rnn", "lstm", "gru")
+    )
     assert all(child.info.status == "FINISHED" for child in children)
     best = min(children, key=lambda child: child.data.metrics["best_val_loss"])
     assert parent.data.tags["best_run_id"] == best.info.run_id
@@ -49,18 +50,30 @@ def test_framework_by_cell_sweep_is_nine_children_of_one_parent(tmp_path: Path) 
 
 def test_failing_jobs_end_failed_and_the_sweep_goes_on(tmp_path: Path) -> None:
     uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
-    result = run_cli("-m", "trainer.lr=0.01,10000000.0", "trainer.batch_size=16,100000", "framework=numpy", "model=rnn",
-                     "model.activation=relu", "trainer.optimizer=sgd", "trainer.grad_clip=0",
-                     f"tracking.uri={uri}", *TINY)
+    result = run_cli(
+        "-m",
+        "trainer.lr=0.01,10000000.0",
+        "trainer.batch_size=16,100000",
+        "framework=numpy",
+        "model=rnn",
+        "model.activation=relu",
+        "trainer.optimizer=sgd",
+        "trainer.grad_clip=0",
+        f"tracking.uri={uri}",
+        *TINY,
+    )
     assert result.returncode == 0, result.stderr[-3000:]
     _, parent, children = sweep_of(uri)
     check_grouped(parent, children)
-    statuses = sorted((c.data.tags["overrides"].split()[0], c.data.tags["overrides"].split()[1], c.info.status)
-                      for c in children)
-    assert statuses == [("trainer.lr=0.01", "trainer.batch_size=100000", "FAILED"),
-                        ("trainer.lr=0.01", "trainer.batch_size=16", "FINISHED"),
-                        ("trainer.lr=10000000.0", "trainer.batch_size=100000", "FAILED"),
-                        ("trainer.lr=10000000.0", "trainer.batch_size=16", "FAILED")]
+    statuses = sorted(
+        (c.data.tags["overrides"].split()[0], c.data.tags["overrides"].split()[1], c.info.status) for c in children
+    )
+    assert statuses == [
+        ("trainer.lr=0.01", "trainer.batch_size=100000", "FAILED"),
+        ("trainer.lr=0.01", "trainer.batch_size=16", "FINISHED"),
+        ("trainer.lr=10000000.0", "trainer.batch_size=100000", "FAILED"),
+        ("trainer.lr=10000000.0", "trainer.batch_size=16", "FAILED"),
+    ]
     assert parent.data.metrics["failed_jobs"] == 3
     assert any("TrainingDiverged" in c.data.tags.get("error", "") for c in children)
     assert any("trainer.batch_size" in c.data.tags.get("error", "") for c in children)
@@ -68,9 +81,17 @@ def test_failing_jobs_end_failed_and_the_sweep_goes_on(tmp_path: Path) -> None:
 
 def test_six_parallel_joblib_jobs_on_sqlite_lose_nothing(tmp_path: Path) -> None:
     uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
-    result = run_cli("-m", "hydra/launcher=joblib_local", "hydra.launcher.n_jobs=6", "framework=numpy",
-                     "trainer.seed=0,1,2,3,4,5", "trainer.epochs=6", f"tracking.uri={uri}",
-                     *[arg for arg in TINY if arg != "trainer=quick"], "trainer.patience=0")
+    result = run_cli(
+        "-m",
+        "hydra/launcher=joblib_local",
+        "hydra.launcher.n_jobs=6",
+        "framework=numpy",
+        "trainer.seed=0,1,2,3,4,5",
+        "trainer.epochs=6",
+        f"tracking.uri={uri}",
+        *[arg for arg in TINY if arg != "trainer=quick"],
+        "trainer.patience=0",
+    )
     assert result.returncode == 0, result.stderr[-3000:]
     client, parent, children = sweep_of(uri)
     check_grouped(parent, children)
@@ -84,10 +105,18 @@ def test_six_parallel_joblib_jobs_on_sqlite_lose_nothing(tmp_path: Path) -> None
 
 def test_optuna_search_minimises_and_survives_failed_trials(tmp_path: Path) -> None:
     uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
-    result = run_cli("-m", "hparams_search=optuna", "hydra.sweeper.n_trials=5",
-                     "hydra.sweeper.params={trainer.lr: 'choice(0.01, 1e7)', model.hidden_size: 'choice(4, 8)'}",
-                     "framework=numpy", "model.activation=relu", "trainer.optimizer=sgd", "trainer.grad_clip=0",
-                     f"tracking.uri={uri}", *TINY)
+    result = run_cli(
+        "-m",
+        "hparams_search=optuna",
+        "hydra.sweeper.n_trials=5",
+        "hydra.sweeper.params={trainer.lr: 'choice(0.01, 1e7)', model.hidden_size: 'choice(4, 8)'}",
+        "framework=numpy",
+        "model.activation=relu",
+        "trainer.optimizer=sgd",
+        "trainer.grad_clip=0",
+        f"tracking.uri={uri}",
+        *TINY,
+    )
     assert result.returncode == 0, result.stderr[-3000:]
     assert "Best value" in result.stdout + result.stderr
     _, parent, children = sweep_of(uri)
@@ -106,7 +135,8 @@ def test_ray_launcher_runs_jobs_as_children(tmp_path: Path) -> None:
     check_grouped(parent, children)
     assert sorted(child.data.tags["framework"] for child in children) == ["numpy", "torch"]
     assert all(child.info.status == "FINISHED" for child in children), [
-        (child.info.status, child.data.tags.get("error")) for child in children]
+        (child.info.status, child.data.tags.get("error")) for child in children
+    ]
 
 
 def test_compare_prints_a_leaderboard_and_writes_the_plot(tmp_path: Path) -> None:
@@ -119,19 +149,43 @@ def test_compare_prints_a_leaderboard_and_writes_the_plot(tmp_path: Path) -> Non
     assert run_cli("-m", "framework=numpy", "model=rnn,gru", f"tracking.uri={uri}", *TINY).returncode == 0
     _, parent, children = sweep_of(uri)
     output = tmp_path / "comparison.png"
-    result = subprocess.run([sys.executable, "-m", "src.compare", parent.data.tags["sweep_id"], "--tracking-uri", uri,
-                             "--output", str(output)], cwd=PROJECT_ROOT, capture_output=True, text=True, timeout=120)
+    result = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "src.compare",
+            parent.data.tags["sweep_id"],
+            "--tracking-uri",
+            uri,
+            "--output",
+            str(output),
+        ],
+        cwd=PROJECT_ROOT,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert result.returncode == 0, result.stderr
     lines = result.stdout.splitlines()
     assert "best_val_loss" in lines[0] and "baseline_linear_test_mse" in lines[0]
     best = min(children, key=lambda child: child.data.metrics["best_val_loss"])
     assert lines[1].split()[0] == best.info.run_id[:8]  # best first
     assert output.stat().st_size > 10_000 and output.read_bytes()[:4] == b"\x89PNG"
-    by_name = subprocess.run([sys.executable, "-m", "src.compare", "rnnlab", "--tracking-uri", uri, "--output",
-                              str(tmp_path / "b.png")], cwd=PROJECT_ROOT, capture_output=True, text=True, timeout=120)
+    by_name = subprocess.run(
+        [sys.executable, "-m", "src.compare", "rnnlab", "--tracking-uri", uri, "--output", str(tmp_path / "b.png")],
+        cwd=PROJECT_ROOT,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert by_name.returncode == 0 and len(by_name.stdout.splitlines()) == 1 + 1 + 2  # header, 2 runs, plot line
-    missing = subprocess.run([sys.executable, "-m", "src.compare", "nope", "--tracking-uri", uri],
-                             cwd=PROJECT_ROOT, capture_output=True, text=True, timeout=120)
+    missing = subprocess.run(
+        [sys.executable, "-m", "src.compare", "nope", "--tracking-uri", uri],
+        cwd=PROJECT_ROOT,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert missing.returncode == 2 and missing.stderr.startswith("error: no experiment or sweep named 'nope'")
 
 
@@ -139,7 +193,10 @@ def test_a_sweep_whose_jobs_all_fail_exits_2_with_its_parent_failed(tmp_path: Pa
     uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
     result = run_cli("-m", "trainer.batch_size=100000,200000", f"tracking.uri={uri}", *TINY)
     assert result.returncode == 2
-    assert result.stderr.strip().splitlines()[-1] == "error: all 2 jobs of the sweep failed (their runs' `error` tags say why)"
+    assert (
+        result.stderr.strip().splitlines()[-1]
+        == "error: all 2 jobs of the sweep failed (their runs' `error` tags say why)"
+    )
     client, parent, children = sweep_of(uri)
     assert parent.info.status == "FAILED" and [child.info.status for child in children] == ["FAILED", "FAILED"]
     assert all(child.info.run_name.startswith("failed-job-") for child in children)
@@ -151,15 +208,29 @@ def test_a_growing_objective_is_maximised_by_the_sweep_and_by_optuna(tmp_path: P
     from src.paths import CONF_DIR
 
     with initialize_config_dir(config_dir=str(CONF_DIR), version_base="1.3"):
-        search = compose(config_name="config", overrides=["hparams_search=optuna", "dataset=parity",
-                                                          "objective=test_accuracy"], return_hydra_config=True)
+        search = compose(
+            config_name="config",
+            overrides=["hparams_search=optuna", "dataset=parity", "objective=test_accuracy"],
+            return_hydra_config=True,
+        )
         assert search.hydra.sweeper.direction == "maximize"
         default = compose(config_name="config", overrides=["hparams_search=optuna"], return_hydra_config=True)
         assert default.hydra.sweeper.direction == "minimize"
     uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
-    result = run_cli("-m", "trainer.lr=0.0001,0.02", "dataset=parity", "dataset.num_samples=200", "dataset.seq_len=3",
-                     "objective=test_accuracy", "trainer.epochs=20", "trainer.patience=0", "model.hidden_size=8",
-                     "tracking.log_model=false", "framework=numpy", f"tracking.uri={uri}")
+    result = run_cli(
+        "-m",
+        "trainer.lr=0.0001,0.02",
+        "dataset=parity",
+        "dataset.num_samples=200",
+        "dataset.seq_len=3",
+        "objective=test_accuracy",
+        "trainer.epochs=20",
+        "trainer.patience=0",
+        "model.hidden_size=8",
+        "tracking.log_model=false",
+        "framework=numpy",
+        f"tracking.uri={uri}",
+    )
     assert result.returncode == 0, result.stderr[-3000:]
     _, parent, children = sweep_of(uri)
     accuracies = {child.info.run_id: child.data.metrics["test_accuracy"] for child in children}

@@ -25,11 +25,31 @@ SHORT_DATA = {
     "chars": ["dataset.max_chars=12000", "dataset.seq_len=32"],
 }
 EXPECTED = {
-    "parity": ({"test_accuracy", "test_f1_macro", "test_log_loss", "val_accuracy", "baseline_majority_test_accuracy",
-                "baseline_logistic_test_f1_macro", "baseline_logistic_test_log_loss"}, "plots/confusion_matrix.png"),
+    "parity": (
+        {
+            "test_accuracy",
+            "test_f1_macro",
+            "test_log_loss",
+            "val_accuracy",
+            "baseline_majority_test_accuracy",
+            "baseline_logistic_test_f1_macro",
+            "baseline_logistic_test_log_loss",
+        },
+        "plots/confusion_matrix.png",
+    ),
     "sine_class": ({"test_accuracy", "baseline_majority_test_log_loss"}, "plots/confusion_matrix.png"),
-    "chars": ({"test_loss", "test_perplexity", "test_bpc", "val_bpc", "baseline_unigram_test_bpc",
-               "baseline_bigram_test_bpc", "baseline_bigram_test_perplexity"}, "sample.txt"),
+    "chars": (
+        {
+            "test_loss",
+            "test_perplexity",
+            "test_bpc",
+            "val_bpc",
+            "baseline_unigram_test_bpc",
+            "baseline_bigram_test_bpc",
+            "baseline_bigram_test_perplexity",
+        },
+        "sample.txt",
+    ),
 }
 
 
@@ -43,8 +63,13 @@ def artifact_text(tracking_uri: str, run_id: str, path: str) -> str:
 @pytest.mark.parametrize("dataset", sorted(SHORT_DATA))
 def test_new_tasks_train_and_land_in_mlflow(compose_cfg, tracking_uri, dataset: str, framework: str) -> None:
     log_model = framework == "torch"  # one loadable model per task is enough to check the pyfunc
-    cfg = compose_cfg(f"dataset={dataset}", f"framework={framework}", f"tracking.log_model={str(log_model).lower()}",
-                      *SHORT_DATA[dataset], *QUICK)
+    cfg = compose_cfg(
+        f"dataset={dataset}",
+        f"framework={framework}",
+        f"tracking.log_model={str(log_model).lower()}",
+        *SHORT_DATA[dataset],
+        *QUICK,
+    )
     outcome = experiment.run(cfg)
     run = MlflowClient(tracking_uri).get_run(outcome.run_id)
     metrics, (names, artifact) = run.data.metrics, EXPECTED[dataset]
@@ -85,8 +110,15 @@ def _test_inputs(cfg) -> np.ndarray:
 
 
 # A small torch LSTM on the default corpus (150k characters of stdlib source): a few epochs.
-LANGUAGE_MODEL = ["dataset=chars", "framework=torch", "framework.device=cpu", "model.hidden_size=128",
-                  "trainer.epochs=3", "trainer.lr=0.01", "trainer.patience=0"]
+LANGUAGE_MODEL = [
+    "dataset=chars",
+    "framework=torch",
+    "framework.device=cpu",
+    "model.hidden_size=128",
+    "trainer.epochs=3",
+    "trainer.lr=0.01",
+    "trainer.patience=0",
+]
 
 
 @pytest.fixture(scope="module")
@@ -113,8 +145,21 @@ def test_sampling_from_the_logged_model_repeats_with_a_seed(language_model_run, 
     model_uri = MlflowClient(tracking_uri).get_run(run_id).data.tags["model_uri"]
     texts = []
     for model, seed in [(model_uri, 0), (run_id, 0), (run_id, 1)]:
-        sample.main([model, "--prime", "def ", "--length", "80", "--temperature", "0.8", "--seed", str(seed),
-                     "--tracking-uri", tracking_uri])
+        sample.main(
+            [
+                model,
+                "--prime",
+                "def ",
+                "--length",
+                "80",
+                "--temperature",
+                "0.8",
+                "--seed",
+                str(seed),
+                "--tracking-uri",
+                tracking_uri,
+            ]
+        )
         texts.append(capsys.readouterr().out)
     assert texts[0] == texts[1] != texts[2]
     assert all(text.startswith("def ") and len(text) == len("def ") + 80 + 1 for text in texts)
@@ -141,8 +186,16 @@ def test_an_objective_of_another_task_fails_before_any_run(compose_cfg, tracking
 def test_parity_can_be_posed_as_regression(compose_cfg) -> None:
     from src import experiment
 
-    outcome = experiment.run(compose_cfg("dataset=parity", "dataset.task=regression", "dataset.num_samples=300",
-                                         "framework=numpy", "tracking.log_model=false", "trainer=quick"))
+    outcome = experiment.run(
+        compose_cfg(
+            "dataset=parity",
+            "dataset.task=regression",
+            "dataset.num_samples=300",
+            "framework=numpy",
+            "tracking.log_model=false",
+            "trainer=quick",
+        )
+    )
     assert {"test_mse", "baseline_linear_test_mse"} <= set(outcome.metrics)
     assert "test_accuracy" not in outcome.metrics
     assert 0.15 < outcome.metrics["baseline_mean_test_mse"] < 0.35  # a coin's variance, 0.25
@@ -151,8 +204,8 @@ def test_parity_can_be_posed_as_regression(compose_cfg) -> None:
 def test_a_task_the_dataset_cannot_pose_is_refused(compose_cfg) -> None:
     import pytest
 
-    from src.settings import settings_from
     from src.errors import UserError
+    from src.settings import settings_from
 
     with pytest.raises(UserError, match="dataset.task"):
         settings_from(compose_cfg("dataset=parity", "dataset.task=language_model"))
@@ -182,8 +235,13 @@ def test_sampling_to_an_ascii_console_escapes_what_it_cannot_print(language_mode
     from src.paths import PROJECT_ROOT
 
     tracking_uri, run_id, _ = language_model_run
-    result = subprocess.run([sys.executable, "-m", "src.sample", run_id, "--prime", "é→", "--length", "20",
-                             "--tracking-uri", tracking_uri], cwd=PROJECT_ROOT, capture_output=True, text=True,
-                            env={**os.environ, "PYTHONIOENCODING": "ascii"}, timeout=300)
+    result = subprocess.run(
+        [sys.executable, "-m", "src.sample", run_id, "--prime", "é→", "--length", "20", "--tracking-uri", tracking_uri],
+        cwd=PROJECT_ROOT,
+        capture_output=True,
+        text=True,
+        env={**os.environ, "PYTHONIOENCODING": "ascii"},
+        timeout=300,
+    )
     assert result.returncode == 0, result.stderr[-2000:]
     assert result.stdout.startswith("\\xe9\\u2192")

@@ -9,19 +9,23 @@ import pytest
 from sklearn.metrics import f1_score, log_loss
 
 from src import tasks
-from src.tasks.task import Task
 from src.data import chars, parity, sine_class
 from src.data.base import DatasetInfo, Splits, as_split
 from src.errors import UserError
 from src.evaluation import evaluate
+from src.tasks.task import Task
 
 
 def test_classification_metrics_match_a_hand_computed_case() -> None:
     truth = np.array([[0], [0], [1], [2]], dtype=np.float32)
-    probabilities = np.array([[0.8, 0.1, 0.1],   # right (0)
-                              [0.3, 0.6, 0.1],   # wrong: 1
-                              [0.2, 0.5, 0.3],   # right (1)
-                              [0.5, 0.25, 0.25]])  # wrong: 0
+    probabilities = np.array(
+        [
+            [0.8, 0.1, 0.1],  # right (0)
+            [0.3, 0.6, 0.1],  # wrong: 1
+            [0.2, 0.5, 0.3],  # right (1)
+            [0.5, 0.25, 0.25],
+        ]
+    )  # wrong: 0
     metrics = tasks.get("classification").score(truth, probabilities)
     assert metrics["accuracy"] == pytest.approx(0.5)
     # class 0: tp 1, fp 1, fn 1 → 1/2; class 1: tp 1, fp 1, fn 0 → 2/3; class 2: tp 0, fn 1 → 0.
@@ -45,8 +49,10 @@ def tiny_corpus() -> Splits:
     """Vocabulary (?, a, b); training text "abab" + "abba" as two sequences of 3 steps, test "ba"."""
     vocabulary = [chars.UNKNOWN, "a", "b"]
     train = chars.sequences(chars.encode("abab", vocabulary), 3)
-    train = as_split(np.concatenate([train.x[..., 0], chars.sequences(chars.encode("abba", vocabulary), 3).x[..., 0]]),
-                     np.concatenate([train.y, chars.sequences(chars.encode("abba", vocabulary), 3).y]))
+    train = as_split(
+        np.concatenate([train.x[..., 0], chars.sequences(chars.encode("abba", vocabulary), 3).x[..., 0]]),
+        np.concatenate([train.y, chars.sequences(chars.encode("abba", vocabulary), 3).y]),
+    )
     test = chars.sequences(chars.encode("bab", vocabulary), 2)
     return Splits(train, test, test, DatasetInfo("tiny", task="language_model", classes=vocabulary))
 
@@ -82,8 +88,13 @@ def test_majority_predicts_the_training_frequencies_and_logistic_separates_a_lin
     np.testing.assert_allclose(predicted["majority"][0], [np.mean(y == 0), np.mean(y == 1)])
     assert classification.score(split.y, predicted["logistic"])["accuracy"] > 0.95
     flat = evaluate(classification, splits, predicted["logistic"]).flat()
-    assert {"test_accuracy", "test_f1_macro", "test_log_loss", "baseline_majority_test_accuracy",
-            "baseline_logistic_test_log_loss"} <= set(flat)
+    assert {
+        "test_accuracy",
+        "test_f1_macro",
+        "test_log_loss",
+        "baseline_majority_test_accuracy",
+        "baseline_logistic_test_log_loss",
+    } <= set(flat)
 
 
 def test_tasks_are_registered_by_name_and_their_objectives_carry_directions() -> None:
@@ -133,8 +144,9 @@ def test_chars_default_corpus_is_split_in_time_with_a_training_vocabulary() -> N
     assert splits.train.x.shape == (319, 50, 1) and splits.train.y.shape == (319, 50)
     assert chars.decode(splits.train.x[0, :, 0], vocabulary) == text[:50]
     assert chars.decode(splits.train.y[0], vocabulary) == text[1:51]
-    assert chars.decode(splits.test.x[0, :, 0], vocabulary).replace(chars.UNKNOWN, "?") == \
-        "".join(c if c in vocabulary else "?" for c in text[18_000:18_050])
+    assert chars.decode(splits.test.x[0, :, 0], vocabulary).replace(chars.UNKNOWN, "?") == "".join(
+        c if c in vocabulary else "?" for c in text[18_000:18_050]
+    )
 
 
 def test_chars_reads_a_text_file_and_names_a_missing_one(tmp_path) -> None:

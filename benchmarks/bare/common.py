@@ -18,8 +18,6 @@ HIDDEN_SIZE, BATCH_SIZE, EPOCHS, LR, GRAD_CLIP = 32, 64, 5, 0.005, 1.0  # conf/t
 VAL_BATCH = 4096  # the backends' PREDICT_BATCH: the whole validation split in one call
 
 
-
-
 def sine_splits() -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
     """Standardised (train x, train y, val x, val y), float32, x shaped (samples, steps, 1)."""
     rng = np.random.default_rng(SEED)
@@ -29,13 +27,17 @@ def sine_splits() -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
     waves = np.sin(2 * np.pi * steps / period + phase) + NOISE * rng.standard_normal((NUM_SAMPLES, SEQ_LEN + 1))
     num_val, num_test = round(NUM_SAMPLES * VAL_FRACTION), round(NUM_SAMPLES * TEST_FRACTION)
     order = rng.permutation(NUM_SAMPLES)
-    train, val = order[:NUM_SAMPLES - num_val - num_test], order[NUM_SAMPLES - num_val - num_test:-num_test]
+    train, val = order[: NUM_SAMPLES - num_val - num_test], order[NUM_SAMPLES - num_val - num_test : -num_test]
     x = waves[:, :-1, None].astype(np.float32)
     y = waves[:, -1:].astype(np.float32)
     x_train, y_train = x[train].astype(np.float64), y[train].astype(np.float64)
     x_mean, x_std, y_mean, y_std = x_train.mean(), x_train.std(), y_train.mean(), y_train.std()
-    return (((x[train] - x_mean) / x_std).astype(np.float32), ((y[train] - y_mean) / y_std).astype(np.float32),
-            ((x[val] - x_mean) / x_std).astype(np.float32), ((y[val] - y_mean) / y_std).astype(np.float32))
+    return (
+        ((x[train] - x_mean) / x_std).astype(np.float32),
+        ((y[train] - y_mean) / y_std).astype(np.float32),
+        ((x[val] - x_mean) / x_std).astype(np.float32),
+        ((y[val] - y_mean) / y_std).astype(np.float32),
+    )
 
 
 def report(**values: object) -> None:

@@ -5,11 +5,10 @@ import time
 
 import numpy as np
 
-from benchmarks.bare.common import (BATCH_SIZE, EPOCHS, GRAD_CLIP, HIDDEN_SIZE, LR, SEED, VAL_BATCH, report,
-                                    sine_splits)
-from src.frameworks.spec import ModelSpec, canonical_shapes
+from benchmarks.bare.common import BATCH_SIZE, EPOCHS, GRAD_CLIP, HIDDEN_SIZE, LR, SEED, VAL_BATCH, report, sine_splits
 from src.frameworks.numpy import network
 from src.frameworks.numpy.optimizers import Adam, clip_grad_norm, flatten, unflatten
+from src.frameworks.spec import ModelSpec, canonical_shapes
 
 imported = time.time()
 x, y, val_x, val_y = sine_splits()
@@ -21,15 +20,19 @@ rng = np.random.default_rng(SEED)
 
 train_start = time.time()
 val_losses = []
-for epoch in range(EPOCHS):
+for _epoch in range(EPOCHS):
     order = rng.permutation(len(x))
     for start in range(0, len(x), BATCH_SIZE):
-        batch = order[start:start + BATCH_SIZE]
+        batch = order[start : start + BATCH_SIZE]
         loss, grads, _ = network.loss_and_gradients(params, spec, x[batch], y[batch])
         g, _ = clip_grad_norm(flatten(grads, shapes), GRAD_CLIP)
         params = unflatten(optimizer.step(flatten(params, shapes), g), shapes)
-    prediction = np.concatenate([network.forward(params, spec, val_x[start:start + VAL_BATCH])[0]
-                                 for start in range(0, len(val_x), VAL_BATCH)])
+    prediction = np.concatenate(
+        [
+            network.forward(params, spec, val_x[start : start + VAL_BATCH])[0]
+            for start in range(0, len(val_x), VAL_BATCH)
+        ]
+    )
     val_losses.append(network.mse(prediction, val_y)[0])
 train_end = time.time()
 report(imported=imported, train_start=train_start, train_end=train_end, val_losses=val_losses)

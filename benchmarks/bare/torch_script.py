@@ -33,12 +33,12 @@ rng = np.random.default_rng(SEED)
 
 train_start = time.time()
 val_losses = []
-for epoch in range(EPOCHS):
+for _epoch in range(EPOCHS):
     network.train()
     total = 0.0
     order = torch.as_tensor(rng.permutation(len(x)), device=device)
     for start in range(0, len(x), BATCH_SIZE):
-        index = order[start:start + BATCH_SIZE]
+        index = order[start : start + BATCH_SIZE]
         optimizer.zero_grad(set_to_none=True)
         loss = loss_fn(network(x[index]), y[index])
         loss.backward()

@@ -23,8 +23,9 @@ class Dataset(Protocol):
     def generate(self, params: Any, seed: int) -> Splits: ...
 
 
-DATASETS: dict[str, Dataset] = {module.NAME: module for module in (  # type: ignore[misc]
-    adding, chars, next_number, parity, sine, sine_class, sum, sunspots)}
+DATASETS: dict[str, Dataset] = {
+    module.NAME: module for module in (adding, chars, next_number, parity, sine, sine_class, sum, sunspots)
+}
 
 
 def generate(params: object, seed: int) -> Splits:

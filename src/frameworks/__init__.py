@@ -24,7 +24,7 @@ FRAMEWORKS: dict[str, str] = {
 
 def backend_class(name: str) -> type[Backend]:
     """The backend class for `framework.name`; importing it is what loads the framework."""
-    return importlib.import_module(FRAMEWORKS[name]).BACKEND  # type: ignore[no-any-return]
+    return importlib.import_module(FRAMEWORKS[name]).BACKEND
 
 
 __all__ = ["FRAMEWORKS", "backend_class"]

@@ -7,9 +7,10 @@ sees this interface, so it never knows which framework it drives.
 
 from __future__ import annotations
 
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Callable, Iterator, Protocol
+from typing import Protocol
 
 import numpy as np
 
@@ -17,6 +18,7 @@ from src.config import TrainerConfig
 from src.data.base import Split
 from src.frameworks.spec import ModelSpec
 from src.frameworks.training import Checkpointing, EpochCallback, FitResult
+
 
 class Backend(Protocol):
     """What the experiment runner needs from a framework."""
@@ -30,10 +32,16 @@ class Backend(Protocol):
         """Raise UserError for a `framework.device` this machine cannot give, before any run starts."""
 
     @classmethod
-    def build(cls, spec: ModelSpec, seed: int, device: str = "auto") -> "Backend": ...
+    def build(cls, spec: ModelSpec, seed: int, device: str = "auto") -> Backend: ...
 
-    def fit(self, train: Split, val: Split, trainer: TrainerConfig, on_epoch: EpochCallback,
-            checkpointing: Checkpointing | None = None) -> FitResult:
+    def fit(
+        self,
+        train: Split,
+        val: Split,
+        trainer: TrainerConfig,
+        on_epoch: EpochCallback,
+        checkpointing: Checkpointing | None = None,
+    ) -> FitResult:
         """Train on standardised data with `spec.loss`; `on_epoch` sees every epoch's losses as they happen
         (after a resume, the checkpoint's earlier epochs first). Cross-entropy targets are class (token) ids
         stored as floats: (samples, 1) or (samples, steps)."""
@@ -46,7 +54,7 @@ class Backend(Protocol):
         """Weights and spec into `directory`, in a format that loads without unpickling code."""
 
     @classmethod
-    def load(cls, directory: Path, device: str = "auto") -> "Backend": ...
+    def load(cls, directory: Path, device: str = "auto") -> Backend: ...
 
     def get_weights(self) -> dict[str, np.ndarray]:
         """All parameters in the canonical layout (src/frameworks/spec.py), as float32 arrays."""
@@ -77,7 +85,7 @@ PREDICT_BATCH = 4096
 
 def predict_in_batches(forward: Callable[[np.ndarray], np.ndarray], x: np.ndarray, spec: ModelSpec) -> np.ndarray:
     """float32 outputs of `forward` over `x` in slices of PREDICT_BATCH, so memory stays bounded."""
-    parts = [np.asarray(forward(x[start:start + PREDICT_BATCH])) for start in range(0, len(x), PREDICT_BATCH)]
+    parts = [np.asarray(forward(x[start : start + PREDICT_BATCH])) for start in range(0, len(x), PREDICT_BATCH)]
     return np.concatenate(parts).astype(np.float32) if parts else spec.no_outputs(x.shape[1])
 
 
@@ -89,5 +97,3 @@ def load_arrays(path: Path) -> dict[str, np.ndarray]:
 
 def as_float32(array: np.ndarray) -> np.ndarray:
     return np.asarray(array, dtype=np.float32)
-
-

@@ -51,16 +51,23 @@ class Checkpoint:
     def save(self, path: Path) -> None:
         """Write atomically: a temporary file beside `path`, flushed to disk, then renamed over it."""
         path.parent.mkdir(parents=True, exist_ok=True)
-        meta = {"format": FORMAT, "framework": self.framework, "epoch": self.epoch,
-                "history": [asdict(result) for result in self.history], "best_epoch": self.best_epoch,
-                "best_val": self.best_val, "finished": self.finished, "extra": self.extra}
+        meta = {
+            "format": FORMAT,
+            "framework": self.framework,
+            "epoch": self.epoch,
+            "history": [asdict(result) for result in self.history],
+            "best_epoch": self.best_epoch,
+            "best_val": self.best_val,
+            "finished": self.finished,
+            "extra": self.extra,
+        }
         arrays = {f"state/{name}": value for name, value in self.state.items()}
         arrays.update({f"best/{name}": value for name, value in self.best_weights.items()})
         arrays["meta"] = np.array(json.dumps(meta))
         descriptor, temporary = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
         try:
             with os.fdopen(descriptor, "wb") as handle:
-                np.savez(handle, **arrays)
+                np.savez(handle, **arrays)  # type: ignore[arg-type]  # numpy's stubs
                 handle.flush()
                 os.fsync(handle.fileno())
             os.replace(temporary, path)
@@ -69,19 +76,28 @@ class Checkpoint:
             raise
 
     @classmethod
-    def load(cls, path: Path) -> "Checkpoint":
+    def load(cls, path: Path) -> Checkpoint:
         try:
             with np.load(path, allow_pickle=False) as archive:
                 meta = json.loads(str(archive["meta"]))
-                state = {name.removeprefix("state/"): archive[name] for name in archive.files
-                         if name.startswith("state/")}
-                best = {name.removeprefix("best/"): archive[name] for name in archive.files
-                        if name.startswith("best/")}
+                state = {
+                    name.removeprefix("state/"): archive[name] for name in archive.files if name.startswith("state/")
+                }
+                best = {name.removeprefix("best/"): archive[name] for name in archive.files if name.startswith("best/")}
             if meta.get("format") != FORMAT:
                 raise ValueError(f"format {meta.get('format')!r}, expected {FORMAT!r}")
             history = [EpochResult(**result) for result in meta["history"]]
-            return cls(meta["framework"], int(meta["epoch"]), history, int(meta["best_epoch"]),
-                       float(meta["best_val"]), best, state, bool(meta["finished"]), dict(meta.get("extra", {})))
+            return cls(
+                meta["framework"],
+                int(meta["epoch"]),
+                history,
+                int(meta["best_epoch"]),
+                float(meta["best_val"]),
+                best,
+                state,
+                bool(meta["finished"]),
+                dict(meta.get("extra", {})),
+            )
         except FileNotFoundError:
             raise UserError(f"checkpoint missing: {path}") from None
         except Exception as error:

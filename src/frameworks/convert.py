@@ -55,8 +55,9 @@ def canonical_to_keras(weights: dict[str, np.ndarray], spec: ModelSpec) -> list[
     order = _keras_order(spec)
     result: list[np.ndarray] = []
     for layer in range(spec.num_layers):
-        w_ih, w_hh, b_ih, b_hh = (weights[f"{RECURRENT}.{kind}_l{layer}"][order]
-                                  for kind in ("weight_ih", "weight_hh", "bias_ih", "bias_hh"))
+        w_ih, w_hh, b_ih, b_hh = (
+            weights[f"{RECURRENT}.{kind}_l{layer}"][order] for kind in ("weight_ih", "weight_hh", "bias_ih", "bias_hh")
+        )
         bias = np.stack([b_ih, b_hh]) if spec.cell == "gru" else b_ih + b_hh
         result += [w_ih.T, w_hh.T, bias]
     result += [weights["head.weight"].T, weights["head.bias"]]
@@ -69,7 +70,7 @@ def keras_to_canonical(weights: list[np.ndarray], spec: ModelSpec) -> dict[str, 
     to_torch = np.argsort(_keras_order(spec))
     result: dict[str, np.ndarray] = {}
     for layer in range(spec.num_layers):
-        kernel, recurrent_kernel, bias = weights[3 * layer:3 * layer + 3]
+        kernel, recurrent_kernel, bias = weights[3 * layer : 3 * layer + 3]
         if spec.cell == "gru":
             b_ih, b_hh = bias[0], bias[1]
         else:
@@ -86,8 +87,9 @@ def keras_to_canonical(weights: list[np.ndarray], spec: ModelSpec) -> dict[str, 
 def _keras_order(spec: ModelSpec) -> np.ndarray:
     """Row indices into a torch (G*H, ...) array that put its gate blocks in Keras' order."""
     hidden = spec.hidden_size
-    return np.concatenate([np.arange(block * hidden, (block + 1) * hidden)
-                           for block in TORCH_BLOCK_OF_KERAS_GATE[spec.cell]])
+    return np.concatenate(
+        [np.arange(block * hidden, (block + 1) * hidden) for block in TORCH_BLOCK_OF_KERAS_GATE[spec.cell]]
+    )
 
 
 def _checked_canonical(weights: dict[str, np.ndarray], spec: ModelSpec) -> dict[str, np.ndarray]:
@@ -95,8 +97,10 @@ def _checked_canonical(weights: dict[str, np.ndarray], spec: ModelSpec) -> dict[
     missing = sorted(set(expected) - set(weights))
     unexpected = sorted(set(weights) - set(expected))
     if missing or unexpected:
-        raise ValueError(f"canonical weights for {spec.cell} x{spec.num_layers} do not match: "
-                         f"missing {missing}, unexpected {unexpected}")
+        raise ValueError(
+            f"canonical weights for {spec.cell} x{spec.num_layers} do not match: "
+            f"missing {missing}, unexpected {unexpected}"
+        )
     arrays = {name: np.asarray(weights[name], dtype=np.float32) for name in expected}
     for name, shape in expected.items():
         if arrays[name].shape != shape:
@@ -109,6 +113,5 @@ def _checked_keras(weights: list[np.ndarray], spec: ModelSpec) -> list[np.ndarra
     arrays = [np.asarray(array, dtype=np.float32) for array in weights]
     actual = [array.shape for array in arrays]
     if actual != expected:
-        raise ValueError(f"Keras weights for {spec.cell} x{spec.num_layers} have shapes {actual}, "
-                         f"expected {expected}")
+        raise ValueError(f"Keras weights for {spec.cell} x{spec.num_layers} have shapes {actual}, expected {expected}")
     return arrays

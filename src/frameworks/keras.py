@@ -5,8 +5,9 @@ Training runs through the shared epoch loop (base.py) with `train_on_batch` over
 batches as the other backends: the divergence check, early stopping, the best weights and
 checkpoints behave as there, and a resumed fit continues with the exact weights, optimiser
 variables and dropout seed states it stopped with. (On small recurrent nets this is also faster
-than `model.fit`, whose per-epoch machinery costs more than the batches.) Weights travel in the canonical layout through `convert`, and are saved as an .npz of
-that layout: no pickle, and a torch or numpy user can read them.
+than `model.fit`, whose per-epoch machinery costs more than the batches.) Weights travel in the
+canonical layout through `convert`, and are saved as an .npz of that layout: no pickle, and a
+torch or numpy user can read them.
 
 TensorFlow is imported here and only here, so selecting another framework never loads it.
 """
@@ -16,9 +17,10 @@ from __future__ import annotations
 import contextlib
 import os
 import random
+from collections.abc import Iterator
 from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any
 
 # Both must be set before Keras (and through it TensorFlow) is first imported.
 os.environ.setdefault("KERAS_BACKEND", "tensorflow")
@@ -33,20 +35,20 @@ from src.data.base import Split  # noqa: E402
 from src.errors import UserError, reading  # noqa: E402
 from src.frameworks import convert  # noqa: E402
 from src.frameworks.base import as_float32, load_arrays, predict_in_batches  # noqa: E402
-from src.frameworks.spec import ModelSpec  # noqa: E402
-from src.frameworks.training import (Checkpointing, EpochCallback, FitResult, TrainingSteps,  # noqa: E402
-                                     run_epochs, shuffled_batches)
 from src.frameworks.checkpoint import rng_state, set_rng_state  # noqa: E402
 from src.frameworks.numpy.network import LOSSES  # noqa: E402  (plain NumPy: the validation loss)
+from src.frameworks.spec import ModelSpec  # noqa: E402
+from src.frameworks.training import Checkpointing, EpochCallback, FitResult, TrainingSteps, run_epochs, shuffled_batches  # noqa: E402
 
 WEIGHTS_FILE = "weights.npz"
 # Adam's epsilon as torch's default, so one trainer config means the same optimiser everywhere.
 ADAM_EPSILON = 1e-8
 
 if keras.backend.backend() != "tensorflow":
-    raise UserError(f"KERAS_BACKEND={keras.backend.backend()!r}: framework=keras needs the tensorflow "
-                    f"backend; unset KERAS_BACKEND or set it to tensorflow")
-
+    raise UserError(
+        f"KERAS_BACKEND={keras.backend.backend()!r}: framework=keras needs the tensorflow "
+        f"backend; unset KERAS_BACKEND or set it to tensorflow"
+    )
 
 
 def resolve_device(device: str) -> tuple[str, str]:
@@ -89,8 +91,11 @@ def build_network(spec: ModelSpec, seed: int) -> keras.Sequential:
         layers.append(_recurrent_layer(spec, return_sequences=spec.every_step or not last, seeds=seeds))
         if spec.dropout > 0 and not last:
             layers.append(keras.layers.Dropout(spec.dropout, seed=next(seeds), dtype="float32"))
-    layers.append(keras.layers.Dense(spec.num_outputs, dtype="float32",
-                                     kernel_initializer=keras.initializers.GlorotUniform(seed=next(seeds))))
+    layers.append(
+        keras.layers.Dense(
+            spec.num_outputs, dtype="float32", kernel_initializer=keras.initializers.GlorotUniform(seed=next(seeds))
+        )
+    )
     return keras.Sequential(layers, name=f"{spec.cell}_{spec.loss}")
 
 
@@ -121,15 +126,17 @@ class KerasBackend:
         self.device = device
         self._tf_device = tf_device
         # One graph for any batch and sequence length: several times faster than eager calls.
-        self._forward = tf.function(lambda x: model(x, training=False),
-                                    input_signature=[tf.TensorSpec([None, None, spec.input_width], tf.float32)])
+        self._forward = tf.function(
+            lambda x: model(x, training=False),
+            input_signature=[tf.TensorSpec([None, None, spec.input_width], tf.float32)],
+        )
 
     @staticmethod
     def check_device(device: str) -> None:
         resolve_device(device)
 
     @classmethod
-    def build(cls, spec: ModelSpec, seed: int, device: str = "auto") -> "KerasBackend":
+    def build(cls, spec: ModelSpec, seed: int, device: str = "auto") -> KerasBackend:
         # Same config and seed → same numbers. Process-wide, but it only touches TensorFlow, which nothing
         # but this backend uses: kernels run deterministically, unseeded random ops raise (every one of
         # ours is seeded), and Keras' jit_compile="auto" leaves XLA off. Switched on by the first model
@@ -140,8 +147,14 @@ class KerasBackend:
             model = build_network(spec, seed)
         return cls(spec, model, shown, tf_device)
 
-    def fit(self, train: Split, val: Split, trainer: TrainerConfig, on_epoch: EpochCallback,
-            checkpointing: Checkpointing | None = None) -> FitResult:
+    def fit(
+        self,
+        train: Split,
+        val: Split,
+        trainer: TrainerConfig,
+        on_epoch: EpochCallback,
+        checkpointing: Checkpointing | None = None,
+    ) -> FitResult:
         x, y = as_float32(train.x), as_float32(train.y)
         val_y = as_float32(val.y)
         rng = np.random.default_rng(trainer.seed)
@@ -158,7 +171,9 @@ class KerasBackend:
         def state() -> dict[str, np.ndarray]:
             # Model variables include the dropout layers' seed states; the optimiser's its step count.
             saved = {f"model/{index}": np.asarray(v) for index, v in enumerate(self.model.variables)}
-            saved.update({f"optimizer/{index}": np.asarray(v) for index, v in enumerate(self.model.optimizer.variables)})
+            saved.update(
+                {f"optimizer/{index}": np.asarray(v) for index, v in enumerate(self.model.optimizer.variables)}
+            )
             saved["rng/batches"] = rng_state(rng)
             return saved
 
@@ -171,8 +186,15 @@ class KerasBackend:
 
         with _seeded(trainer.seed), tf.device(self._tf_device):
             self.model.compile(optimizer=_optimizer(trainer), loss=_loss(self.spec))
-            return run_epochs(self.name, trainer, on_epoch, TrainingSteps(train_epoch, val_loss, state, load_state),
-                              self.get_weights, self.set_weights, checkpointing)
+            return run_epochs(
+                self.name,
+                trainer,
+                on_epoch,
+                TrainingSteps(train_epoch, val_loss, state, load_state),
+                self.get_weights,
+                self.set_weights,
+                checkpointing,
+            )
 
     def predict(self, x: np.ndarray) -> np.ndarray:
         with tf.device(self._tf_device):
@@ -181,10 +203,10 @@ class KerasBackend:
     def save(self, directory: Path) -> None:
         directory.mkdir(parents=True, exist_ok=True)
         self.spec.save(directory)
-        np.savez(directory / WEIGHTS_FILE, **self.get_weights())
+        np.savez(directory / WEIGHTS_FILE, **self.get_weights())  # type: ignore[arg-type]  # numpy's stubs
 
     @classmethod
-    def load(cls, directory: Path, device: str = "auto") -> "KerasBackend":
+    def load(cls, directory: Path, device: str = "auto") -> KerasBackend:
         spec = ModelSpec.load(directory)
         path = directory / WEIGHTS_FILE
         backend = cls.build(spec, seed=0, device=device)

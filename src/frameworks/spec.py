@@ -60,13 +60,21 @@ class ModelSpec:
     head: Head = Head()
 
     @classmethod
-    def from_config(cls, model: ModelConfig, num_features: int, num_outputs: int, head: Head = Head()) -> "ModelSpec":
-        return cls(model.cell.value, model.hidden_size, model.num_layers, model.activation.value, model.dropout,
-                   num_features, num_outputs, head)
+    def from_config(cls, model: ModelConfig, num_features: int, num_outputs: int, head: Head = Head()) -> ModelSpec:
+        return cls(
+            model.cell.value,
+            model.hidden_size,
+            model.num_layers,
+            model.activation.value,
+            model.dropout,
+            num_features,
+            num_outputs,
+            head,
+        )
 
     @property
     def loss(self) -> Loss:
-        """"mse", or "cross_entropy" (softmax over the outputs, mean over targets)."""
+        """ "mse", or "cross_entropy" (softmax over the outputs, mean over targets)."""
         return self.head.loss
 
     @property
@@ -93,13 +101,15 @@ class ModelSpec:
         (directory / SPEC_FILE).write_text(json.dumps(asdict(self), indent=2))
 
     @classmethod
-    def load(cls, directory: Path) -> "ModelSpec":
+    def load(cls, directory: Path) -> ModelSpec:
         path = directory / SPEC_FILE
         with reading(path):
             values = json.loads(path.read_text())
             if "task" in values:
-                raise UserError(f"model file from an earlier rnnlab: {path} names a task where it now holds "
-                                f"its head; retrain the model")
+                raise UserError(
+                    f"model file from an earlier rnnlab: {path} names a task where it now holds "
+                    f"its head; retrain the model"
+                )
             spec = cls(**{**values, "head": Head(**values.get("head", {}))})
         problem = spec.problem()
         if problem:
@@ -108,16 +118,22 @@ class ModelSpec:
 
     def problem(self) -> str | None:
         """What makes this spec impossible to build, or None: a spec read from a file is checked first."""
-        checks = [(self.cell in GATES, f"cell={self.cell!r}"),
-                  (isinstance(self.hidden_size, int) and 1 <= self.hidden_size <= MAX_HIDDEN_SIZE,
-                   f"hidden_size={self.hidden_size!r}"),
-                  (isinstance(self.num_layers, int) and 1 <= self.num_layers <= MAX_LAYERS,
-                   f"num_layers={self.num_layers!r}"),
-                  (self.activation in ("tanh", "relu"), f"activation={self.activation!r}"),
-                  (isinstance(self.dropout, (int, float)) and 0 <= self.dropout < 1, f"dropout={self.dropout!r}"),
-                  (isinstance(self.num_features, int) and self.num_features >= 1, f"num_features={self.num_features!r}"),
-                  (isinstance(self.num_outputs, int) and self.num_outputs >= 1, f"num_outputs={self.num_outputs!r}"),
-                  (self.head.loss in ("mse", "cross_entropy"), f"head.loss={self.head.loss!r}")]
+        checks = [
+            (self.cell in GATES, f"cell={self.cell!r}"),
+            (
+                isinstance(self.hidden_size, int) and 1 <= self.hidden_size <= MAX_HIDDEN_SIZE,
+                f"hidden_size={self.hidden_size!r}",
+            ),
+            (
+                isinstance(self.num_layers, int) and 1 <= self.num_layers <= MAX_LAYERS,
+                f"num_layers={self.num_layers!r}",
+            ),
+            (self.activation in ("tanh", "relu"), f"activation={self.activation!r}"),
+            (isinstance(self.dropout, (int, float)) and 0 <= self.dropout < 1, f"dropout={self.dropout!r}"),
+            (isinstance(self.num_features, int) and self.num_features >= 1, f"num_features={self.num_features!r}"),
+            (isinstance(self.num_outputs, int) and self.num_outputs >= 1, f"num_outputs={self.num_outputs!r}"),
+            (self.head.loss in ("mse", "cross_entropy"), f"head.loss={self.head.loss!r}"),
+        ]
         return next((f"{what} is not possible" for ok, what in checks if not ok), None)
 
 

@@ -14,10 +14,9 @@ from src.config import Optimizer, TrainerConfig
 from src.data.base import Split
 from src.errors import UserError, reading
 from src.frameworks.base import predict_in_batches
-from src.frameworks.spec import ModelSpec
-from src.frameworks.training import (Checkpointing, EpochCallback, FitResult, TrainingSteps, run_epochs,
-                                     shuffled_batches)
 from src.frameworks.checkpoint import rng_state, set_rng_state
+from src.frameworks.spec import ModelSpec
+from src.frameworks.training import Checkpointing, EpochCallback, FitResult, TrainingSteps, run_epochs, shuffled_batches
 
 WEIGHTS_FILE = "weights.pt"
 RECURRENT_LAYERS = {"rnn": nn.RNN, "lstm": nn.LSTM, "gru": nn.GRU}
@@ -32,8 +31,13 @@ class RecurrentNetwork(nn.Module):
         self.spec = spec
         extra = {"nonlinearity": spec.activation} if spec.cell == "rnn" else {}
         self.recurrent = RECURRENT_LAYERS[spec.cell](
-            input_size=spec.num_features, hidden_size=spec.hidden_size, num_layers=spec.num_layers,
-            dropout=spec.dropout if spec.num_layers > 1 else 0.0, batch_first=True, **extra)
+            input_size=spec.num_features,
+            hidden_size=spec.hidden_size,
+            num_layers=spec.num_layers,
+            dropout=spec.dropout if spec.num_layers > 1 else 0.0,
+            batch_first=True,
+            **extra,
+        )
         self.head = nn.Linear(spec.hidden_size, spec.num_outputs)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
@@ -82,14 +86,20 @@ class TorchBackend:
         resolve_device(device)
 
     @classmethod
-    def build(cls, spec: ModelSpec, seed: int, device: str = "auto") -> "TorchBackend":
+    def build(cls, spec: ModelSpec, seed: int, device: str = "auto") -> TorchBackend:
         with private_rng():  # seeded init without changing the caller's RNG
             torch.manual_seed(seed)
             network = RecurrentNetwork(spec)
         return cls(spec, network, resolve_device(device), seed)
 
-    def fit(self, train: Split, val: Split, trainer: TrainerConfig, on_epoch: EpochCallback,
-            checkpointing: Checkpointing | None = None) -> FitResult:
+    def fit(
+        self,
+        train: Split,
+        val: Split,
+        trainer: TrainerConfig,
+        on_epoch: EpochCallback,
+        checkpointing: Checkpointing | None = None,
+    ) -> FitResult:
         x, y = self._tensor(train.x), self._tensor(train.y)
         val_x, val_y = self._tensor(val.x), self._tensor(val.y)
         optimizer = _optimizer(trainer, self.network.parameters())
@@ -119,8 +129,9 @@ class TorchBackend:
         def state() -> dict[str, np.ndarray]:
             saved = {f"weights/{name}": value for name, value in self.get_weights().items()}
             for index, moments in optimizer.state_dict()["state"].items():
-                saved.update({f"optimizer/{index}/{key}": torch.as_tensor(value).cpu().numpy()
-                              for key, value in moments.items()})
+                saved.update(
+                    {f"optimizer/{index}/{key}": torch.as_tensor(value).cpu().numpy() for key, value in moments.items()}
+                )
             saved["rng/batches"] = rng_state(rng)
             saved["rng/torch"] = torch.get_rng_state().numpy()  # dropout masks
             for device in cuda_devices:
@@ -128,8 +139,9 @@ class TorchBackend:
             return saved
 
         def load_state(saved: dict[str, np.ndarray]) -> None:
-            self.set_weights({name.removeprefix("weights/"): value for name, value in saved.items()
-                              if name.startswith("weights/")})
+            self.set_weights(
+                {name.removeprefix("weights/"): value for name, value in saved.items() if name.startswith("weights/")}
+            )
             moments: dict[int, dict[str, torch.Tensor]] = {}
             for name, value in saved.items():
                 if name.startswith("optimizer/"):
@@ -150,8 +162,15 @@ class TorchBackend:
         cudnn_dropout = self.network.head.weight.is_cuda and self.spec.dropout > 0 and self.spec.num_layers > 1
         with private_rng(), torch.backends.cudnn.flags(enabled=not cudnn_dropout):
             torch.manual_seed(trainer.seed)  # dropout draws from a seeded, private stream
-            return run_epochs(self.name, trainer, on_epoch, TrainingSteps(train_epoch, val_loss, state, load_state),
-                              self.get_weights, self.set_weights, checkpointing)
+            return run_epochs(
+                self.name,
+                trainer,
+                on_epoch,
+                TrainingSteps(train_epoch, val_loss, state, load_state),
+                self.get_weights,
+                self.set_weights,
+                checkpointing,
+            )
 
     def predict(self, x: np.ndarray) -> np.ndarray:
         self.network.eval()
@@ -164,7 +183,7 @@ class TorchBackend:
         torch.save(self.network.state_dict(), directory / WEIGHTS_FILE)
 
     @classmethod
-    def load(cls, directory: Path, device: str = "auto") -> "TorchBackend":
+    def load(cls, directory: Path, device: str = "auto") -> TorchBackend:
         spec = ModelSpec.load(directory)
         target = resolve_device(device)
         path = directory / WEIGHTS_FILE
@@ -174,8 +193,9 @@ class TorchBackend:
         return cls(spec, network, target, seed=0)
 
     def get_weights(self) -> dict[str, np.ndarray]:
-        return {name: value.detach().cpu().numpy().astype(np.float32)
-                for name, value in self.network.state_dict().items()}
+        return {
+            name: value.detach().cpu().numpy().astype(np.float32) for name, value in self.network.state_dict().items()
+        }
 
     def set_weights(self, weights: dict[str, np.ndarray]) -> None:
         state = {name: torch.as_tensor(np.asarray(value, dtype=np.float32)) for name, value in weights.items()}

@@ -9,9 +9,10 @@ import logging
 import math
 import sys
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable, NamedTuple
+from typing import Any, NamedTuple
 
 import numpy as np
 
@@ -38,7 +39,7 @@ class FitResult:
 def shuffled_batches(count: int, batch_size: int, rng: np.random.Generator) -> list[np.ndarray]:
     """One epoch's sample indices: a fresh permutation cut into batches (the last may be smaller)."""
     order = rng.permutation(count)
-    return [order[start:start + batch_size] for start in range(0, count, batch_size)]
+    return [order[start : start + batch_size] for start in range(0, count, batch_size)]
 
 
 @dataclass(frozen=True)
@@ -93,14 +94,14 @@ class EpochMonitor:
     def epoch(self) -> int:
         return len(self.history)
 
-    def end_epoch(self, train_loss: float, val_loss: float, seconds: float,
-                  snapshot: Callable[[], Any]) -> bool:
+    def end_epoch(self, train_loss: float, val_loss: float, seconds: float, snapshot: Callable[[], Any]) -> bool:
         epoch = len(self.history) + 1
         if not (math.isfinite(train_loss) and math.isfinite(val_loss)):
             self.close()
             raise TrainingDiverged(
                 f"loss became {train_loss if not math.isfinite(train_loss) else val_loss} at epoch {epoch}: "
-                f"lower trainer.lr or set trainer.grad_clip")
+                f"lower trainer.lr or set trainer.grad_clip"
+            )
         result = EpochResult(epoch, float(train_loss), float(val_loss), float(seconds))
         self.history.append(result)
         self.on_epoch(result)
@@ -115,8 +116,16 @@ class EpochMonitor:
         return self.stopped_early
 
     def checkpoint(self, framework: str, state: dict[str, np.ndarray], finished: bool) -> Checkpoint:
-        return Checkpoint(framework, self.epoch, list(self.history), self.best_epoch, self._best_val,
-                          dict(self.best_state or {}), state, finished)
+        return Checkpoint(
+            framework,
+            self.epoch,
+            list(self.history),
+            self.best_epoch,
+            self._best_val,
+            dict(self.best_state or {}),
+            state,
+            finished,
+        )
 
     def result(self) -> FitResult:
         self.close()
@@ -128,10 +137,15 @@ class EpochMonitor:
             self._bar = None
 
 
-def run_epochs(framework: str, trainer: TrainerConfig, on_epoch: EpochCallback, steps: TrainingSteps,
-               get_weights: Callable[[], dict[str, np.ndarray]],
-               set_weights: Callable[[dict[str, np.ndarray]], None],
-               checkpointing: Checkpointing | None = None) -> FitResult:
+def run_epochs(
+    framework: str,
+    trainer: TrainerConfig,
+    on_epoch: EpochCallback,
+    steps: TrainingSteps,
+    get_weights: Callable[[], dict[str, np.ndarray]],
+    set_weights: Callable[[dict[str, np.ndarray]], None],
+    checkpointing: Checkpointing | None = None,
+) -> FitResult:
     """The epoch loop every framework shares: train, validate, check, checkpoint, stop early, restore
     the best weights. After a resume it continues from the checkpoint's epoch with its exact state."""
     checkpointing = checkpointing or Checkpointing()

@@ -36,18 +36,21 @@ def get(name: str) -> Task:
 
 def objectives(task: Task) -> dict[str, Direction]:
     """The objectives a run of `task` can report, with their directions."""
-    return {**{name: "minimize" for name in FINAL_LOSS_METRICS},
-            **{f"test_{metric}": direction for metric, direction in task.metrics.items()}}
+    return {
+        **{name: "minimize" for name in FINAL_LOSS_METRICS},
+        **{f"test_{metric}": direction for metric, direction in task.metrics.items()},
+    }
 
 
 # Every objective of every task. A metric name shared by two tasks must mean the same direction.
-OBJECTIVE_DIRECTIONS: dict[str, Direction] = {name: direction for task in TASKS.values()
-                                              for name, direction in objectives(task).items()}
+OBJECTIVE_DIRECTIONS: dict[str, Direction] = {
+    name: direction for task in TASKS.values() for name, direction in objectives(task).items()
+}
 OBJECTIVES = tuple(OBJECTIVE_DIRECTIONS)
 
 
 def objective_direction(objective: str) -> Direction:
-    """"minimize" or "maximize"; a metric not named by any task is minimised."""
+    """ "minimize" or "maximize"; a metric not named by any task is minimised."""
     return OBJECTIVE_DIRECTIONS.get(objective, "minimize")
 
 
@@ -61,5 +64,14 @@ def headline_metrics() -> dict[str, bool]:
     return {f"test_{metric}": higher for metric, higher in map(rank_metric, TASKS.values())}
 
 
-__all__ = ["FINAL_LOSS_METRICS", "OBJECTIVES", "TASKS", "Task", "get", "headline_metrics", "objective_direction",
-           "objectives", "worst_value"]
+__all__ = [
+    "FINAL_LOSS_METRICS",
+    "OBJECTIVES",
+    "TASKS",
+    "Task",
+    "get",
+    "headline_metrics",
+    "objective_direction",
+    "objectives",
+    "worst_value",
+]

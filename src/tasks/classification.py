@@ -36,7 +36,7 @@ class Classification:
     name = "classification"
     metrics: dict[str, Direction] = {"accuracy": "maximize", "f1_macro": "maximize", "log_loss": "minimize"}
     rank_by = "accuracy"
-    baselines_names = ("majority", "logistic")
+    baselines_names: tuple[str, ...] = ("majority", "logistic")
     loss_label = "cross-entropy (nats)"
     head = Head(loss="cross_entropy")
 
@@ -64,8 +64,11 @@ class Classification:
             false_positives = np.sum((predicted == label) & (labels != label))
             false_negatives = np.sum((predicted != label) & (labels == label))
             f1_scores.append(2 * true_positives / (2 * true_positives + false_positives + false_negatives))
-        return {"accuracy": float(np.mean(predicted == labels)), "f1_macro": float(np.mean(f1_scores)),
-                "log_loss": mean_negative_log_likelihood(labels, probabilities)}
+        return {
+            "accuracy": float(np.mean(predicted == labels)),
+            "f1_macro": float(np.mean(f1_scores)),
+            "log_loss": mean_negative_log_likelihood(labels, probabilities),
+        }
 
     def baselines(self, splits: Splits, x: np.ndarray) -> dict[str, np.ndarray]:
         from sklearn.linear_model import LogisticRegression  # imported here: only this task needs it
@@ -83,8 +86,10 @@ class Classification:
 
     def predictions_csv(self, evaluation: Evaluation) -> str:
         """True label, every predictor's label, and the model's probability of each class, per test sample."""
-        columns: dict[str, np.ndarray] = {"index": np.arange(len(evaluation.truth)),
-                                          "y_true": labels_of(evaluation.truth)}
+        columns: dict[str, np.ndarray] = {
+            "index": np.arange(len(evaluation.truth)),
+            "y_true": labels_of(evaluation.truth),
+        }
         columns.update({f"y_pred_{name}": np.argmax(values, axis=1) for name, values in evaluation.predictions.items()})
         model = evaluation.predictions["model"]
         columns.update({f"p_model_{name}": model[:, index] for index, name in enumerate(evaluation.classes)})
@@ -92,8 +97,11 @@ class Classification:
 
     def figures(self, evaluation: Evaluation, title: str) -> dict[str, Figure]:
         predicted = np.argmax(evaluation.predictions["model"], axis=1)
-        return {"plots/confusion_matrix.png": plots.confusion_matrix(labels_of(evaluation.truth), predicted,
-                                                                     evaluation.classes, title)}
+        return {
+            "plots/confusion_matrix.png": plots.confusion_matrix(
+                labels_of(evaluation.truth), predicted, evaluation.classes, title
+            )
+        }
 
     def artifacts(self, predictor: Predictor, splits: Splits) -> dict[str, str]:
         return {}

@@ -46,8 +46,9 @@ def ngram_counts(splits: Splits) -> tuple[np.ndarray, np.ndarray]:
     return np.bincount(following, minlength=size).astype(np.float64), pairs
 
 
-def generate_text(predictor: Predictor, prime: str, length: int, temperature: float,
-                  rng: np.random.Generator, context: int = CONTEXT) -> str:
+def generate_text(
+    predictor: Predictor, prime: str, length: int, temperature: float, rng: np.random.Generator, context: int = CONTEXT
+) -> str:
     """`length` tokens drawn one at a time after `prime`, each from the model's next-token probabilities
     sharpened (temperature < 1) or flattened (> 1) as p^(1/temperature); the same rng state repeats them."""
     vocabulary = predictor.classes
@@ -58,7 +59,7 @@ def generate_text(predictor: Predictor, prime: str, length: int, temperature: fl
         logits = np.log(np.maximum(probabilities, 1e-300)) / temperature
         weights = np.exp(logits - logits.max())
         ids.append(int(rng.choice(len(weights), p=weights / weights.sum())))
-    return decode(ids[len(prime):], vocabulary)
+    return decode(ids[len(prime) :], vocabulary)
 
 
 def _escaped(text: str) -> str:
@@ -69,7 +70,7 @@ class LanguageModel:
     name = "language_model"
     metrics: dict[str, Direction] = {"loss": "minimize", "perplexity": "minimize", "bpc": "minimize"}
     rank_by = "bpc"
-    baselines_names = ("unigram", "bigram")
+    baselines_names: tuple[str, ...] = ("unigram", "bigram")
     loss_label = "cross-entropy (nats per token)"
     head = Head(loss="cross_entropy", token_inputs=True, every_step=True)
 
@@ -103,14 +104,18 @@ class LanguageModel:
         probability of the truth (the whole split's scores are in the metrics)."""
         truth = evaluation.truth.astype(np.int64).ravel()[:CSV_POSITIONS]
         vocabulary = evaluation.classes
-        probabilities = {name: values.reshape(-1, values.shape[-1])[:CSV_POSITIONS]
-                         for name, values in evaluation.predictions.items()}
+        probabilities = {
+            name: values.reshape(-1, values.shape[-1])[:CSV_POSITIONS]
+            for name, values in evaluation.predictions.items()
+        }
         columns: dict[str, object] = {
             "index": np.arange(len(truth)),
             "y_true": [_escaped(vocabulary[token]) for token in truth],
             "y_pred_model": [_escaped(vocabulary[token]) for token in np.argmax(probabilities["model"], axis=1)],
         }
-        columns.update({f"p_true_{name}": values[np.arange(len(truth)), truth] for name, values in probabilities.items()})
+        columns.update(
+            {f"p_true_{name}": values[np.arange(len(truth)), truth] for name, values in probabilities.items()}
+        )
         return csv_text(columns)
 
     def figures(self, evaluation: Evaluation, title: str) -> dict[str, Figure]:

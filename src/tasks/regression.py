@@ -45,7 +45,7 @@ def baseline_predictions(train: Split, x: np.ndarray, target_feature: int) -> di
     outputs = train.y.shape[1]
     coefficients, *_ = np.linalg.lstsq(_flat_with_bias(train.x), train.y.astype(np.float64), rcond=None)
     return {
-        "last": np.repeat(x[:, -1, target_feature:target_feature + 1], outputs, axis=1),
+        "last": np.repeat(x[:, -1, target_feature : target_feature + 1], outputs, axis=1),
         "mean": np.broadcast_to(train.y.astype(np.float64).mean(axis=0), (len(x), outputs)),
         "linear": _flat_with_bias(x) @ coefficients,
     }
@@ -55,7 +55,7 @@ class Regression:
     name = "regression"
     metrics: dict[str, Direction] = {"mse": "minimize", "rmse": "minimize", "mae": "minimize", "r2": "maximize"}
     rank_by = "mse"
-    baselines_names = ("last", "mean", "linear")
+    baselines_names: tuple[str, ...] = ("last", "mean", "linear")
     loss_label = "MSE (original units)"
     head = Head(loss="mse")
 
@@ -85,9 +85,11 @@ class Regression:
         return csv_text(columns)
 
     def figures(self, evaluation: Evaluation, title: str) -> dict[str, Figure]:
-        return {"plots/predictions_vs_truth.png": plots.predictions_vs_truth(evaluation.truth,
-                                                                             evaluation.predictions, title)}
+        return {
+            "plots/predictions_vs_truth.png": plots.predictions_vs_truth(
+                evaluation.truth, evaluation.predictions, title
+            )
+        }
 
     def artifacts(self, predictor: Predictor, splits: Splits) -> dict[str, str]:
         return {}
-

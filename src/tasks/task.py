@@ -8,6 +8,7 @@ evaluation its metrics and baselines, the sweep and compare its objectives and h
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import TYPE_CHECKING, Literal, Protocol
 
 import numpy as np
@@ -65,7 +66,7 @@ def rank_metric(task: Task) -> tuple[str, bool]:
     return task.rank_by, task.metrics[task.rank_by] == "maximize"
 
 
-def csv_text(columns: dict[str, object]) -> str:
+def csv_text(columns: Mapping[str, object]) -> str:
     """Columns as CSV text, with floats that round-trip float32 exactly."""
     import io
 

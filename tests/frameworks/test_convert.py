@@ -16,20 +16,25 @@ CELLS = [("rnn", "tanh"), ("rnn", "relu"), ("lstm", "tanh"), ("gru", "tanh")]
 
 
 def spec_for(cell: str, num_layers: int, activation: str = "tanh", hidden_size: int = 4) -> ModelSpec:
-    return ModelSpec(cell=cell, hidden_size=hidden_size, num_layers=num_layers, activation=activation,
-                     dropout=0.0, num_features=3, num_outputs=2)
+    return ModelSpec(
+        cell=cell,
+        hidden_size=hidden_size,
+        num_layers=num_layers,
+        activation=activation,
+        dropout=0.0,
+        num_features=3,
+        num_outputs=2,
+    )
 
 
 def random_canonical(spec: ModelSpec, seed: int = 0) -> dict[str, np.ndarray]:
     rng = np.random.default_rng(seed)
-    return {name: rng.normal(size=shape).astype(np.float32)
-            for name, shape in convert.canonical_shapes(spec).items()}
+    return {name: rng.normal(size=shape).astype(np.float32) for name, shape in convert.canonical_shapes(spec).items()}
 
 
 @pytest.mark.parametrize("num_layers", [1, 2, 3])
 @pytest.mark.parametrize("cell, activation", CELLS)
-def test_canonical_to_keras_and_back_is_exact_except_summed_biases(cell: str, activation: str,
-                                                                     num_layers: int) -> None:
+def test_canonical_to_keras_and_back_is_exact_except_summed_biases(cell: str, activation: str, num_layers: int) -> None:
     spec = spec_for(cell, num_layers, activation)
     weights = random_canonical(spec)
     keras_weights = convert.canonical_to_keras(weights, spec)
@@ -99,8 +104,10 @@ def test_wrong_names_or_shapes_are_rejected_with_the_name() -> None:
 
 
 def test_importing_the_converter_loads_neither_keras_nor_tensorflow() -> None:
-    code = ("import sys, src.frameworks.convert; "
-            "loaded = [m for m in ('keras', 'tensorflow') if m in sys.modules]; "
-            "assert not loaded, loaded")
+    code = (
+        "import sys, src.frameworks.convert; "
+        "loaded = [m for m in ('keras', 'tensorflow') if m in sys.modules]; "
+        "assert not loaded, loaded"
+    )
     result = subprocess.run([sys.executable, "-c", code], cwd=PROJECT_ROOT, capture_output=True, text=True)
     assert result.returncode == 0, result.stderr

@@ -18,15 +18,16 @@ from src.data.base import Split, Splits
 from src.errors import TrainingDiverged, UserError
 from src.frameworks import backend_class
 from src.frameworks.checkpoint import EpochResult
-from src.frameworks.spec import ModelSpec
-from src.frameworks.training import FitResult
 from src.frameworks.keras import WEIGHTS_FILE, KerasBackend
+from src.frameworks.spec import ModelSpec
 from src.frameworks.torch import TorchBackend
+from src.frameworks.training import FitResult
 
 QUICK = TrainerConfig(epochs=3, batch_size=16, optimizer=Optimizer.adam, lr=0.01, grad_clip=1.0, patience=0, seed=0)
 # Two stacked layers with dropout between them: the seeded dropout must repeat too.
-STACKED = ModelSpec(cell="lstm", hidden_size=8, num_layers=2, activation="tanh", dropout=0.2, num_features=1,
-                    num_outputs=1)
+STACKED = ModelSpec(
+    cell="lstm", hidden_size=8, num_layers=2, activation="tanh", dropout=0.2, num_features=1, num_outputs=1
+)
 
 
 @pytest.fixture(scope="module")
@@ -34,7 +35,9 @@ def sums() -> Splits:
     return sum_data.generate(sum_data.Params(num_samples=200), seed=0)
 
 
-def fitted(splits: Splits, spec: ModelSpec, trainer: TrainerConfig) -> tuple[KerasBackend, FitResult, list[EpochResult]]:
+def fitted(
+    splits: Splits, spec: ModelSpec, trainer: TrainerConfig
+) -> tuple[KerasBackend, FitResult, list[EpochResult]]:
     backend = KerasBackend.build(spec, seed=trainer.seed, device="cpu")
     epochs: list[EpochResult] = []
     return backend, backend.fit(splits.train, splits.val, trainer, epochs.append), epochs
@@ -52,8 +55,15 @@ def test_framework_lookup_finds_the_keras_backend() -> None:
 @pytest.mark.parametrize("num_layers", [1, 2])
 @pytest.mark.parametrize("cell, activation", [("rnn", "tanh"), ("rnn", "relu"), ("lstm", "tanh"), ("gru", "tanh")])
 def test_same_weights_predict_the_same_as_torch(cell: str, activation: str, num_layers: int) -> None:
-    spec = ModelSpec(cell=cell, hidden_size=4, num_layers=num_layers, activation=activation, dropout=0.0,
-                     num_features=3, num_outputs=1)
+    spec = ModelSpec(
+        cell=cell,
+        hidden_size=4,
+        num_layers=num_layers,
+        activation=activation,
+        dropout=0.0,
+        num_features=3,
+        num_outputs=1,
+    )
     torch_backend = TorchBackend.build(spec, seed=0, device="cpu")
     # torch initialises its biases too, so both biases and every gate block take part.
     keras_backend = KerasBackend.build(spec, seed=0, device="cpu")
@@ -75,7 +85,8 @@ def test_two_fits_with_one_seed_agree(two_fits, sums: Splits) -> None:
     (first, first_result, _), (second, second_result, _) = two_fits
     np.testing.assert_allclose(first.predict(sums.test.x), second.predict(sums.test.x), rtol=0, atol=1e-6)
     assert [e.val_loss for e in first_result.history] == pytest.approx(
-        [e.val_loss for e in second_result.history], abs=1e-6)
+        [e.val_loss for e in second_result.history], abs=1e-6
+    )
 
 
 def test_build_and_fit_leave_python_and_numpy_random_state_alone(sums: Splits) -> None:
@@ -87,8 +98,9 @@ def test_build_and_fit_leave_python_and_numpy_random_state_alone(sums: Splits) -
 
 def test_early_stopping_restores_the_best_epoch(sums: Splits) -> None:
     # SGD at a high rate overshoots after epoch 3, so patience 2 stops at epoch 5.
-    spec = ModelSpec(cell="gru", hidden_size=8, num_layers=1, activation="tanh", dropout=0.0, num_features=1,
-                     num_outputs=1)
+    spec = ModelSpec(
+        cell="gru", hidden_size=8, num_layers=1, activation="tanh", dropout=0.0, num_features=1, num_outputs=1
+    )
     trainer = TrainerConfig(epochs=20, batch_size=16, optimizer=Optimizer.sgd, lr=0.3, grad_clip=1.0, patience=2)
     backend, result, _ = fitted(sums, spec, trainer)
     assert result.stopped_early and result.best_epoch == len(result.history) - 2
@@ -136,8 +148,9 @@ def test_requirements_pin_tensorflow_and_keras() -> None:
 def test_notebook_example_trains_on_raw_next_number() -> None:
     """SimpleRNN(32, relu) + Dense(1), adam 0.001, MSE, 10 epochs, batch 8, unscaled integers."""
     splits = next_number.generate(next_number.Params(standardize=False), seed=0)
-    spec = ModelSpec(cell="rnn", hidden_size=32, num_layers=1, activation="relu", dropout=0.0, num_features=1,
-                     num_outputs=1)
+    spec = ModelSpec(
+        cell="rnn", hidden_size=32, num_layers=1, activation="relu", dropout=0.0, num_features=1, num_outputs=1
+    )
     trainer = TrainerConfig(epochs=10, batch_size=8, optimizer=Optimizer.adam, lr=0.001, grad_clip=0.0, patience=0)
     backend, result, _ = fitted(splits, spec, trainer)
     mae = float(np.mean(np.abs(backend.predict(splits.test.x) - splits.test.y)))
@@ -146,20 +159,28 @@ def test_notebook_example_trains_on_raw_next_number() -> None:
     assert mae < mean_baseline_mae / 10  # it learned the rule (MAE 2.7), outside the training range too
 
 
-
 @pytest.mark.parametrize("task", ["classification", "language_model"])
 @pytest.mark.parametrize("cell, activation", [("rnn", "tanh"), ("rnn", "relu"), ("lstm", "tanh"), ("gru", "tanh")])
 def test_same_weights_give_the_same_logits_as_torch_for_the_new_heads(cell: str, activation: str, task: str) -> None:
     """The cross-entropy heads: the last step's logits, or every step's after one-hot token inputs."""
     features, outputs = (3, 4) if task == "classification" else (5, 5)
-    spec = ModelSpec(cell=cell, hidden_size=4, num_layers=2, activation=activation, dropout=0.0,
-                     num_features=features, num_outputs=outputs, head=tasks.get(task).head)
+    spec = ModelSpec(
+        cell=cell,
+        hidden_size=4,
+        num_layers=2,
+        activation=activation,
+        dropout=0.0,
+        num_features=features,
+        num_outputs=outputs,
+        head=tasks.get(task).head,
+    )
     torch_backend = TorchBackend.build(spec, seed=0, device="cpu")
     keras_backend = KerasBackend.build(spec, seed=0, device="cpu")
     keras_backend.set_weights(torch_backend.get_weights())
     rng = np.random.default_rng(1)
-    x = (rng.normal(size=(16, 7, 3)) if task == "classification"
-         else rng.integers(0, 5, size=(16, 7, 1))).astype(np.float32)
+    x = (rng.normal(size=(16, 7, 3)) if task == "classification" else rng.integers(0, 5, size=(16, 7, 1))).astype(
+        np.float32
+    )
     logits = keras_backend.predict(x)
     assert logits.shape == ((16, 4) if task == "classification" else (16, 7, 5))
     np.testing.assert_allclose(logits, torch_backend.predict(x), rtol=0, atol=1e-5)

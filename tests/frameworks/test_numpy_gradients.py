@@ -6,14 +6,14 @@ fixed), and the gradient with respect to the input, since that is what lets laye
 
 from __future__ import annotations
 
-from typing import Callable
+from collections.abc import Callable
 
 import numpy as np
 import pytest
 
 from src import tasks
-from src.frameworks.spec import ModelSpec
 from src.frameworks.numpy import network
+from src.frameworks.spec import ModelSpec
 
 STEP = 1e-5  # float64: truncation error ~STEP^2, rounding ~1e-16 / STEP
 TOLERANCE = 1e-6
@@ -31,8 +31,9 @@ def relu_pattern(params: dict[str, np.ndarray], spec: ModelSpec, x: np.ndarray) 
     return [layer.cell.h > 0 for layer in cache.layers]
 
 
-def numeric_gradient(loss: Callable[[], float], value: np.ndarray,
-                     check: Callable[[], None] = lambda: None) -> np.ndarray:
+def numeric_gradient(
+    loss: Callable[[], float], value: np.ndarray, check: Callable[[], None] = lambda: None
+) -> np.ndarray:
     """(loss(value + step) - loss(value - step)) / 2 step, entry by entry, restoring `value` after each;
     `check` runs after every shifted evaluation."""
     gradient = np.zeros_like(value)
@@ -51,8 +52,15 @@ def numeric_gradient(loss: Callable[[], float], value: np.ndarray,
 @pytest.mark.parametrize("num_layers, dropout", [(1, 0.0), (2, 0.0), (2, 0.3)])
 @pytest.mark.parametrize("cell, activation", CELLS)
 def test_backward_matches_finite_differences(cell: str, activation: str, num_layers: int, dropout: float) -> None:
-    spec = ModelSpec(cell=cell, hidden_size=3, num_layers=num_layers, activation=activation, dropout=dropout,
-                     num_features=2, num_outputs=2)
+    spec = ModelSpec(
+        cell=cell,
+        hidden_size=3,
+        num_layers=num_layers,
+        activation=activation,
+        dropout=dropout,
+        num_features=2,
+        num_outputs=2,
+    )
     rng = np.random.default_rng(7)
     params = network.init(spec, rng, np.float64)
     params = {name: value * 2 for name, value in params.items()}  # larger weights: gates away from 0.5
@@ -74,16 +82,18 @@ def test_backward_matches_finite_differences(cell: str, activation: str, num_lay
     assert set(grads) == set(params)
     if activation == "relu":  # the check is only meaningful if some units are on and some off
         assert 0 < np.mean(np.concatenate([p.ravel() for p in pattern])) < 1
-    errors = {name: relative_error(grads[name], numeric_gradient(loss, params[name], same_relu_pattern))
-              for name in params}
+    errors = {
+        name: relative_error(grads[name], numeric_gradient(loss, params[name], same_relu_pattern)) for name in params
+    }
     errors["x"] = relative_error(dx, numeric_gradient(loss, x, same_relu_pattern))
     assert max(errors.values()) < TOLERANCE, errors
     assert all(np.any(grads[name] != 0) for name in grads), "a gradient is all zero: the check would be empty"
 
 
 def test_dropout_masks_scale_kept_units_and_change_between_steps() -> None:
-    spec = ModelSpec(cell="rnn", hidden_size=50, num_layers=2, activation="tanh", dropout=0.4,
-                     num_features=1, num_outputs=1)
+    spec = ModelSpec(
+        cell="rnn", hidden_size=50, num_layers=2, activation="tanh", dropout=0.4, num_features=1, num_outputs=1
+    )
     params = network.init(spec, np.random.default_rng(0))
     x = np.ones((20, 3, 1), np.float32)
     dropout_rng = np.random.default_rng(0)
@@ -122,16 +132,21 @@ def fourth_order_gradient(loss: Callable[[], float], value: np.ndarray) -> np.nd
 @pytest.mark.parametrize("num_layers, dropout", [(1, 0.0), (2, 0.3)])
 @pytest.mark.parametrize("cell, activation", CELLS)
 @pytest.mark.parametrize("task", ["classification", "language_model"])
-def test_cross_entropy_heads_match_finite_differences(task: str, cell: str, activation: str, num_layers: int,
-                                                      dropout: float) -> None:
+def test_cross_entropy_heads_match_finite_differences(
+    task: str, cell: str, activation: str, num_layers: int, dropout: float
+) -> None:
     """Softmax cross-entropy on the last step (classification) and on every step (language model, one-hot
     token inputs): every parameter, and the input for classification (a token id has no gradient)."""
     rng = np.random.default_rng(7)
     if task == "classification":
-        spec = ModelSpec(cell, 3, num_layers, activation, dropout, num_features=2, num_outputs=3, head=tasks.get(task).head)
+        spec = ModelSpec(
+            cell, 3, num_layers, activation, dropout, num_features=2, num_outputs=3, head=tasks.get(task).head
+        )
         x, y = rng.normal(size=(5, 4, 2)), rng.integers(0, 3, size=(5, 1)).astype(float)
     else:
-        spec = ModelSpec(cell, 3, num_layers, activation, dropout, num_features=5, num_outputs=5, head=tasks.get(task).head)
+        spec = ModelSpec(
+            cell, 3, num_layers, activation, dropout, num_features=5, num_outputs=5, head=tasks.get(task).head
+        )
         x, y = rng.integers(0, 5, size=(5, 4, 1)).astype(float), rng.integers(0, 5, size=(5, 4)).astype(float)
     params = {name: value * 2 for name, value in network.init(spec, rng, np.float64).items()}
 

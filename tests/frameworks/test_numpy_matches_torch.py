@@ -14,8 +14,8 @@ from src import tasks
 from src.config import Optimizer, TrainerConfig
 from src.data.base import Split
 from src.errors import UserError
-from src.frameworks.spec import ModelSpec
 from src.frameworks.numpy import NumpyBackend
+from src.frameworks.spec import ModelSpec
 from src.paths import PROJECT_ROOT
 
 torch_backend = pytest.importorskip("src.frameworks.torch")
@@ -24,14 +24,20 @@ CELLS = [("rnn", "tanh"), ("rnn", "relu"), ("lstm", "tanh"), ("gru", "tanh")]
 
 
 def spec_for(cell: str, activation: str, num_layers: int, dropout: float = 0.0) -> ModelSpec:
-    return ModelSpec(cell=cell, hidden_size=8, num_layers=num_layers, activation=activation, dropout=dropout,
-                     num_features=2, num_outputs=2)
+    return ModelSpec(
+        cell=cell,
+        hidden_size=8,
+        num_layers=num_layers,
+        activation=activation,
+        dropout=dropout,
+        num_features=2,
+        num_outputs=2,
+    )
 
 
 def split(samples: int, seed: int) -> Split:
     rng = np.random.default_rng(seed)
-    return Split(rng.normal(size=(samples, 6, 2)).astype(np.float32),
-                 rng.normal(size=(samples, 2)).astype(np.float32))
+    return Split(rng.normal(size=(samples, 6, 2)).astype(np.float32), rng.normal(size=(samples, 2)).astype(np.float32))
 
 
 def twins(spec: ModelSpec) -> tuple:
@@ -60,13 +66,15 @@ def test_same_weights_give_the_same_predictions(cell: str, activation: str, num_
 @pytest.mark.parametrize("grad_clip", [0.0, 0.05])
 @pytest.mark.parametrize("optimizer", [Optimizer.sgd, Optimizer.adam])
 @pytest.mark.parametrize("cell, activation", CELLS)
-def test_training_steps_give_the_same_weights(cell: str, activation: str, optimizer: Optimizer,
-                                              grad_clip: float) -> None:
+def test_training_steps_give_the_same_weights(
+    cell: str, activation: str, optimizer: Optimizer, grad_clip: float
+) -> None:
     """Two epochs of two shuffled batches each: four steps, which also checks the batch order."""
     torch_model, numpy_model = twins(spec_for(cell, activation, num_layers=2))
     train, val = split(32, seed=1), split(16, seed=2)
-    trainer = TrainerConfig(epochs=2, batch_size=16, optimizer=optimizer, lr=0.1, grad_clip=grad_clip,
-                            patience=0, seed=5)
+    trainer = TrainerConfig(
+        epochs=2, batch_size=16, optimizer=optimizer, lr=0.1, grad_clip=grad_clip, patience=0, seed=5
+    )
     start = numpy_model.get_weights()
     torch_fit = torch_model.fit(train, val, trainer, lambda epoch: None)
     numpy_fit = numpy_model.fit(train, val, trainer, lambda epoch: None)
@@ -82,8 +90,9 @@ def test_clipping_scales_the_sgd_step_to_the_max_norm() -> None:
     """One SGD step with lr 1 and clipping at 0.01 moves the weights by a vector of norm 0.01."""
     _, numpy_model = twins(spec_for("lstm", "tanh", num_layers=1))
     data = split(16, seed=4)
-    trainer = TrainerConfig(epochs=1, batch_size=16, optimizer=Optimizer.sgd, lr=1.0, grad_clip=0.01,
-                            patience=0, seed=0)
+    trainer = TrainerConfig(
+        epochs=1, batch_size=16, optimizer=Optimizer.sgd, lr=1.0, grad_clip=0.01, patience=0, seed=0
+    )
     start = numpy_model.get_weights()
     numpy_model.fit(data, data, trainer, lambda epoch: None)
     after = numpy_model.get_weights()
@@ -94,8 +103,9 @@ def test_clipping_scales_the_sgd_step_to_the_max_norm() -> None:
 def test_fitting_twice_gives_identical_predictions() -> None:
     spec = spec_for("gru", "tanh", num_layers=2, dropout=0.3)
     train, val = split(40, seed=1), split(10, seed=2)
-    trainer = TrainerConfig(epochs=3, batch_size=8, optimizer=Optimizer.adam, lr=0.01, grad_clip=1.0,
-                            patience=0, seed=7)
+    trainer = TrainerConfig(
+        epochs=3, batch_size=8, optimizer=Optimizer.adam, lr=0.01, grad_clip=1.0, patience=0, seed=7
+    )
     predictions = []
     for _ in range(2):
         model = NumpyBackend.build(spec, seed=11)
@@ -109,8 +119,9 @@ def test_fitting_twice_gives_identical_predictions() -> None:
 def test_fit_restores_the_best_epoch_and_reports_every_epoch() -> None:
     spec = spec_for("rnn", "tanh", num_layers=1)
     train, val = split(40, seed=1), split(10, seed=2)
-    trainer = TrainerConfig(epochs=4, batch_size=8, optimizer=Optimizer.adam, lr=0.05, grad_clip=1.0,
-                            patience=0, seed=0)
+    trainer = TrainerConfig(
+        epochs=4, batch_size=8, optimizer=Optimizer.adam, lr=0.05, grad_clip=1.0, patience=0, seed=0
+    )
     model = NumpyBackend.build(spec, seed=0)
     seen = []
     result = model.fit(train, val, trainer, seen.append)
@@ -157,28 +168,41 @@ def test_gpu_device_is_refused_with_the_key_to_change() -> None:
 
 
 def test_numpy_backend_imports_neither_torch_nor_tensorflow() -> None:
-    code = ("import sys; from src.frameworks import backend_class; backend_class('numpy'); "
-            "print(sorted({'torch', 'tensorflow', 'keras'} & set(sys.modules)))")
-    result = subprocess.run([sys.executable, "-c", code], cwd=PROJECT_ROOT, capture_output=True, text=True,
-                            check=True)
+    code = (
+        "import sys; from src.frameworks import backend_class; backend_class('numpy'); "
+        "print(sorted({'torch', 'tensorflow', 'keras'} & set(sys.modules)))"
+    )
+    result = subprocess.run([sys.executable, "-c", code], cwd=PROJECT_ROOT, capture_output=True, text=True, check=True)
     assert result.stdout.strip() == "[]"
 
 
 def task_spec(cell: str, activation: str, task: str, num_layers: int = 2) -> ModelSpec:
     """Classification: 2 features, 3 classes; language model: a vocabulary of 6 tokens."""
     sizes = (2, 3) if task == "classification" else (6, 6)
-    return ModelSpec(cell=cell, hidden_size=8, num_layers=num_layers, activation=activation, dropout=0.0,
-                     num_features=sizes[0], num_outputs=sizes[1], head=tasks.get(task).head)
+    return ModelSpec(
+        cell=cell,
+        hidden_size=8,
+        num_layers=num_layers,
+        activation=activation,
+        dropout=0.0,
+        num_features=sizes[0],
+        num_outputs=sizes[1],
+        head=tasks.get(task).head,
+    )
 
 
 def task_split(task: str, samples: int, seed: int) -> Split:
     """Class labels (samples, 1) for classification; token ids in and next ids out for a language model."""
     rng = np.random.default_rng(seed)
     if task == "classification":
-        return Split(rng.normal(size=(samples, 6, 2)).astype(np.float32),
-                     rng.integers(0, 3, size=(samples, 1)).astype(np.float32))
-    return Split(rng.integers(0, 6, size=(samples, 6, 1)).astype(np.float32),
-                 rng.integers(0, 6, size=(samples, 6)).astype(np.float32))
+        return Split(
+            rng.normal(size=(samples, 6, 2)).astype(np.float32),
+            rng.integers(0, 3, size=(samples, 1)).astype(np.float32),
+        )
+    return Split(
+        rng.integers(0, 6, size=(samples, 6, 1)).astype(np.float32),
+        rng.integers(0, 6, size=(samples, 6)).astype(np.float32),
+    )
 
 
 @pytest.mark.parametrize("task", ["classification", "language_model"])
@@ -196,8 +220,9 @@ def test_same_weights_give_the_same_logits_for_the_new_heads(cell: str, activati
 def test_cross_entropy_training_steps_give_the_same_weights(cell: str, activation: str, task: str) -> None:
     torch_model, numpy_model = twins(task_spec(cell, activation, task))
     train, val = task_split(task, 32, seed=1), task_split(task, 16, seed=2)
-    trainer = TrainerConfig(epochs=2, batch_size=16, optimizer=Optimizer.adam, lr=0.05, grad_clip=1.0,
-                            patience=0, seed=5)
+    trainer = TrainerConfig(
+        epochs=2, batch_size=16, optimizer=Optimizer.adam, lr=0.05, grad_clip=1.0, patience=0, seed=5
+    )
     start = numpy_model.get_weights()
     torch_fit = torch_model.fit(train, val, trainer, lambda epoch: None)
     numpy_fit = numpy_model.fit(train, val, trainer, lambda epoch: None)

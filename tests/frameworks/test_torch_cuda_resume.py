@@ -11,9 +11,9 @@ import torch
 from src.config import TrainerConfig
 from src.data.base import Split
 from src.frameworks import backend_class
+from src.frameworks.checkpoint import Checkpoint
 from src.frameworks.spec import ModelSpec
 from src.frameworks.training import Checkpointing
-from src.frameworks.checkpoint import Checkpoint
 
 pytestmark = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
 
@@ -37,7 +37,9 @@ def test_a_resumed_fit_on_cuda_equals_an_uninterrupted_one(tmp_path, cell, layer
             raise Interrupt
 
     with pytest.raises(Interrupt):
-        backend_class("torch").build(spec, 0, "cuda").fit(train, val, trainer, cut, Checkpointing(tmp_path / "c.npz", 1))
+        backend_class("torch").build(spec, 0, "cuda").fit(
+            train, val, trainer, cut, Checkpointing(tmp_path / "c.npz", 1)
+        )
     checkpoint = Checkpoint.load(tmp_path / "c.npz")
     assert any(name.startswith("rng/cuda/") for name in checkpoint.state)
     resumed = backend_class("torch").build(spec, 5, "cuda")

@@ -15,12 +15,11 @@ from src.config import Optimizer, TrainerConfig
 from src.data.base import Split
 from src.errors import UserError, reading
 from src.frameworks.base import as_float32, load_arrays, predict_in_batches
-from src.frameworks.spec import ModelSpec, canonical_shapes
-from src.frameworks.training import (Checkpointing, EpochCallback, FitResult, TrainingSteps, run_epochs,
-                                     shuffled_batches)
 from src.frameworks.checkpoint import rng_state, set_rng_state
 from src.frameworks.numpy import network
 from src.frameworks.numpy.optimizers import SGD, Adam, clip_grad_norm, flatten, unflatten
+from src.frameworks.spec import ModelSpec, canonical_shapes
+from src.frameworks.training import Checkpointing, EpochCallback, FitResult, TrainingSteps, run_epochs, shuffled_batches
 
 WEIGHTS_FILE = "weights.npz"
 DROPOUT_STREAM = 1  # dropout masks come from their own stream of trainer.seed, apart from the batch order
@@ -41,12 +40,18 @@ class NumpyBackend:
         _check_device(device)
 
     @classmethod
-    def build(cls, spec: ModelSpec, seed: int, device: str = "auto") -> "NumpyBackend":
+    def build(cls, spec: ModelSpec, seed: int, device: str = "auto") -> NumpyBackend:
         _check_device(device)
         return cls(spec, network.init(spec, np.random.default_rng(seed)), seed)
 
-    def fit(self, train: Split, val: Split, trainer: TrainerConfig, on_epoch: EpochCallback,
-            checkpointing: Checkpointing | None = None) -> FitResult:
+    def fit(
+        self,
+        train: Split,
+        val: Split,
+        trainer: TrainerConfig,
+        on_epoch: EpochCallback,
+        checkpointing: Checkpointing | None = None,
+    ) -> FitResult:
         x, y = as_float32(train.x), as_float32(train.y)
         optimizer = _optimizer(trainer)
         rng = np.random.default_rng(trainer.seed)
@@ -68,20 +73,36 @@ class NumpyBackend:
             return network.LOSSES[self.spec.loss](self.predict(val.x), as_float32(val.y))[0]
 
         def state() -> dict[str, np.ndarray]:
-            return {**{f"weights/{name}": value for name, value in self.params.items()},
-                    **{f"optimizer/{name}": value for name, value in optimizer.state().items()},
-                    "rng/batches": rng_state(rng), "rng/dropout": rng_state(dropout_rng)}
+            return {
+                **{f"weights/{name}": value for name, value in self.params.items()},
+                **{f"optimizer/{name}": value for name, value in optimizer.state().items()},
+                "rng/batches": rng_state(rng),
+                "rng/dropout": rng_state(dropout_rng),
+            }
 
         def load_state(saved: dict[str, np.ndarray]) -> None:
-            self.set_weights({name.removeprefix("weights/"): value for name, value in saved.items()
-                              if name.startswith("weights/")})
-            optimizer.load_state({name.removeprefix("optimizer/"): value for name, value in saved.items()
-                                  if name.startswith("optimizer/")})
+            self.set_weights(
+                {name.removeprefix("weights/"): value for name, value in saved.items() if name.startswith("weights/")}
+            )
+            optimizer.load_state(
+                {
+                    name.removeprefix("optimizer/"): value
+                    for name, value in saved.items()
+                    if name.startswith("optimizer/")
+                }
+            )
             set_rng_state(rng, saved["rng/batches"])
             set_rng_state(dropout_rng, saved["rng/dropout"])
 
-        return run_epochs(self.name, trainer, on_epoch, TrainingSteps(train_epoch, val_loss, state, load_state),
-                          self.get_weights, self.set_weights, checkpointing)
+        return run_epochs(
+            self.name,
+            trainer,
+            on_epoch,
+            TrainingSteps(train_epoch, val_loss, state, load_state),
+            self.get_weights,
+            self.set_weights,
+            checkpointing,
+        )
 
     def predict(self, x: np.ndarray) -> np.ndarray:
         return predict_in_batches(lambda part: network.forward(self.params, self.spec, part)[0], x, self.spec)
@@ -89,10 +110,10 @@ class NumpyBackend:
     def save(self, directory: Path) -> None:
         directory.mkdir(parents=True, exist_ok=True)
         self.spec.save(directory)
-        np.savez(directory / WEIGHTS_FILE, **self.params)
+        np.savez(directory / WEIGHTS_FILE, **self.params)  # type: ignore[arg-type]  # numpy's stubs
 
     @classmethod
-    def load(cls, directory: Path, device: str = "auto") -> "NumpyBackend":
+    def load(cls, directory: Path, device: str = "auto") -> NumpyBackend:
         _check_device(device)
         spec = ModelSpec.load(directory)
         path = directory / WEIGHTS_FILE

@@ -42,8 +42,9 @@ class Cache(NamedTuple):
     Whh: np.ndarray
 
 
-def forward(x: np.ndarray, Wih: np.ndarray, Whh: np.ndarray, bih: np.ndarray,
-            bhh: np.ndarray) -> tuple[np.ndarray, Cache]:
+def forward(
+    x: np.ndarray, Wih: np.ndarray, Whh: np.ndarray, bih: np.ndarray, bhh: np.ndarray
+) -> tuple[np.ndarray, Cache]:
     """Hidden states h (T, B, H) for inputs x (T, B, inputs), and what backward needs."""
     T, B, _ = x.shape
     H = Whh.shape[1]
@@ -53,10 +54,10 @@ def forward(x: np.ndarray, Wih: np.ndarray, Whh: np.ndarray, bih: np.ndarray,
     hprev = np.zeros((B, H), dtype=x.dtype)
     for t in range(T):
         hproj = np.dot(hprev, Whh.T) + bhh
-        rz[t] = sigmoid(xproj[t, :, :2 * H] + hproj[:, :2 * H])
+        rz[t] = sigmoid(xproj[t, :, : 2 * H] + hproj[:, : 2 * H])
         r, z = rz[t, :, :H], rz[t, :, H:]
-        hn[t] = hproj[:, 2 * H:]
-        n[t] = np.tanh(xproj[t, :, 2 * H:] + r * hn[t])
+        hn[t] = hproj[:, 2 * H :]
+        n[t] = np.tanh(xproj[t, :, 2 * H :] + r * hn[t])
         h[t] = (1 - z) * n[t] + z * hprev
         hprev = h[t]
     return h, Cache(x, h, rz, n, hn, Wih, Whh)
@@ -77,10 +78,10 @@ def backward(dh_out: np.ndarray, cache: Cache) -> tuple[np.ndarray, tuple[np.nda
         dr = dnraw * hn[t]
         dz = dh * (hprev[t] - n[t])
         dxproj[t, :, :H] = dr * r * (1 - r)
-        dxproj[t, :, H:2 * H] = dz * z * (1 - z)
-        dxproj[t, :, 2 * H:] = dnraw
-        dhproj[t, :, :2 * H] = dxproj[t, :, :2 * H]
-        dhproj[t, :, 2 * H:] = dnraw * r
+        dxproj[t, :, H : 2 * H] = dz * z * (1 - z)
+        dxproj[t, :, 2 * H :] = dnraw
+        dhproj[t, :, : 2 * H] = dxproj[t, :, : 2 * H]
+        dhproj[t, :, 2 * H :] = dnraw * r
         dhnext = dh * z + np.dot(dhproj[t], Whh)
     dxproj_all = dxproj.reshape(T * B, 3 * H)
     dhproj_all = dhproj.reshape(T * B, 3 * H)

@@ -38,8 +38,9 @@ class Cache(NamedTuple):
     Whh: np.ndarray
 
 
-def forward(x: np.ndarray, Wih: np.ndarray, Whh: np.ndarray, bih: np.ndarray,
-            bhh: np.ndarray) -> tuple[np.ndarray, Cache]:
+def forward(
+    x: np.ndarray, Wih: np.ndarray, Whh: np.ndarray, bih: np.ndarray, bhh: np.ndarray
+) -> tuple[np.ndarray, Cache]:
     """Hidden states h (T, B, H) for inputs x (T, B, inputs), and what backward needs."""
     T, B, _ = x.shape
     H = Whh.shape[1]
@@ -49,8 +50,8 @@ def forward(x: np.ndarray, Wih: np.ndarray, Whh: np.ndarray, bih: np.ndarray,
     hprev = cprev = np.zeros((B, H), dtype=x.dtype)
     for t in range(T):
         a = xproj[t] + np.dot(hprev, Whh.T)
-        gates[t] = sigmoid(a)                               # i, f, o are sigmoids...
-        gates[t, :, 2 * H:3 * H] = np.tanh(a[:, 2 * H:3 * H])  # ...and g a tanh
+        gates[t] = sigmoid(a)  # i, f, o are sigmoids...
+        gates[t, :, 2 * H : 3 * H] = np.tanh(a[:, 2 * H : 3 * H])  # ...and g a tanh
         i, f, g, o = np.split(gates[t], 4, axis=1)
         c[t] = f * cprev + i * g
         tanh_c[t] = np.tanh(c[t])
@@ -72,9 +73,9 @@ def backward(dh_out: np.ndarray, cache: Cache) -> tuple[np.ndarray, tuple[np.nda
         dh = dh_out[t] + dhnext
         dc = dcnext + dh * o * (1 - tanh_c[t] * tanh_c[t])
         da[t, :, :H] = dc * g * i * (1 - i)
-        da[t, :, H:2 * H] = dc * cprev[t] * f * (1 - f)
-        da[t, :, 2 * H:3 * H] = dc * i * (1 - g * g)
-        da[t, :, 3 * H:] = dh * tanh_c[t] * o * (1 - o)
+        da[t, :, H : 2 * H] = dc * cprev[t] * f * (1 - f)
+        da[t, :, 2 * H : 3 * H] = dc * i * (1 - g * g)
+        da[t, :, 3 * H :] = dh * tanh_c[t] * o * (1 - o)
         dhnext = np.dot(da[t], Whh)
         dcnext = dc * f
     da_all = da.reshape(T * B, 4 * H)

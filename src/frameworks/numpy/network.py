@@ -30,8 +30,8 @@ from typing import NamedTuple, Optional
 
 import numpy as np
 
-from src.frameworks.spec import ModelSpec, canonical_shapes
 from src.frameworks.numpy import gru, lstm, rnn
+from src.frameworks.spec import ModelSpec, canonical_shapes
 
 CELLS: dict[str, ModuleType] = {"rnn": rnn, "lstm": lstm, "gru": gru}
 CELL_PARAMETERS = ("weight_ih", "weight_hh", "bias_ih", "bias_hh")  # the order cells take and return
@@ -67,8 +67,9 @@ def check(params: dict[str, np.ndarray], spec: ModelSpec) -> None:
             raise ValueError(f"{name} has shape {np.shape(params[name])}, expected {shape}")
 
 
-def forward(params: dict[str, np.ndarray], spec: ModelSpec, x: np.ndarray,
-            dropout_rng: Optional[np.random.Generator] = None) -> tuple[np.ndarray, Cache]:
+def forward(
+    params: dict[str, np.ndarray], spec: ModelSpec, x: np.ndarray, dropout_rng: Optional[np.random.Generator] = None
+) -> tuple[np.ndarray, Cache]:
     """Predictions (B, outputs), or (B, T, outputs) when `spec.every_step`, for x (B, T, features) or token
     ids (B, T, 1). Pass `dropout_rng` only when training: it draws the inverted-dropout masks between
     stacked layers; without it the network is in eval mode."""
@@ -123,8 +124,10 @@ def backward(dprediction: np.ndarray, cache: Cache) -> tuple[dict[str, np.ndarra
     read, outputs = cache.read, cache.head_weight.shape[0]
     if read.ndim == 3:  # the head read every step: time-major, like the states
         dprediction = dprediction.transpose(1, 0, 2)
-    grads = {"head.weight": np.dot(dprediction.reshape(-1, outputs).T, read.reshape(-1, read.shape[-1])),
-             "head.bias": dprediction.reshape(-1, outputs).sum(axis=0)}
+    grads = {
+        "head.weight": np.dot(dprediction.reshape(-1, outputs).T, read.reshape(-1, read.shape[-1])),
+        "head.bias": dprediction.reshape(-1, outputs).sum(axis=0),
+    }
     dh_out = np.zeros((cache.steps, *read.shape[-2:]), dtype=read.dtype)
     if read.ndim == 3:
         dh_out[:] = np.dot(dprediction, cache.head_weight)
@@ -138,9 +141,13 @@ def backward(dprediction: np.ndarray, cache: Cache) -> tuple[dict[str, np.ndarra
     return grads, dh_out.transpose(1, 0, 2)
 
 
-def loss_and_gradients(params: dict[str, np.ndarray], spec: ModelSpec, x: np.ndarray, y: np.ndarray,
-                       dropout_rng: Optional[np.random.Generator] = None
-                       ) -> tuple[float, dict[str, np.ndarray], np.ndarray]:
+def loss_and_gradients(
+    params: dict[str, np.ndarray],
+    spec: ModelSpec,
+    x: np.ndarray,
+    y: np.ndarray,
+    dropout_rng: Optional[np.random.Generator] = None,
+) -> tuple[float, dict[str, np.ndarray], np.ndarray]:
     """One training step's loss, parameter gradients and input gradient."""
     prediction, cache = forward(params, spec, x, dropout_rng)
     loss, dprediction = LOSSES[spec.loss](prediction, y)

@@ -29,7 +29,7 @@ def unflatten(vector: np.ndarray, shapes: dict[str, tuple[int, ...]]) -> dict[st
     arrays, start = {}, 0
     for name, shape in shapes.items():
         size = math.prod(shape)
-        arrays[name] = vector[start:start + size].reshape(shape)
+        arrays[name] = vector[start : start + size].reshape(shape)
         start += size
     return arrays
 
@@ -66,8 +66,8 @@ class Adam:
         self.t += 1
         self.m = beta1 * self.m + (1 - beta1) * g
         self.v = beta2 * self.v + (1 - beta2) * g * g
-        step_size = self.lr / (1 - beta1 ** self.t)
-        bias_correction2_sqrt = math.sqrt(1 - beta2 ** self.t)
+        step_size = self.lr / (1 - beta1**self.t)
+        bias_correction2_sqrt = math.sqrt(1 - beta2**self.t)
         return p - step_size * self.m / (np.sqrt(self.v) / bias_correction2_sqrt + self.eps)
 
     def state(self) -> dict[str, np.ndarray]:

@@ -34,8 +34,9 @@ class Cache(NamedTuple):
     activation: str
 
 
-def forward(x: np.ndarray, Wih: np.ndarray, Whh: np.ndarray, bih: np.ndarray, bhh: np.ndarray,
-            activation: str = "tanh") -> tuple[np.ndarray, Cache]:
+def forward(
+    x: np.ndarray, Wih: np.ndarray, Whh: np.ndarray, bih: np.ndarray, bhh: np.ndarray, activation: str = "tanh"
+) -> tuple[np.ndarray, Cache]:
     """Hidden states h (T, B, H) for inputs x (T, B, inputs), and what backward needs."""
     T, B, _ = x.shape
     H = Whh.shape[1]
