@@ -18,7 +18,6 @@ from hydra import compose, initialize_config_dir
 
 from src import experiment
 from src.paths import CONF_DIR
-from src.settings import register_configs
 
 COMMON = ["framework.device=cpu", "tracking.log_model=false", "trainer.seed=0"]
 PRESETS = {
@@ -93,7 +92,6 @@ def main() -> None:
     if unknown:
         parser.error(f"unknown presets {unknown}: choose from {', '.join(PRESETS)}")
     logging.basicConfig(level=logging.WARNING)
-    register_configs()
     print(f"machine: {platform.processor() or platform.machine()}, python {platform.python_version()}")
     with tempfile.TemporaryDirectory() as scratch:
         tracking_uri = f"sqlite:///{Path(scratch) / 'mlflow.db'}"

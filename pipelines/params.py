@@ -13,13 +13,11 @@ from omegaconf import OmegaConf
 from pipelines.common import PARAMS_FILE
 from src.frameworks import FRAMEWORKS
 from src.paths import CONF_DIR, PROJECT_ROOT
-from src.settings import register_configs
 
 FRAMEWORKS_FILE = PROJECT_ROOT / "pipelines" / "frameworks.yaml"
 
 
 def composed_params_yaml() -> str:
-    register_configs()
     with initialize_config_dir(config_dir=str(CONF_DIR), version_base=None):  # as DVC composes
         cfg = compose(config_name="config")
     OmegaConf.resolve(cfg)

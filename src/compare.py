@@ -21,7 +21,8 @@ from src.tasks import OBJECTIVES
 def main(argv: list[str] | None = None) -> int:
     from mlflow.exceptions import MlflowException
 
-    from src.tracking import check_reachable, check_store_exists, open_client, redact, resolve_uri
+    from src.tracking import check_reachable, check_store_exists, open_client
+    from src.uris import redact, resolve_uri
 
     parser = argparse.ArgumentParser(prog="python -m src.compare", description=__doc__.splitlines()[0])
     parser.add_argument("target", help="an MLflow experiment name or a sweep id")

@@ -42,12 +42,9 @@ from src.tracking import (
     ensure_experiment,
     flatten,
     record_failed_run,
-    redact,
-    resolve_uri,
     server_errors,
-    sqlite_path,
 )
-from src.uris import spool_folder
+from src.uris import redact, resolve_uri, spool_folder, sqlite_path
 
 log = logging.getLogger(__name__)
 

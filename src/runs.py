@@ -27,7 +27,8 @@ def cleanup(uri: str, stale_minutes: float | None = None) -> list[tuple[str, str
 
 
 def main(argv: list[str] | None = None) -> int:
-    from src.tracking import check_reachable, check_store_exists, redact, resolve_uri
+    from src.tracking import check_reachable, check_store_exists
+    from src.uris import redact, resolve_uri
 
     parser = argparse.ArgumentParser(prog="python -m src.runs", description=__doc__.splitlines()[0])
     commands = parser.add_subparsers(dest="command", required=True)

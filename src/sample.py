@@ -39,7 +39,8 @@ def model_of(model: str, tracking_uri: str) -> tuple[str, str | None]:
     from mlflow.exceptions import MlflowException
 
     from src.model_digest import DIGEST_TAG
-    from src.tracking import open_client, redact
+    from src.tracking import open_client
+    from src.uris import redact
 
     client = open_client(tracking_uri)
     run_id = model.split("/")[1] if model.startswith("runs:/") else (None if ":/" in model else model)
@@ -66,7 +67,7 @@ def load_language_model(model: str, tracking_uri: str):
 
     from src.model_digest import load_verified
     from src.tasks.language_model import LanguageModel
-    from src.tracking import redact
+    from src.uris import redact
 
     uri, digest = model_of(model, tracking_uri)
     mlflow.set_tracking_uri(tracking_uri)
@@ -103,7 +104,8 @@ def main(argv: list[str] | None = None) -> None:
         import numpy as np
 
         from src.tasks.language_model import generate_text
-        from src.tracking import check_reachable, check_store_exists, resolve_uri
+        from src.tracking import check_reachable, check_store_exists
+        from src.uris import resolve_uri
 
         tracking_uri = resolve_uri(args.tracking_uri, "--tracking-uri")
         check_reachable(tracking_uri)

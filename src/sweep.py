@@ -54,7 +54,7 @@ class MlflowSweepCallback(Callback):
         try:
             self._open_parent(config)
         except Exception as error:
-            from src.tracking import redact
+            from src.uris import redact
 
             log.debug("parent run not created", exc_info=True)
             message = redact(str(error).splitlines()[0] if str(error) else type(error).__name__)
@@ -69,7 +69,8 @@ class MlflowSweepCallback(Callback):
         from mlflow import MlflowClient
 
         from src.resume import end_dead_runs, process_tags
-        from src.tracking import check_reachable, ensure_experiment, redact, resolve_uri
+        from src.tracking import check_reachable, ensure_experiment
+        from src.uris import redact, resolve_uri
 
         self.uri = resolve_uri(OmegaConf.select(config, "tracking.uri"))
         check_reachable(self.uri)

@@ -34,7 +34,7 @@ from src.data.base import Splits
 from src.errors import UserError
 from src.frameworks.checkpoint import EpochResult
 from src.paths import PROJECT_ROOT
-from src.uris import is_server, redact, resolve_uri, sqlite_path  # noqa: F401  (used by the modules above)
+from src.uris import is_server, redact, sqlite_path
 
 if TYPE_CHECKING:
     from matplotlib.figure import Figure

@@ -20,7 +20,6 @@ from hydra.core.hydra_config import HydraConfig
 from omegaconf import DictConfig
 
 from src.errors import UserError, stop_on_sigterm
-from src.settings import register_configs
 from src.tasks import worst_value
 
 log = logging.getLogger(__name__)
@@ -62,7 +61,6 @@ def main(cfg: DictConfig) -> float:
 
 
 if __name__ == "__main__":
-    register_configs()
     # Registered first, so it runs last: the interpreter then skips a final garbage collection over
     # everything the frameworks imported (0.5-0.9 s at exit, measured in benchmarks/).
     atexit.register(gc.freeze)

@@ -17,9 +17,6 @@ from hydra import compose, initialize_config_dir
 from omegaconf import DictConfig
 
 from src.paths import CONF_DIR, PROJECT_ROOT
-from src.settings import register_configs
-
-register_configs()
 
 # Small and fast: enough to see every part of the workflow run.
 QUICK = ["trainer.epochs=3", "trainer.patience=0", "model.hidden_size=8"]

@@ -80,10 +80,8 @@ def test_torch_run_never_imports_tensorflow(tmp_path) -> None:
     script = textwrap.dedent(f"""
         import sys
         from hydra import compose, initialize_config_dir
-        from src.settings import register_configs
         from src.paths import CONF_DIR
         from src import experiment
-        register_configs()
         with initialize_config_dir(config_dir=str(CONF_DIR), version_base="1.3"):
             cfg = compose(config_name="config", overrides=["trainer=quick", "tracking.uri=sqlite:///{tmp_path}/m.db"])
         experiment.run(cfg)

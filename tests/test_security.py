@@ -20,7 +20,7 @@ from src.frameworks import backend_class
 from src.frameworks.spec import ModelSpec
 from src.paths import PROJECT_ROOT
 from src.predictor import Predictor
-from src.tracking import redact
+from src.uris import redact
 from tests.conftest import QUICK
 
 SPEC = ModelSpec("gru", 4, 1, "tanh", 0.0, 2, 1)

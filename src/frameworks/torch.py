@@ -75,11 +75,10 @@ def private_rng():
 class TorchBackend:
     name = "torch"
 
-    def __init__(self, spec: ModelSpec, network: RecurrentNetwork, device: torch.device, seed: int) -> None:
+    def __init__(self, spec: ModelSpec, network: RecurrentNetwork, device: torch.device) -> None:
         self.spec = spec
         self.network = network.to(device)
         self.device = str(device)
-        self.seed = seed
 
     @staticmethod
     def check_device(device: str) -> None:
@@ -90,7 +89,7 @@ class TorchBackend:
         with private_rng():  # seeded init without changing the caller's RNG
             torch.manual_seed(seed)
             network = RecurrentNetwork(spec)
-        return cls(spec, network, resolve_device(device), seed)
+        return cls(spec, network, resolve_device(device))
 
     def fit(
         self,
@@ -190,7 +189,7 @@ class TorchBackend:
         network = RecurrentNetwork(spec)
         with reading(path):  # names or shapes that do not fit the spec are corrupt too
             network.load_state_dict(torch.load(path, map_location=target, weights_only=True))  # never unpickles code
-        return cls(spec, network, target, seed=0)
+        return cls(spec, network, target)
 
     def get_weights(self) -> dict[str, np.ndarray]:
         return {

@@ -18,13 +18,12 @@ from src.data.base import Splits
 from src.data.scaling import Standardizer
 from src.frameworks.spec import Head
 from src.tasks.probabilities import mean_negative_log_likelihood, softmax
-from src.tasks.task import Direction, csv_text
+from src.tasks.task import Direction, Task, csv_text
 
 if TYPE_CHECKING:
     from matplotlib.figure import Figure
 
     from src.evaluation import Evaluation
-    from src.predictor import Predictor
 
 
 def labels_of(truth: np.ndarray) -> np.ndarray:
@@ -32,11 +31,10 @@ def labels_of(truth: np.ndarray) -> np.ndarray:
     return np.asarray(truth).reshape(len(truth)).astype(np.int64)
 
 
-class Classification:
+class Classification(Task):
     name = "classification"
     metrics: dict[str, Direction] = {"accuracy": "maximize", "f1_macro": "maximize", "log_loss": "minimize"}
     rank_by = "accuracy"
-    baselines_names: tuple[str, ...] = ("majority", "logistic")
     loss_label = "cross-entropy (nats)"
     head = Head(loss="cross_entropy")
 
@@ -102,6 +100,3 @@ class Classification:
                 labels_of(evaluation.truth), predicted, evaluation.classes, title
             )
         }
-
-    def artifacts(self, predictor: Predictor, splits: Splits) -> dict[str, str]:
-        return {}

@@ -20,11 +20,9 @@ from src.data.chars import decode, encode
 from src.data.scaling import Standardizer
 from src.frameworks.spec import Head
 from src.tasks.probabilities import mean_negative_log_likelihood, softmax
-from src.tasks.task import Direction, csv_text
+from src.tasks.task import Direction, Task, csv_text
 
 if TYPE_CHECKING:
-    from matplotlib.figure import Figure
-
     from src.evaluation import Evaluation
     from src.predictor import Predictor
 
@@ -66,11 +64,10 @@ def _escaped(text: str) -> str:
     return text.encode("unicode_escape").decode("ascii")
 
 
-class LanguageModel:
+class LanguageModel(Task):
     name = "language_model"
     metrics: dict[str, Direction] = {"loss": "minimize", "perplexity": "minimize", "bpc": "minimize"}
     rank_by = "bpc"
-    baselines_names: tuple[str, ...] = ("unigram", "bigram")
     loss_label = "cross-entropy (nats per token)"
     head = Head(loss="cross_entropy", token_inputs=True, every_step=True)
 
@@ -117,9 +114,6 @@ class LanguageModel:
             {f"p_true_{name}": values[np.arange(len(truth)), truth] for name, values in probabilities.items()}
         )
         return csv_text(columns)
-
-    def figures(self, evaluation: Evaluation, title: str) -> dict[str, Figure]:
-        return {}
 
     def artifacts(self, predictor: Predictor, splits: Splits) -> dict[str, str]:
         """A sample of generated text, primed with the start of the test split (fixed seed 0)."""

@@ -16,13 +16,12 @@ from src import plots
 from src.data.base import Split, Splits
 from src.data.scaling import Standardizer
 from src.frameworks.spec import Head
-from src.tasks.task import Direction, csv_text
+from src.tasks.task import Direction, Task, csv_text
 
 if TYPE_CHECKING:
     from matplotlib.figure import Figure
 
     from src.evaluation import Evaluation
-    from src.predictor import Predictor
 
 
 def regression_metrics(y_true: np.ndarray, y_pred: np.ndarray) -> dict[str, float]:
@@ -51,11 +50,10 @@ def baseline_predictions(train: Split, x: np.ndarray, target_feature: int) -> di
     }
 
 
-class Regression:
+class Regression(Task):
     name = "regression"
     metrics: dict[str, Direction] = {"mse": "minimize", "rmse": "minimize", "mae": "minimize", "r2": "maximize"}
     rank_by = "mse"
-    baselines_names: tuple[str, ...] = ("last", "mean", "linear")
     loss_label = "MSE (original units)"
     head = Head(loss="mse")
 
@@ -90,6 +88,3 @@ class Regression:
                 evaluation.truth, evaluation.predictions, title
             )
         }
-
-    def artifacts(self, predictor: Predictor, splits: Splits) -> dict[str, str]:
-        return {}

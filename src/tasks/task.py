@@ -27,12 +27,13 @@ Direction = Literal["minimize", "maximize"]
 
 
 class Task(Protocol):
+    """A task class subclasses this (src/tasks/regression.py); the methods without a body are its to write."""
+
     name: str
     # Metric name → direction, in the results table's order.
     metrics: dict[str, Direction]
     # The headline metric: what ranks the results table and heads compare's columns.
     rank_by: str
-    baselines_names: tuple[str, ...]
     loss_label: str
     head: Head
 
@@ -55,10 +56,12 @@ class Task(Protocol):
         """The per-sample predictions artifact."""
 
     def figures(self, evaluation: Evaluation, title: str) -> dict[str, Figure]:
-        """Artifact path → figure, beyond the loss curve every task has."""
+        """Artifact path → figure, beyond the loss curve every task has (none, unless a task says)."""
+        return {}
 
     def artifacts(self, predictor: Predictor, splits: Splits) -> dict[str, str]:
-        """Artifact path → text (a language model's sample)."""
+        """Artifact path → text, such as a language model's sample (none, unless a task says)."""
+        return {}
 
 
 def rank_metric(task: Task) -> tuple[str, bool]:

@@ -29,11 +29,10 @@ class NumpyBackend:
     name = "numpy"
     device = "cpu"
 
-    def __init__(self, spec: ModelSpec, params: dict[str, np.ndarray], seed: int) -> None:
+    def __init__(self, spec: ModelSpec, params: dict[str, np.ndarray]) -> None:
         network.check(params, spec)
         self.spec = spec
         self.params = params
-        self.seed = seed
 
     @staticmethod
     def check_device(device: str) -> None:
@@ -42,7 +41,7 @@ class NumpyBackend:
     @classmethod
     def build(cls, spec: ModelSpec, seed: int, device: str = "auto") -> NumpyBackend:
         _check_device(device)
-        return cls(spec, network.init(spec, np.random.default_rng(seed)), seed)
+        return cls(spec, network.init(spec, np.random.default_rng(seed)))
 
     def fit(
         self,
@@ -120,7 +119,7 @@ class NumpyBackend:
         with reading(path):
             params = {name: as_float32(value) for name, value in load_arrays(path).items()}
             network.check(params, spec)
-        return cls(spec, params, seed=0)
+        return cls(spec, params)
 
     def get_weights(self) -> dict[str, np.ndarray]:
         return {name: value.astype(np.float32) for name, value in self.params.items()}

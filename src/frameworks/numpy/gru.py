@@ -29,8 +29,6 @@ import numpy as np
 
 from src.frameworks.numpy.activations import sigmoid
 
-GATES = 3
-
 
 class Cache(NamedTuple):
     x: np.ndarray

@@ -25,8 +25,6 @@ import numpy as np
 
 from src.frameworks.numpy.activations import sigmoid
 
-GATES = 4
-
 
 class Cache(NamedTuple):
     x: np.ndarray

@@ -23,8 +23,6 @@ from typing import NamedTuple
 
 import numpy as np
 
-GATES = 1
-
 
 class Cache(NamedTuple):
     x: np.ndarray
