@@ -13,7 +13,7 @@ import numpy as np
 import pytest
 from mlflow import MlflowClient
 
-from src import experiment
+from src import experiment, tasks
 from src.data.scaling import Standardizer
 from src.errors import UserError
 from src.frameworks import backend_class
@@ -35,7 +35,7 @@ class Exploit:
 
 
 def saved(framework: str, directory: Path) -> Path:
-    predictor = Predictor(backend_class(framework).build(SPEC, seed=0), Standardizer.identity(2, 1))
+    predictor = Predictor(backend_class(framework).build(SPEC, seed=0), Standardizer.identity(2, 1), tasks.get("regression"))
     predictor.save(directory)
     return directory
 
