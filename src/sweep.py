@@ -51,6 +51,8 @@ class MlflowSweepCallback(Callback):
         """Open the parent run, or stop the whole sweep (one line, exit 2) before any job runs: jobs
         without their parent would run ungrouped, and Hydra only warns when a callback fails."""
         keep_local_ray_on_loopback(config)
+        import_ray_first(config)
+        adopt_orphaned_descendants()
         try:
             self._open_parent(config)
         except Exception as error:
@@ -134,16 +136,23 @@ class MlflowSweepCallback(Callback):
 
     def _end_if_interrupted(self) -> None:
         """Ctrl-C, SIGTERM or a crash of the sweeper: stop every worker, then end the jobs' runs that
-        are still RUNNING and the parent KILLED, rather than leaving them RUNNING forever."""
+        are still RUNNING and the parent KILLED, rather than leaving them RUNNING forever.
+
+        With Ray this runs before Ray's own exit handler (`import_ray_first`) and shuts Ray down first
+        (`shut_down_ray`): killing Ray's processes under a connected driver aborts this process, and the
+        runs would stay RUNNING. The runs are ended even if stopping the workers fails."""
         if self.parent_run_id is None:
             return
-        import signal
+        ignore_interrupts()  # a second Ctrl-C must not cut the clean-up short
+        try:
+            shut_down_ray()
+            stop_workers()
+        finally:
+            self._end_runs_killed()
 
+    def _end_runs_killed(self) -> None:
         from mlflow import MlflowClient
 
-        for number in (signal.SIGINT, signal.SIGTERM):  # a second Ctrl-C must not cut the clean-up short
-            signal.signal(number, signal.SIG_IGN)
-        stop_workers()
         client = MlflowClient(self.uri)
         for run in client.search_runs(
             [client.get_run(self.parent_run_id).info.experiment_id],
@@ -158,6 +167,63 @@ class MlflowSweepCallback(Callback):
         self.parent_run_id = None
 
 
+def uses_ray(config: DictConfig) -> bool:
+    launcher = OmegaConf.select(config, "hydra.launcher")
+    return launcher is not None and "RayLauncher" in str(launcher.get("_target_", ""))
+
+
+def import_ray_first(config: DictConfig) -> None:
+    """With a Ray launcher, import Ray before the sweep registers its exit handler: Ray registers its
+    own (`ray.shutdown`) on import, and exit handlers run last-registered first, so the sweep's then
+    runs before Ray's and shuts Ray down itself, with SIGINT and SIGTERM ignored (`shut_down_ray`)."""
+    if uses_ray(config):
+        with contextlib.suppress(ImportError):
+            import ray  # noqa: F401
+
+
+def shut_down_ray() -> None:
+    """Disconnect this process from Ray, then stop the Ray processes it started, with SIGINT and SIGTERM
+    ignored throughout.
+
+    Before anything kills Ray's processes: terminating the GCS or raylet under a connected driver makes
+    Ray's core worker abort this whole process (SIGABRT), before the sweep's runs are ended. Ray's own
+    exit handler would shut it down too, but a second SIGTERM (Ray's SIGTERM handler calls `sys.exit`)
+    can cut that short half-way, with the same abort to follow. And Ray's core worker, as it is torn
+    down, resets SIGTERM to its default action: during the second or so that `ray.shutdown` then spends
+    stopping Ray's processes, a second SIGTERM would kill this process. So `ray.shutdown` only
+    disconnects here, and Ray's processes are stopped once signals are ignored again."""
+    ray = sys.modules.get("ray")
+    if ray is None or not ray.is_initialized():
+        return
+    worker = sys.modules.get("ray._private.worker")
+    node = getattr(worker, "_global_node", None)
+    try:
+        if node is not None:
+            worker._global_node = None  # type: ignore[union-attr]  # ray.shutdown: disconnect, no more
+        ray.shutdown()
+    except Exception:  # a broken connection: stop_workers still stops what Ray started
+        log.debug("ray.shutdown failed during the sweep's clean-up", exc_info=True)
+    finally:
+        ignore_interrupts()
+    if node is not None:
+        try:  # what ray.shutdown would have done next
+            if node.is_head():
+                node.destroy_external_storage()
+            node.kill_all_processes(check_alive=False, allow_graceful=True)
+        except Exception:
+            log.debug("Ray's processes could not be stopped by Ray; stop_workers stops them", exc_info=True)
+
+
+def ignore_interrupts() -> None:
+    """Ctrl-C and SIGTERM no longer interrupt this process (its clean-up), in the main thread only."""
+    import signal
+    import threading
+
+    if threading.current_thread() is threading.main_thread():
+        for number in (signal.SIGINT, signal.SIGTERM):
+            signal.signal(number, signal.SIG_IGN)
+
+
 def keep_local_ray_on_loopback(config: DictConfig) -> None:
     """A local Ray instance (hydra/launcher=ray_local) listens on this machine's loopback only.
 
@@ -166,24 +232,42 @@ def keep_local_ray_on_loopback(config: DictConfig) -> None:
     (RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER=0, what Ray does by default on macOS and Windows). Set before the
     launcher imports Ray; a user's own value wins, and connecting to a cluster (an address) is left alone.
     """
-    launcher = OmegaConf.select(config, "hydra.launcher")
-    if launcher is None or "RayLauncher" not in str(launcher.get("_target_", "")):
+    if not uses_ray(config):
         return
-    if OmegaConf.select(launcher, "ray.init.address") in (None, "", "local"):
+    if OmegaConf.select(config, "hydra.launcher.ray.init.address") in (None, "", "local"):
         os.environ.setdefault("RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER", "0")
 
 
-def stop_workers(grace_seconds: float = 10.0) -> None:
+def adopt_orphaned_descendants() -> None:
+    """Make this process the Linux "child subreaper" of everything it starts: a Ray worker whose raylet
+    died, or a loky worker whose manager died, is re-parented to the sweep rather than to init, so
+    `stop_workers` still finds it. Elsewhere a no-op."""
+    if not sys.platform.startswith("linux"):
+        return
+    import ctypes
+
+    with contextlib.suppress(OSError, AttributeError):
+        ctypes.CDLL(None, use_errno=True).prctl(36, 1, 0, 0, 0)  # PR_SET_CHILD_SUBREAPER
+
+
+def stop_workers(grace_seconds: float = 10.0, rounds: int = 5) -> None:
     """Terminate every process this one started (joblib's loky workers, Ray's raylet and workers), then
-    kill what is left after `grace_seconds`: a stopped sweep leaves nothing training behind."""
+    kill what is left after `grace_seconds`, until none is left: a stopped sweep leaves nothing training
+    behind. Rounds, because a scheduler being stopped can still start a worker for the next job (Ray
+    retries a task whose worker died), and such a worker could otherwise open a run after the clean-up."""
     import psutil
 
-    children = psutil.Process().children(recursive=True)
-    for child in children:
-        with contextlib.suppress(psutil.Error):
-            child.terminate()
-    _, alive = psutil.wait_procs(children, timeout=grace_seconds)
-    for child in alive:
-        with contextlib.suppress(psutil.Error):
-            child.kill()
-    psutil.wait_procs(alive, timeout=grace_seconds)
+    for _ in range(rounds):
+        children = psutil.Process().children(recursive=True)
+        if not children:
+            return
+        for child in children:
+            with contextlib.suppress(psutil.Error):
+                child.terminate()
+        _, alive = psutil.wait_procs(children, timeout=grace_seconds)
+        for child in alive:
+            with contextlib.suppress(psutil.Error):
+                child.kill()
+        psutil.wait_procs(alive, timeout=grace_seconds)
+    log.warning("processes still alive after stopping the sweep's workers: %s",
+                [child.pid for child in psutil.Process().children(recursive=True)])
