@@ -153,14 +153,17 @@ class MlflowSweepCallback(Callback):
     def _end_runs_killed(self) -> None:
         from mlflow import MlflowClient
 
+        parent_run_id = self.parent_run_id
+        if parent_run_id is None:
+            return
         client = MlflowClient(self.uri)
         for run in client.search_runs(
-            [client.get_run(self.parent_run_id).info.experiment_id],
+            [client.get_run(parent_run_id).info.experiment_id],
             filter_string=f"tags.sweep_id = '{os.environ.get(SWEEP_ID_ENV, '')}' and attributes.status = 'RUNNING'",
         ):
-            if run.info.run_id != self.parent_run_id:
+            if run.info.run_id != parent_run_id:
                 client.set_terminated(run.info.run_id, "KILLED")
-        client.set_terminated(self.parent_run_id, "KILLED")
+        client.set_terminated(parent_run_id, "KILLED")
         log.warning(
             "sweep interrupted: its workers stopped, its unfinished runs and parent %s ended KILLED", self.parent_run_id
         )
@@ -269,5 +272,7 @@ def stop_workers(grace_seconds: float = 10.0, rounds: int = 5) -> None:
             with contextlib.suppress(psutil.Error):
                 child.kill()
         psutil.wait_procs(alive, timeout=grace_seconds)
-    log.warning("processes still alive after stopping the sweep's workers: %s",
-                [child.pid for child in psutil.Process().children(recursive=True)])
+    log.warning(
+        "processes still alive after stopping the sweep's workers: %s",
+        [child.pid for child in psutil.Process().children(recursive=True)],
+    )

@@ -436,8 +436,14 @@ def test_a_sigterm_during_the_shutdown_of_a_sweeps_ray_neither_kills_nor_aborts_
     whose raylet is killed under it aborts: the sweep's clean-up must survive a second SIGTERM at any moment."""
     pytest.importorskip("ray")
     environment = {**os.environ, "RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER": "0"}
-    result = subprocess.run([sys.executable, "-c", RAY_CLEANUP_UNDER_SIGTERM, "0.1", "0.4", "0.8"], cwd=PROJECT_ROOT,
-                            env=environment, capture_output=True, text=True, timeout=300)
+    result = subprocess.run(
+        [sys.executable, "-c", RAY_CLEANUP_UNDER_SIGTERM, "0.1", "0.4", "0.8"],
+        cwd=PROJECT_ROOT,
+        env=environment,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     assert result.returncode == 0, (result.returncode, result.stderr[-3000:])
     assert result.stdout.split("\n")[:3] == ["survived 0.1 0", "survived 0.4 0", "survived 0.8 0"], result.stdout
 

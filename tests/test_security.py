@@ -35,7 +35,9 @@ class Exploit:
 
 
 def saved(framework: str, directory: Path) -> Path:
-    predictor = Predictor(backend_class(framework).build(SPEC, seed=0), Standardizer.identity(2, 1), tasks.get("regression"))
+    predictor = Predictor(
+        backend_class(framework).build(SPEC, seed=0), Standardizer.identity(2, 1), tasks.get("regression")
+    )
     predictor.save(directory)
     return directory
 
