@@ -245,3 +245,26 @@ def test_sampling_to_an_ascii_console_escapes_what_it_cannot_print(language_mode
     )
     assert result.returncode == 0, result.stderr[-2000:]
     assert result.stdout.startswith("\\xe9\\u2192")
+
+
+def test_a_language_model_run_resolves_its_task_once(compose_cfg, monkeypatch) -> None:
+    """The task is looked up once, from the dataset, and the object is passed down: predicting, scoring
+    and sampling text (300 predictions) never look it up again."""
+    from src import tasks
+
+    looked_up: list[str] = []
+    original = tasks.get
+    monkeypatch.setattr(tasks, "get", lambda name: looked_up.append(name) or original(name))
+    outcome = experiment.run(
+        compose_cfg(
+            "dataset=chars",
+            "dataset.max_chars=3000",
+            "dataset.seq_len=16",
+            "framework=numpy",
+            "model.hidden_size=8",
+            "trainer=quick",
+            "tracking.log_model=false",
+        )
+    )
+    assert "test_bpc" in outcome.metrics
+    assert looked_up == ["language_model"]
