@@ -448,31 +448,29 @@ def test_a_sigterm_during_the_shutdown_of_a_sweeps_ray_neither_kills_nor_aborts_
     assert result.stdout.split("\n")[:3] == ["survived 0.1 0", "survived 0.4 0", "survived 0.8 0"], result.stdout
 
 
-def test_cleanup_ends_runs_whose_process_is_gone_and_lists_them(tmp_path) -> None:
-    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
-    process = start_cli("framework=numpy", *SMALL, "trainer.epochs=100000", "trainer.patience=0", f"tracking.uri={uri}")
-    try:
-        wait_for(lambda: epochs_logged(uri, tmp_path / "mlflow.db") >= 2, what="2 epochs")
-        alive = subprocess.run(
-            [sys.executable, "-m", "src.runs", "cleanup", "--tracking-uri", uri],
-            cwd=PROJECT_ROOT,
-            capture_output=True,
-            text=True,
-            timeout=120,
-        )
-        assert alive.returncode == 0 and alive.stdout.strip() == "no dead runs"  # its owner still trains
-        process.send_signal(signal.SIGKILL)
-        process.wait(timeout=30)
-    finally:
-        process.kill()
-    (run,) = all_runs(uri)
-    result = subprocess.run(
+def cleanup(uri: str) -> subprocess.CompletedProcess:
+    return subprocess.run(
         [sys.executable, "-m", "src.runs", "cleanup", "--tracking-uri", uri],
         cwd=PROJECT_ROOT,
         capture_output=True,
         text=True,
         timeout=120,
     )
+
+
+def test_cleanup_ends_runs_whose_process_is_gone_and_lists_them(tmp_path) -> None:
+    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    process = start_cli("framework=numpy", *SMALL, "trainer.epochs=100000", "trainer.patience=0", f"tracking.uri={uri}")
+    try:
+        wait_for(lambda: epochs_logged(uri, tmp_path / "mlflow.db") >= 2, what="2 epochs")
+        alive = cleanup(uri)
+        assert alive.returncode == 0 and alive.stdout.strip() == "no dead runs"  # its owner still trains
+        process.send_signal(signal.SIGKILL)
+        process.wait(timeout=30)
+    finally:
+        process.kill()
+    (run,) = all_runs(uri)
+    result = cleanup(uri)
     assert result.returncode == 0, result.stderr
     assert result.stdout.splitlines() == [
         f"ended KILLED: {run.info.run_id} {run.info.run_name} (experiment rnnlab)",
