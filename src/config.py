@@ -39,6 +39,13 @@ class Activation(Enum):
     relu = "relu"
 
 
+class Init(Enum):
+    """Initial weights (src/frameworks/initialization.py): Keras' scheme or torch's, in every framework."""
+
+    keras = "keras"
+    torch = "torch"
+
+
 class Optimizer(Enum):
     adam = "adam"
     sgd = "sgd"
@@ -83,6 +90,9 @@ class ModelConfig:
     activation: Activation = Activation.tanh
     # Between stacked layers (no effect with one layer), as in torch's nn.RNN.
     dropout: float = 0.0
+    # Initial weights, the same in every framework: keras (Glorot inputs, orthogonal recurrent weights,
+    # LSTM forget-gate bias 1) or torch (everything U(±1/sqrt(hidden_size))).
+    init: Init = Init.keras
 
     def __post_init__(self) -> None:
         require(

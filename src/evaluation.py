@@ -56,4 +56,5 @@ def evaluate(task: Task, splits: Splits, model_predictions: np.ndarray, split: s
     predictions = {"model": np.asarray(model_predictions, dtype=np.float64)}
     predictions.update(task.baselines(splits, data.x))
     metrics = {name: task.score(data.y, values) for name, values in predictions.items()}
+    metrics.update(task.reference_scores(splits, split))
     return Evaluation(split, metrics, predictions, data.y, task, list(splits.info.classes))

@@ -336,7 +336,9 @@ def train(
     regression the MSE in original units."""
     standardizer = task.standardizer(splits, settings.dataset.standardize)
     spec = ModelSpec.from_config(settings.model, *task.network_sizes(splits), task.head)
-    backend = backend_class(settings.framework.name.value).build(spec, settings.trainer.seed, settings.framework.device)
+    backend = backend_class(settings.framework.name.value).build(
+        spec, settings.trainer.seed, settings.framework.device, settings.model.init.value
+    )
     tracked.set_tags({"device": backend.device})
     scale = standardizer.loss_scale
 
@@ -408,6 +410,7 @@ def run_params(cfg: DictConfig | dict, splits: Splits) -> dict[str, object]:
     if params.get("tracking.uri"):
         params["tracking.uri"] = redact(str(params["tracking.uri"]))
     params.update({f"data.num_{name}": len(split) for name, split in splits.items()})
+    params["data.test_overlap"] = round(splits.test_overlap(), 6)
     return params
 
 

@@ -26,6 +26,7 @@ def runs_in(uri: str) -> list:
         ("trainer.epochs=abc", "trainer.epochs"),
         ("dataset=nope", "dataset"),
         ("model.cell=xyz", "model.cell"),
+        ("model.init=xavier", "model.init"),
         ("trainer.batch_size=100000", "trainer.batch_size"),
         ("trainer.momentum=0.9", "trainer.momentum"),
         ("optimiser=adam", "optimiser"),

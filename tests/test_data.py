@@ -51,6 +51,20 @@ def test_sum_targets_are_the_sums_of_ten_uniform_numbers() -> None:
         assert split.x.min() >= 0 and split.x.max() < 1
 
 
+def test_adding_marks_as_many_places_in_each_half_for_an_odd_length() -> None:
+    splits = adding.generate(adding.Params(seq_len=7, num_samples=3000), seed=0)
+    first, second = (np.argmax(splits.train.x[:, :, 1], axis=1), 6 - np.argmax(splits.train.x[:, ::-1, 1], axis=1))
+    assert set(first) == {0, 1, 2} and set(second) == {4, 5, 6}  # 3 places each; the middle step never
+
+
+def test_test_overlap_counts_test_inputs_seen_in_training() -> None:
+    from src.data.base import DatasetInfo, Splits, as_split
+
+    train = as_split(np.array([[1.0, 2.0], [3.0, 4.0]]), np.array([0.0, 1.0]))
+    test = as_split(np.array([[1.0, 2.0], [5.0, 6.0], [7.0, 8.0], [3.0, 4.0]]), np.zeros(4))
+    assert Splits(train, train, test, DatasetInfo("toy")).test_overlap() == 0.5
+
+
 def test_adding_marks_exactly_two_steps_one_per_half() -> None:
     splits = adding.generate(adding.Params(seq_len=30, num_samples=500), seed=1)
     x, y = splits.train.x, splits.train.y

@@ -268,3 +268,32 @@ def test_a_language_model_run_resolves_its_task_once(compose_cfg, monkeypatch) -
     )
     assert "test_bpc" in outcome.metrics
     assert looked_up == ["language_model"]
+
+
+def rerun_whole_text(predictor, prime: str, length: int, temperature: float, rng: np.random.Generator) -> str:
+    """Sampling as it was before the state was carried: the whole text so far rerun for every character."""
+    from src.data.chars import decode, encode
+
+    ids = list(encode(prime, predictor.classes))
+    for _ in range(length):
+        probabilities = predictor.predict(np.asarray(ids, dtype=np.float32)[None, :, None])[0, -1].astype(np.float64)
+        scaled = np.log(np.maximum(probabilities, 1e-300)) / temperature
+        odds = np.exp(scaled - scaled.max())
+        ids.append(int(rng.choice(len(odds), p=odds / odds.sum())))
+    return decode(ids[len(encode(prime, predictor.classes)) :], predictor.classes)
+
+
+def test_sampling_carries_the_state_and_writes_what_rerunning_the_text_would(language_model_run, monkeypatch) -> None:
+    from src.frameworks.numpy import network
+    from src.tasks.language_model import generate_text
+
+    tracking_uri, run_id, _ = language_model_run
+    predictor = sample.load_language_model(run_id, tracking_uri)  # trained with torch
+    expected = rerun_whole_text(predictor, "def ", 60, 0.8, np.random.default_rng(3))
+    steps: list[int] = []
+    original = network.forward
+    monkeypatch.setattr(
+        network, "forward", lambda *args, **kwargs: steps.append(args[2].shape[1]) or original(*args, **kwargs)
+    )
+    assert generate_text(predictor, "def ", 60, 0.8, np.random.default_rng(3)) == expected
+    assert steps == [4] + [1] * 59  # the prime once, then one character per step: linear in the length

@@ -74,7 +74,25 @@ def test_unigram_and_bigram_are_add_one_smoothed_counts_of_the_training_split() 
     assert evaluation.flat()["test_bpc"] == pytest.approx(math.log2(3))
     # Best first: bigram (0.79 bits) beats the unigram (1.08) beats the uniform model (1.58).
     rows = evaluation.table().splitlines()[2:]
-    assert [row.split()[0 if row.startswith("model") else 1] for row in rows] == ["bigram", "unigram", "model"]
+    ranked = [row.split()[0 if row.startswith("model") else 1] for row in rows]
+    assert [name for name in ranked if name not in ("bz2", "xz")] == ["bigram", "unigram", "model"]
+    assert {"baseline_bz2_test_bpc", "baseline_xz_test_bpc"} <= set(evaluation.flat())  # 2 characters: noise
+
+
+def test_compressor_baselines_cost_the_test_text_given_the_training_text() -> None:
+    import bz2
+    import lzma
+
+    splits = chars.generate(chars.Params(max_chars=40_000), seed=0)
+    scores = tasks.get("language_model").reference_scores(splits, "test")
+    training = chars.decode(splits.train.y.astype(np.int64), splits.info.classes).encode()
+    test = chars.decode(splits.test.y.astype(np.int64), splits.info.classes)
+    expected = 8 * (len(bz2.compress(training + test.encode(), 9)) - len(bz2.compress(training, 9))) / len(test)
+    assert scores["bz2"]["bpc"] == pytest.approx(expected)
+    assert scores["bz2"]["loss"] == pytest.approx(expected * math.log(2))
+    assert 1.0 < scores["xz"]["bpc"] < 4.0 and 1.0 < scores["bz2"]["bpc"] < 4.0  # Python source: about 2 bits
+    alone = 8 * len(lzma.compress(test.encode(), preset=9 | lzma.PRESET_EXTREME)) / len(test)
+    assert scores["xz"]["bpc"] < alone  # the training text helps the compressor, as it helps the model
 
 
 def test_majority_predicts_the_training_frequencies_and_logistic_separates_a_linear_case() -> None:
@@ -123,6 +141,19 @@ def test_parity_labels_count_the_ones() -> None:
     for _, split in splits.items():
         np.testing.assert_array_equal(split.y[:, 0], split.x[:, :, 0].sum(axis=1) % 2)
     assert splits.info.task == "classification" and splits.info.classes == ["even", "odd"]
+
+
+@pytest.mark.parametrize("seq_len, num_samples", [(5, 200), (8, 2000), (12, 2000), (40, 300)])
+def test_parity_never_tests_or_validates_on_a_training_string(seq_len: int, num_samples: int) -> None:
+    splits = parity.generate(parity.Params(seq_len=seq_len, num_samples=num_samples), seed=0)
+    rows = {name: [row.tobytes() for row in split.x.astype(np.int8)] for name, split in splits.items()}
+    assert not set(rows["train"]) & set(rows["test"]) and not set(rows["train"]) & set(rows["val"])
+    assert not set(rows["val"]) & set(rows["test"])
+    assert len(set(rows["test"])) == len(rows["test"])  # each held-out string once
+    assert sum(len(split) for _, split in splits.items()) == num_samples
+    assert splits.test_overlap() == 0.0
+    held_out = len(splits.test) + len(splits.val)  # fractions of the strings there can be: 15% of 32 at 5 bits
+    assert held_out == 2 * round(0.15 * min(num_samples, 2**seq_len))
 
 
 def test_sine_class_draws_three_balanced_shapes_in_range() -> None:

@@ -6,6 +6,7 @@ import time
 import numpy as np
 
 from benchmarks.bare.common import BATCH_SIZE, EPOCHS, GRAD_CLIP, HIDDEN_SIZE, LR, SEED, VAL_BATCH, report, sine_splits
+from src.frameworks.initialization import initial_weights
 from src.frameworks.numpy import network
 from src.frameworks.numpy.optimizers import Adam, clip_grad_norm, flatten, unflatten
 from src.frameworks.spec import ModelSpec, canonical_shapes
@@ -13,7 +14,7 @@ from src.frameworks.spec import ModelSpec, canonical_shapes
 imported = time.time()
 x, y, val_x, val_y = sine_splits()
 spec = ModelSpec("lstm", HIDDEN_SIZE, 1, "tanh", 0.0, num_features=1, num_outputs=1)
-params = network.init(spec, np.random.default_rng(SEED))
+params = initial_weights(spec, np.random.default_rng(SEED))
 shapes = canonical_shapes(spec)
 optimizer = Adam(LR)
 rng = np.random.default_rng(SEED)

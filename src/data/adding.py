@@ -1,7 +1,7 @@
 """The adding problem (Hochreiter & Schmidhuber, 1997): a test of long-range memory.
 
 Channel 0 holds uniform values, channel 1 marks exactly two steps with a one (one in each half of
-the sequence); the target is the sum of the two marked values. Predicting the mean (1.0) scores an
+the sequence, the halves equally long); the target is the sum of the two marked values. Predicting the mean (1.0) scores an
 MSE of about 0.167, the bar a model must clear; `seq_len` is the difficulty knob.
 """
 
@@ -31,9 +31,9 @@ def generate(params: Params, seed: int) -> Splits:
     rng = np.random.default_rng(seed)
     count, length = params.num_samples, params.seq_len
     values = rng.uniform(0.0, 1.0, size=(count, length))
-    half = length // 2
+    half = length // 2  # each marker has `half` places; with an odd length the middle step is never marked
     first = rng.integers(0, half, size=count)
-    second = rng.integers(half, length, size=count)
+    second = rng.integers(length - half, length, size=count)
     markers = np.zeros((count, length))
     rows = np.arange(count)
     markers[rows, first] = 1.0

@@ -78,6 +78,14 @@ class Splits:
                 info = DatasetInfo(**json.loads(str(saved["info"])))
         return cls(**splits, info=info)
 
+    def test_overlap(self) -> float:
+        """The fraction of test inputs that also occur, exactly, among the training inputs: accuracy on
+        those can be memory. 0 for every dataset here (parity keeps its held-out strings apart)."""
+        if not len(self.test):
+            return 0.0
+        seen = {np.ascontiguousarray(row).tobytes() for row in self.train.x}
+        return sum(np.ascontiguousarray(row).tobytes() in seen for row in self.test.x) / len(self.test)
+
     def digest(self) -> str:
         """SHA-256 of every array's bytes and shape: equal digests mean equal data."""
         hasher = hashlib.sha256()

@@ -1,7 +1,9 @@
 """Character-level text for language modelling: predict the next character at every step.
 
-The default corpus is the source code of a fixed list of modules of Python's standard library, read
-from the running interpreter (no download; the same text for the same Python version).
+The default corpus (`dataset.corpus=stdlib`) is the source code of a fixed list of modules of Python's
+standard library, read from the running interpreter (no download; the same text for the same Python
+version); `stdlib_large` is the standard library's top-level modules in name order, the first
+LARGE_CORPUS_CHARS characters of them (about 2 MB), for a language model that has data to learn from.
 `dataset.path=` takes any UTF-8 text file instead. The text is split in time (the first characters
 train, the next validate, the last test); the vocabulary is the training text's characters plus one
 unknown symbol (id 0) for characters the training text lacks; each split is cut into
@@ -23,6 +25,7 @@ from src.errors import UserError
 from src.paths import resolve_path
 
 NAME = "chars"
+LARGE_CORPUS_CHARS = 2_000_000
 UNKNOWN = "\ufffd"  # the replacement character stands for every character outside the vocabulary
 DEFAULT_MODULES = ("textwrap.py", "string.py", "functools.py", "heapq.py", "bisect.py", "fractions.py",
                    "random.py", "contextlib.py", "copy.py", "queue.py", "abc.py", "sched.py", "operator.py",
@@ -32,8 +35,10 @@ DEFAULT_MODULES = ("textwrap.py", "string.py", "functools.py", "heapq.py", "bise
 @dataclass
 class Params(DatasetParams):
     name: str = NAME
-    # A UTF-8 text file, relative to the project root or absolute; null: the standard library corpus.
+    # A UTF-8 text file, relative to the project root or absolute; null: the corpus named below.
     path: Optional[str] = None
+    # Without a path: stdlib (16 modules, about 315,000 characters) or stdlib_large (about 2,000,000).
+    corpus: str = "stdlib"
     seq_len: int = 64
     # Keep the first max_chars characters of the corpus (0 keeps all of it).
     max_chars: int = 150_000
@@ -42,6 +47,7 @@ class Params(DatasetParams):
 
     def __post_init__(self) -> None:
         require(self.seq_len >= 1, "dataset.seq_len", "must be an integer >= 1", self.seq_len)
+        require(self.corpus in CORPORA, "dataset.corpus", f"must be one of {', '.join(CORPORA)}", self.corpus)
         require(self.max_chars >= 0, "dataset.max_chars", "must be an integer >= 0 (0 keeps all)", self.max_chars)
         check_split_fractions(self.val_fraction, self.test_fraction)
 
@@ -52,12 +58,30 @@ def default_corpus() -> str:
     return "\n".join((stdlib / module).read_text(encoding="utf-8") for module in DEFAULT_MODULES)
 
 
-def read_corpus(path: str | None, max_chars: int = 0) -> tuple[str, str]:
+def large_corpus() -> str:
+    """The standard library's top-level modules' source in name order, up to LARGE_CORPUS_CHARS characters."""
+    parts, size = [], 0
+    for module in sorted(Path(sysconfig.get_paths()["stdlib"]).glob("*.py")):
+        try:
+            text = module.read_text(encoding="utf-8")
+        except (UnicodeDecodeError, OSError):  # a module in another encoding is skipped
+            continue
+        parts.append(text)
+        size += len(text) + 1
+        if size >= LARGE_CORPUS_CHARS:
+            break
+    return "\n".join(parts)[:LARGE_CORPUS_CHARS]
+
+
+CORPORA = {"stdlib": default_corpus, "stdlib_large": large_corpus}
+
+
+def read_corpus(path: str | None, max_chars: int = 0, corpus: str = "stdlib") -> tuple[str, str]:
     """(the text, where it came from): at most `max_chars` characters (0: all), read from a regular file
     only, so a device (/dev/zero) or a FIFO is refused rather than read forever."""
     if path is None:
-        text = default_corpus()
-        return (text[:max_chars] if max_chars else text), f"Python's standard library ({len(DEFAULT_MODULES)} modules)"
+        text = CORPORA[corpus]()
+        return (text[:max_chars] if max_chars else text), f"Python's standard library ({corpus})"
     file = resolve_path(path)
     if not file.exists():
         raise UserError(f"dataset.path={path!r}: no such file: {file}")
@@ -98,7 +122,7 @@ def sequences(ids: np.ndarray, seq_len: int) -> Split:
 
 def generate(params: Params, seed: int) -> Splits:
     """The same splits for every seed: the text and its order are fixed."""
-    text, source = read_corpus(params.path, params.max_chars)
+    text, source = read_corpus(params.path, params.max_chars, params.corpus)
     require(len(text) > 0, "dataset.path", f"must name a text file with characters in it; {source} is empty",
             params.path)
     try:

@@ -32,7 +32,8 @@ class Backend(Protocol):
         """Raise UserError for a `framework.device` this machine cannot give, before any run starts."""
 
     @classmethod
-    def build(cls, spec: ModelSpec, seed: int, device: str = "auto") -> Backend: ...
+    def build(cls, spec: ModelSpec, seed: int, device: str = "auto", init: str = "keras") -> Backend:
+        """A network with the initial weights of `init` (src/frameworks/initialization.py) drawn from `seed`."""
 
     def fit(
         self,

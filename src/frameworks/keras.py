@@ -36,6 +36,7 @@ from src.errors import UserError, reading  # noqa: E402
 from src.frameworks import convert  # noqa: E402
 from src.frameworks.base import as_float32, load_arrays, predict_in_batches  # noqa: E402
 from src.frameworks.checkpoint import rng_state, set_rng_state  # noqa: E402
+from src.frameworks.initialization import initial_weights
 from src.frameworks.numpy.network import LOSSES  # noqa: E402  (plain NumPy: the validation loss)
 from src.frameworks.spec import ModelSpec  # noqa: E402
 from src.frameworks.training import Checkpointing, EpochCallback, FitResult, TrainingSteps, run_epochs, shuffled_batches  # noqa: E402
@@ -136,7 +137,7 @@ class KerasBackend:
         resolve_device(device)
 
     @classmethod
-    def build(cls, spec: ModelSpec, seed: int, device: str = "auto") -> KerasBackend:
+    def build(cls, spec: ModelSpec, seed: int, device: str = "auto", init: str = "keras") -> KerasBackend:
         # Same config and seed → same numbers. Process-wide, but it only touches TensorFlow, which nothing
         # but this backend uses: kernels run deterministically, unseeded random ops raise (every one of
         # ours is seeded), and Keras' jit_compile="auto" leaves XLA off. Switched on by the first model
@@ -145,7 +146,9 @@ class KerasBackend:
         shown, tf_device = resolve_device(device)
         with _global_rngs_kept(), tf.device(tf_device):
             model = build_network(spec, seed)
-        return cls(spec, model, shown, tf_device)
+        backend = cls(spec, model, shown, tf_device)
+        backend.set_weights(initial_weights(spec, np.random.default_rng(seed), init))  # as numpy's and torch's
+        return backend
 
     def fit(
         self,

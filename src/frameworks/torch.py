@@ -15,6 +15,7 @@ from src.data.base import Split
 from src.errors import UserError, reading
 from src.frameworks.base import predict_in_batches
 from src.frameworks.checkpoint import rng_state, set_rng_state
+from src.frameworks.initialization import initial_weights
 from src.frameworks.spec import ModelSpec
 from src.frameworks.training import Checkpointing, EpochCallback, FitResult, TrainingSteps, run_epochs, shuffled_batches
 
@@ -85,11 +86,12 @@ class TorchBackend:
         resolve_device(device)
 
     @classmethod
-    def build(cls, spec: ModelSpec, seed: int, device: str = "auto") -> TorchBackend:
-        with private_rng():  # seeded init without changing the caller's RNG
-            torch.manual_seed(seed)
+    def build(cls, spec: ModelSpec, seed: int, device: str = "auto", init: str = "keras") -> TorchBackend:
+        with private_rng():  # torch's own initialisation draws without changing the caller's RNG
             network = RecurrentNetwork(spec)
-        return cls(spec, network, resolve_device(device))
+        backend = cls(spec, network, resolve_device(device))
+        backend.set_weights(initial_weights(spec, np.random.default_rng(seed), init))
+        return backend
 
     def fit(
         self,

@@ -10,7 +10,10 @@ A trained model writes text with `generate_text`; each run logs a short sample o
 
 from __future__ import annotations
 
+import bz2
+import lzma
 import math
+from collections.abc import Callable
 from typing import TYPE_CHECKING
 
 import numpy as np
@@ -26,12 +29,15 @@ if TYPE_CHECKING:
     from src.evaluation import Evaluation
     from src.predictor import Predictor
 
-# Generation conditions on at most this many of the latest tokens (each step reruns the network on them).
-CONTEXT = 128
 SAMPLE_PRIME_LENGTH = 32
 SAMPLE_LENGTH = 300
 SAMPLE_TEMPERATURE = 0.8
 CSV_POSITIONS = 256
+# General-purpose compressors at their strongest settings: a language model should beat them.
+COMPRESSORS: dict[str, Callable[[bytes], bytes]] = {
+    "bz2": lambda data: bz2.compress(data, 9),
+    "xz": lambda data: lzma.compress(data, preset=9 | lzma.PRESET_EXTREME),
+}
 
 
 def ngram_counts(splits: Splits) -> tuple[np.ndarray, np.ndarray]:
@@ -44,20 +50,29 @@ def ngram_counts(splits: Splits) -> tuple[np.ndarray, np.ndarray]:
     return np.bincount(following, minlength=size).astype(np.float64), pairs
 
 
-def generate_text(
-    predictor: Predictor, prime: str, length: int, temperature: float, rng: np.random.Generator, context: int = CONTEXT
-) -> str:
+def generate_text(predictor: Predictor, prime: str, length: int, temperature: float, rng: np.random.Generator) -> str:
     """`length` tokens drawn one at a time after `prime`, each from the model's next-token probabilities
-    sharpened (temperature < 1) or flattened (> 1) as p^(1/temperature); the same rng state repeats them."""
+    sharpened (temperature < 1) or flattened (> 1) as p^(1/temperature); the same rng state repeats them.
+
+    The recurrent state is carried from token to token, so the whole text conditions every draw and the
+    cost is linear in `length`. Whatever framework trained the model, the steps run in the NumPy network
+    on its canonical weights (src/frameworks/spec.py): the same equations the frameworks compute."""
+    from src.frameworks.numpy import network
+
+    spec, weights = predictor.backend.spec, predictor.backend.get_weights()
     vocabulary = predictor.classes
-    ids = list(encode(prime, vocabulary))
+    inputs = np.asarray(encode(prime, vocabulary), dtype=np.float32)[None, :, None]
+    ids: list[int] = []
+    states = None
     for _ in range(length):
-        window = np.asarray(ids[-context:], dtype=np.float32)[None, :, None]
-        probabilities = predictor.predict(window)[0, -1].astype(np.float64)
-        logits = np.log(np.maximum(probabilities, 1e-300)) / temperature
-        weights = np.exp(logits - logits.max())
-        ids.append(int(rng.choice(len(weights), p=weights / weights.sum())))
-    return decode(ids[len(prime) :], vocabulary)
+        logits, cache = network.forward(weights, spec, inputs, states=states)
+        states = network.last_states(cache)
+        probabilities = predictor.task.predictions(logits[:, -1], predictor.standardizer)[0].astype(np.float64)
+        scaled = np.log(np.maximum(probabilities, 1e-300)) / temperature
+        odds = np.exp(scaled - scaled.max())
+        ids.append(int(rng.choice(len(odds), p=odds / odds.sum())))
+        inputs = np.asarray([[[ids[-1]]]], dtype=np.float32)
+    return decode(ids, vocabulary)
 
 
 def _escaped(text: str) -> str:
@@ -95,6 +110,21 @@ class LanguageModel(Task):
         bigram = (pair_counts + 1) / (pair_counts.sum(axis=1, keepdims=True) + size)
         current = x[..., 0].astype(np.int64)
         return {"unigram": np.broadcast_to(unigram, (*current.shape, size)), "bigram": bigram[current]}
+
+    def reference_scores(self, splits: Splits, split: str) -> dict[str, dict[str, float]]:
+        """bz2 and xz as language models: what each costs, in bits per character, to compress the split's
+        text given the training text (the compressed size of both minus that of the training text alone)."""
+        training = decode(splits.train.y.astype(np.int64), splits.info.classes).encode("utf-8")
+        text = decode(dict(splits.items())[split].y.astype(np.int64), splits.info.classes)
+        if not text:
+            return {}
+        scores = {}
+        for name, compress in COMPRESSORS.items():
+            bits = 8 * (len(compress(training + text.encode("utf-8"))) - len(compress(training)))
+            bpc = bits / len(text)
+            loss = bpc * math.log(2)
+            scores[name] = {"loss": loss, "perplexity": math.exp(loss), "bpc": bpc}
+        return scores
 
     def predictions_csv(self, evaluation: Evaluation) -> str:
         """The first test positions: the true next character, the model's likeliest, and each predictor's

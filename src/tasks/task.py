@@ -52,6 +52,11 @@ class Task(Protocol):
     def baselines(self, splits: Splits, x: np.ndarray) -> dict[str, np.ndarray]:
         """Baseline name → predictions for `x`, each fitted on the training split only."""
 
+    def reference_scores(self, splits: Splits, split: str) -> dict[str, dict[str, float]]:
+        """Reference name → metrics on `split` of references that predict nothing sample by sample (a
+        language model's general-purpose compressors); none, unless a task says."""
+        return {}
+
     def predictions_csv(self, evaluation: Evaluation) -> str:
         """The per-sample predictions artifact."""
 

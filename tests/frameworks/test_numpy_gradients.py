@@ -12,6 +12,7 @@ import numpy as np
 import pytest
 
 from src import tasks
+from src.frameworks.initialization import initial_weights
 from src.frameworks.numpy import network
 from src.frameworks.spec import ModelSpec
 
@@ -62,7 +63,7 @@ def test_backward_matches_finite_differences(cell: str, activation: str, num_lay
         num_outputs=2,
     )
     rng = np.random.default_rng(7)
-    params = network.init(spec, rng, np.float64)
+    params = initial_weights(spec, rng, "torch", np.float64)
     params = {name: value * 2 for name, value in params.items()}  # larger weights: gates away from 0.5
     x = rng.normal(size=(5, 4, 2))
     y = rng.normal(size=(5, 2))
@@ -94,7 +95,7 @@ def test_dropout_masks_scale_kept_units_and_change_between_steps() -> None:
     spec = ModelSpec(
         cell="rnn", hidden_size=50, num_layers=2, activation="tanh", dropout=0.4, num_features=1, num_outputs=1
     )
-    params = network.init(spec, np.random.default_rng(0))
+    params = initial_weights(spec, np.random.default_rng(0), "torch")
     x = np.ones((20, 3, 1), np.float32)
     dropout_rng = np.random.default_rng(0)
     _, first = network.forward(params, spec, x, dropout_rng)
@@ -148,7 +149,7 @@ def test_cross_entropy_heads_match_finite_differences(
             cell, 3, num_layers, activation, dropout, num_features=5, num_outputs=5, head=tasks.get(task).head
         )
         x, y = rng.integers(0, 5, size=(5, 4, 1)).astype(float), rng.integers(0, 5, size=(5, 4)).astype(float)
-    params = {name: value * 2 for name, value in network.init(spec, rng, np.float64).items()}
+    params = {name: value * 2 for name, value in initial_weights(spec, rng, "torch", np.float64).items()}
 
     def loss() -> float:
         return network.loss_and_gradients(params, spec, x, y, np.random.default_rng(0))[0]

@@ -16,6 +16,7 @@ from src.data.base import Split
 from src.errors import UserError, reading
 from src.frameworks.base import as_float32, load_arrays, predict_in_batches
 from src.frameworks.checkpoint import rng_state, set_rng_state
+from src.frameworks.initialization import initial_weights
 from src.frameworks.numpy import network
 from src.frameworks.numpy.optimizers import SGD, Adam, clip_grad_norm, flatten, unflatten
 from src.frameworks.spec import ModelSpec, canonical_shapes
@@ -39,9 +40,9 @@ class NumpyBackend:
         _check_device(device)
 
     @classmethod
-    def build(cls, spec: ModelSpec, seed: int, device: str = "auto") -> NumpyBackend:
+    def build(cls, spec: ModelSpec, seed: int, device: str = "auto", init: str = "keras") -> NumpyBackend:
         _check_device(device)
-        return cls(spec, network.init(spec, np.random.default_rng(seed)))
+        return cls(spec, initial_weights(spec, np.random.default_rng(seed), init))
 
     def fit(
         self,

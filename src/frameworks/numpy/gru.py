@@ -38,18 +38,25 @@ class Cache(NamedTuple):
     hn: np.ndarray  # W_hn h[t-1] + b_hn, which r scaled
     Wih: np.ndarray
     Whh: np.ndarray
+    h0: np.ndarray  # the state before the first step (zeros unless a caller carries one in)
 
 
 def forward(
-    x: np.ndarray, Wih: np.ndarray, Whh: np.ndarray, bih: np.ndarray, bhh: np.ndarray
+    x: np.ndarray,
+    Wih: np.ndarray,
+    Whh: np.ndarray,
+    bih: np.ndarray,
+    bhh: np.ndarray,
+    state: tuple[np.ndarray, ...] = (),
 ) -> tuple[np.ndarray, Cache]:
-    """Hidden states h (T, B, H) for inputs x (T, B, inputs), and what backward needs."""
+    """Hidden states h (T, B, H) for inputs x (T, B, inputs) from `state` (h0,) (default zeros), and what
+    backward needs; the last state is (h[-1],)."""
     T, B, _ = x.shape
     H = Whh.shape[1]
     xproj = (np.dot(x.reshape(T * B, -1), Wih.T) + bih).reshape(T, B, 3 * H)  # W_ih x[t] + b_ih, all t
     h, n, hn = (np.empty((T, B, H), dtype=x.dtype) for _ in range(3))
     rz = np.empty((T, B, 2 * H), dtype=x.dtype)
-    hprev = np.zeros((B, H), dtype=x.dtype)
+    hprev = h0 = state[0] if state else np.zeros((B, H), dtype=x.dtype)
     for t in range(T):
         hproj = np.dot(hprev, Whh.T) + bhh
         rz[t] = sigmoid(xproj[t, :, : 2 * H] + hproj[:, : 2 * H])
@@ -58,14 +65,19 @@ def forward(
         n[t] = np.tanh(xproj[t, :, 2 * H :] + r * hn[t])
         h[t] = (1 - z) * n[t] + z * hprev
         hprev = h[t]
-    return h, Cache(x, h, rz, n, hn, Wih, Whh)
+    return h, Cache(x, h, rz, n, hn, Wih, Whh, h0)
+
+
+def last_state(cache: Cache) -> tuple[np.ndarray, ...]:
+    """The state after the last step, to carry into the next call of forward."""
+    return (cache.h[-1],)
 
 
 def backward(dh_out: np.ndarray, cache: Cache) -> tuple[np.ndarray, tuple[np.ndarray, ...]]:
     """dx and (dW_ih, dW_hh, db_ih, db_hh) from dh_out = dL/dh, shaped like h."""
-    x, h, rz, n, hn, Wih, Whh = cache
+    x, h, rz, n, hn, Wih, Whh, h0 = cache
     T, B, H = h.shape
-    hprev = np.concatenate([np.zeros_like(h[:1]), h[:-1]])  # h[t-1]: the zero state at t = 0
+    hprev = np.concatenate([h0[None], h[:-1]])  # h[t-1]: the initial state at t = 0
     dxproj = np.empty((T, B, 3 * H), dtype=h.dtype)
     dhproj = np.empty((T, B, 3 * H), dtype=h.dtype)
     dhnext = np.zeros_like(h[0])

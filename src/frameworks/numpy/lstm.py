@@ -34,18 +34,27 @@ class Cache(NamedTuple):
     gates: np.ndarray  # activated i, f, g, o side by side
     Wih: np.ndarray
     Whh: np.ndarray
+    h0: np.ndarray  # the states before the first step (zeros unless a caller carries them in)
+    c0: np.ndarray
 
 
 def forward(
-    x: np.ndarray, Wih: np.ndarray, Whh: np.ndarray, bih: np.ndarray, bhh: np.ndarray
+    x: np.ndarray,
+    Wih: np.ndarray,
+    Whh: np.ndarray,
+    bih: np.ndarray,
+    bhh: np.ndarray,
+    state: tuple[np.ndarray, ...] = (),
 ) -> tuple[np.ndarray, Cache]:
-    """Hidden states h (T, B, H) for inputs x (T, B, inputs), and what backward needs."""
+    """Hidden states h (T, B, H) for inputs x (T, B, inputs) from `state` (h0, c0) (default zeros), and
+    what backward needs; the last state is (h[-1], c[-1])."""
     T, B, _ = x.shape
     H = Whh.shape[1]
     xproj = (np.dot(x.reshape(T * B, -1), Wih.T) + (bih + bhh)).reshape(T, B, 4 * H)  # W_ih x[t] + b, all t
     h, c, tanh_c = (np.empty((T, B, H), dtype=x.dtype) for _ in range(3))
     gates = np.empty((T, B, 4 * H), dtype=x.dtype)
-    hprev = cprev = np.zeros((B, H), dtype=x.dtype)
+    hprev, cprev = state if state else (np.zeros((B, H), dtype=x.dtype),) * 2
+    h0, c0 = hprev, cprev
     for t in range(T):
         a = xproj[t] + np.dot(hprev, Whh.T)
         gates[t] = sigmoid(a)  # i, f, o are sigmoids...
@@ -55,15 +64,20 @@ def forward(
         tanh_c[t] = np.tanh(c[t])
         h[t] = o * tanh_c[t]
         hprev, cprev = h[t], c[t]
-    return h, Cache(x, h, c, tanh_c, gates, Wih, Whh)
+    return h, Cache(x, h, c, tanh_c, gates, Wih, Whh, h0, c0)
+
+
+def last_state(cache: Cache) -> tuple[np.ndarray, ...]:
+    """The state after the last step, to carry into the next call of forward."""
+    return (cache.h[-1], cache.c[-1])
 
 
 def backward(dh_out: np.ndarray, cache: Cache) -> tuple[np.ndarray, tuple[np.ndarray, ...]]:
     """dx and (dW_ih, dW_hh, db_ih, db_hh) from dh_out = dL/dh, shaped like h."""
-    x, h, c, tanh_c, gates, Wih, Whh = cache
+    x, h, c, tanh_c, gates, Wih, Whh, h0, c0 = cache
     T, B, H = h.shape
-    hprev = np.concatenate([np.zeros_like(h[:1]), h[:-1]])  # h[t-1] and c[t-1]: zero states at t = 0
-    cprev = np.concatenate([np.zeros_like(c[:1]), c[:-1]])
+    hprev = np.concatenate([h0[None], h[:-1]])  # h[t-1] and c[t-1]: the initial states at t = 0
+    cprev = np.concatenate([c0[None], c[:-1]])
     da = np.empty_like(gates)
     dhnext = dcnext = np.zeros_like(h[0])
     for t in reversed(range(T)):

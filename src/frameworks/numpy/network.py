@@ -24,7 +24,6 @@ train, float64 for the gradient check.
 
 from __future__ import annotations
 
-import math
 from types import ModuleType
 from typing import NamedTuple, Optional
 
@@ -50,12 +49,6 @@ class Cache(NamedTuple):
     cell: ModuleType
 
 
-def init(spec: ModelSpec, rng: np.random.Generator, dtype: type = np.float32) -> dict[str, np.ndarray]:
-    """torch's default initialisation: everything U(-1/sqrt(H), 1/sqrt(H)); the head's fan-in is H too."""
-    bound = 1 / math.sqrt(spec.hidden_size)
-    return {name: rng.uniform(-bound, bound, shape).astype(dtype) for name, shape in canonical_shapes(spec).items()}
-
-
 def check(params: dict[str, np.ndarray], spec: ModelSpec) -> None:
     """Raise ValueError unless `params` has exactly the names and shapes that `spec` needs."""
     expected = canonical_shapes(spec)
@@ -68,11 +61,16 @@ def check(params: dict[str, np.ndarray], spec: ModelSpec) -> None:
 
 
 def forward(
-    params: dict[str, np.ndarray], spec: ModelSpec, x: np.ndarray, dropout_rng: Optional[np.random.Generator] = None
+    params: dict[str, np.ndarray],
+    spec: ModelSpec,
+    x: np.ndarray,
+    dropout_rng: Optional[np.random.Generator] = None,
+    states: Optional[list[tuple[np.ndarray, ...]]] = None,
 ) -> tuple[np.ndarray, Cache]:
     """Predictions (B, outputs), or (B, T, outputs) when `spec.every_step`, for x (B, T, features) or token
     ids (B, T, 1). Pass `dropout_rng` only when training: it draws the inverted-dropout masks between
-    stacked layers; without it the network is in eval mode."""
+    stacked layers; without it the network is in eval mode. Each layer starts from its entry of `states`
+    (default zeros); `last_states(cache)` are the states to carry on from."""
     head_weight = params["head.weight"]
     x = np.asarray(x)
     if spec.token_inputs:
@@ -88,13 +86,19 @@ def forward(
             mask = (dropout_rng.random(inputs.shape) < keep).astype(inputs.dtype) / keep
             inputs = inputs * mask
         weights = [params[f"recurrent.{name}_l{k}"] for name in CELL_PARAMETERS]
-        inputs, cell_cache = cell.forward(inputs, *weights, **extra)
+        inputs, cell_cache = cell.forward(inputs, *weights, **extra, state=states[k] if states else ())
         layers.append(Layer(mask, cell_cache))
     read = inputs if spec.every_step else inputs[-1]
     prediction = np.dot(read, head_weight.T) + params["head.bias"]
     if spec.every_step:
         prediction = prediction.transpose(1, 0, 2)  # back to batch-major (B, T, outputs)
     return prediction, Cache(read, head_weight, len(inputs), layers, cell)
+
+
+def last_states(cache: Cache) -> list[tuple[np.ndarray, ...]]:
+    """Every layer's state after the last step: feeding them back with the next inputs continues the
+    sequence exactly where a whole-sequence forward would be."""
+    return [cache.cell.last_state(layer.cell) for layer in cache.layers]
 
 
 def mse(prediction: np.ndarray, y: np.ndarray) -> tuple[float, np.ndarray]:

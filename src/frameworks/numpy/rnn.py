@@ -30,29 +30,42 @@ class Cache(NamedTuple):
     Wih: np.ndarray
     Whh: np.ndarray
     activation: str
+    h0: np.ndarray  # the state before the first step (zeros unless a caller carries one in)
 
 
 def forward(
-    x: np.ndarray, Wih: np.ndarray, Whh: np.ndarray, bih: np.ndarray, bhh: np.ndarray, activation: str = "tanh"
+    x: np.ndarray,
+    Wih: np.ndarray,
+    Whh: np.ndarray,
+    bih: np.ndarray,
+    bhh: np.ndarray,
+    activation: str = "tanh",
+    state: tuple[np.ndarray, ...] = (),
 ) -> tuple[np.ndarray, Cache]:
-    """Hidden states h (T, B, H) for inputs x (T, B, inputs), and what backward needs."""
+    """Hidden states h (T, B, H) for inputs x (T, B, inputs) from `state` (h0,) (default zeros), and what
+    backward needs; the last state is (h[-1],)."""
     T, B, _ = x.shape
     H = Whh.shape[1]
     xproj = (np.dot(x.reshape(T * B, -1), Wih.T) + (bih + bhh)).reshape(T, B, H)  # W_ih x[t] + b_ih + b_hh, all t
     h = np.empty((T, B, H), dtype=x.dtype)
-    hprev = np.zeros((B, H), dtype=x.dtype)
+    hprev = h0 = state[0] if state else np.zeros((B, H), dtype=x.dtype)
     for t in range(T):
         hraw = xproj[t] + np.dot(hprev, Whh.T)
         h[t] = np.tanh(hraw) if activation == "tanh" else np.maximum(hraw, 0)
         hprev = h[t]
-    return h, Cache(x, h, Wih, Whh, activation)
+    return h, Cache(x, h, Wih, Whh, activation, h0)
+
+
+def last_state(cache: Cache) -> tuple[np.ndarray, ...]:
+    """The state after the last step, to carry into the next call of forward."""
+    return (cache.h[-1],)
 
 
 def backward(dh_out: np.ndarray, cache: Cache) -> tuple[np.ndarray, tuple[np.ndarray, ...]]:
     """dx and (dW_ih, dW_hh, db_ih, db_hh) from dh_out = dL/dh, shaped like h."""
-    x, h, Wih, Whh, activation = cache
+    x, h, Wih, Whh, activation, h0 = cache
     T, B, H = h.shape
-    hprev = np.concatenate([np.zeros_like(h[:1]), h[:-1]])  # h[t-1]: the zero state at t = 0
+    hprev = np.concatenate([h0[None], h[:-1]])  # h[t-1]: the initial state at t = 0
     dact = 1 - h * h if activation == "tanh" else (h > 0).astype(h.dtype)  # act'(hraw[t]) from h, all t
     dhraw = np.empty_like(h)
     dhnext = np.zeros_like(h[0])
