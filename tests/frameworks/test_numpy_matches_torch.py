@@ -78,8 +78,11 @@ def test_training_steps_give_the_same_weights(
     start = numpy_model.get_weights()
     torch_fit = torch_model.fit(train, val, trainer, lambda epoch: None)
     numpy_fit = numpy_model.fit(train, val, trainer, lambda epoch: None)
-    assert max_difference(torch_model.get_weights(), numpy_model.get_weights()) <= 1e-5
-    assert max_difference(start, numpy_model.get_weights()) > 2e-4  # moved well beyond the tolerance
+    # float32 arithmetic in a different order: Adam at lr 0.1 turns a 1e-7 gradient difference into ~1e-5
+    # (measured: at most 1.1e-5 over every case, from the Keras-scheme start); SGD passes it on as it is.
+    tolerance = 3e-5 if optimizer is Optimizer.adam else 2e-6
+    assert max_difference(torch_model.get_weights(), numpy_model.get_weights()) <= tolerance
+    assert max_difference(start, numpy_model.get_weights()) > 10 * tolerance  # moved well beyond it
     assert numpy_fit.best_epoch == torch_fit.best_epoch
     for numpy_epoch, torch_epoch in zip(numpy_fit.history, torch_fit.history):
         assert numpy_epoch.train_loss == pytest.approx(torch_epoch.train_loss, rel=1e-5)
