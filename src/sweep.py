@@ -135,22 +135,33 @@ class MlflowSweepCallback(Callback):
             raise SystemExit(2)
 
     def _end_if_interrupted(self) -> None:
-        """Ctrl-C, SIGTERM or a crash of the sweeper: stop every worker, then end the jobs' runs that
-        are still RUNNING and the parent KILLED, rather than leaving them RUNNING forever.
+        """Ctrl-C, SIGTERM or a crash of the sweeper: end the jobs' RUNNING runs and the parent KILLED,
+        stop every worker, then end KILLED any run a worker opened meanwhile.
 
-        With Ray this runs before Ray's own exit handler (`import_ray_first`) and shuts Ray down first
-        (`shut_down_ray`): killing Ray's processes under a connected driver aborts this process, and the
-        runs would stay RUNNING. The runs are ended even if stopping the workers fails."""
+        The runs are ended first, so the record is right even if this process dies during the rest: a
+        second SIGTERM can still kill it while Ray tears itself down (Ray's core worker puts SIGTERM's
+        default action back for a moment), and Ray's processes then die with it (they share its fate).
+        With Ray this runs before Ray's own exit handler (`import_ray_first`) and shuts Ray down before
+        stopping its processes (`shut_down_ray`): killing them under a connected driver aborts it."""
         if self.parent_run_id is None:
             return
         ignore_interrupts()  # a second Ctrl-C must not cut the clean-up short
         try:
+            self._end_running_runs()
+        except Exception:  # the store may be what failed: stop the workers anyway, then try again
+            log.debug("ending the sweep's runs before stopping its workers failed", exc_info=True)
+        try:
             shut_down_ray()
             stop_workers()
         finally:
-            self._end_runs_killed()
+            self._end_running_runs()
+            log.warning(
+                "sweep interrupted: its workers stopped, its unfinished runs and parent %s ended KILLED",
+                self.parent_run_id,
+            )
+            self.parent_run_id = None
 
-    def _end_runs_killed(self) -> None:
+    def _end_running_runs(self) -> None:
         from mlflow import MlflowClient
 
         parent_run_id = self.parent_run_id
@@ -164,10 +175,6 @@ class MlflowSweepCallback(Callback):
             if run.info.run_id != parent_run_id:
                 client.set_terminated(run.info.run_id, "KILLED")
         client.set_terminated(parent_run_id, "KILLED")
-        log.warning(
-            "sweep interrupted: its workers stopped, its unfinished runs and parent %s ended KILLED", self.parent_run_id
-        )
-        self.parent_run_id = None
 
 
 def uses_ray(config: DictConfig) -> bool:

@@ -409,45 +409,6 @@ def test_sigterm_to_a_sweep_leaves_no_worker_and_no_running_run(tmp_path, launch
     assert sum(run.info.status == "KILLED" for run in runs if run is not parent) >= expected_running
 
 
-RAY_CLEANUP_UNDER_SIGTERM = """
-import os, signal, sys, threading, time
-import psutil, ray
-from src.sweep import ignore_interrupts, shut_down_ray, stop_workers
-
-@ray.remote(num_cpus=1)
-def train():
-    time.sleep(1000)
-
-for delay in map(float, sys.argv[1:]):
-    ray.init(num_cpus=2, include_dashboard=False, object_store_memory=78643200)
-    tasks = [train.remote() for _ in range(3)]
-    time.sleep(2)
-    ignore_interrupts()  # what the sweep's clean-up does first
-    threading.Thread(target=lambda: (time.sleep(delay), os.kill(os.getpid(), signal.SIGTERM)), daemon=True).start()
-    shut_down_ray()
-    stop_workers()
-    time.sleep(max(0.0, delay + 0.3 - 1.0))
-    print("survived", delay, len(psutil.Process().children(recursive=True)), flush=True)
-"""
-
-
-def test_a_sigterm_during_the_shutdown_of_a_sweeps_ray_neither_kills_nor_aborts_the_clean_up() -> None:
-    """Ray's core worker resets SIGTERM to its default action as ray.shutdown tears it down, and a driver
-    whose raylet is killed under it aborts: the sweep's clean-up must survive a second SIGTERM at any moment."""
-    pytest.importorskip("ray")
-    environment = {**os.environ, "RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER": "0"}
-    result = subprocess.run(
-        [sys.executable, "-c", RAY_CLEANUP_UNDER_SIGTERM, "0.1", "0.4", "0.8"],
-        cwd=PROJECT_ROOT,
-        env=environment,
-        capture_output=True,
-        text=True,
-        timeout=300,
-    )
-    assert result.returncode == 0, (result.returncode, result.stderr[-3000:])
-    assert result.stdout.split("\n")[:3] == ["survived 0.1 0", "survived 0.4 0", "survived 0.8 0"], result.stdout
-
-
 def cleanup(uri: str) -> subprocess.CompletedProcess:
     return subprocess.run(
         [sys.executable, "-m", "src.runs", "cleanup", "--tracking-uri", uri],
