@@ -19,7 +19,7 @@ from omegaconf import DictConfig
 from src.paths import CONF_DIR, PROJECT_ROOT
 
 # Small and fast: enough to see every part of the workflow run.
-QUICK = ["trainer.epochs=3", "trainer.patience=0", "model.hidden_size=8"]
+QUICK = ["trainer.epochs=3", "trainer.patience=0", "model.hidden_size=8", "trainer.batch_size=32"]
 
 
 @pytest.fixture
