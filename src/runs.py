@@ -20,6 +20,7 @@ import re
 import sys
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import pandas as pd
@@ -145,13 +146,16 @@ def to_frame(runs: Iterable[Run]) -> pd.DataFrame:
 def runs_frame(
     target: str | None = None,
     *,
-    tracking_uri: str | None = None,
+    tracking_uri: str | Path | None = None,
     filter_string: str | None = None,
     sweep_parents: bool = False,
 ) -> pd.DataFrame:
     """The runs of an experiment (name or id) or a sweep id, and/or those an MLflow filter string
-    selects (`"params.model.cell = 'lstm' and metrics.test_mse < 1"`), from any store: by default
-    `$MLFLOW_TRACKING_URI`, else the project's mlflow.db."""
+    selects (`"params.model.cell = 'lstm' and metrics.test_mse < 1"`), from any store: a tracking URI
+    (`sqlite:///...`, `http://host:port`) or a SQLite file's path; by default `$MLFLOW_TRACKING_URI`,
+    else the project's mlflow.db."""
+    if isinstance(tracking_uri, Path) or (tracking_uri and "://" not in tracking_uri and tracking_uri.endswith(".db")):
+        tracking_uri = f"sqlite:///{Path(tracking_uri).resolve()}"
     _, client = read_store(tracking_uri, "tracking_uri")
     return to_frame(select_runs(client, target, filter_string, sweep_parents).runs)
 

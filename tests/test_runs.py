@@ -9,12 +9,13 @@ import uuid
 from pathlib import Path
 
 import numpy as np
+import pandas as pd
 import pytest
 from mlflow import MlflowClient
 
 from src.paths import PROJECT_ROOT
 from src.runs import runs_frame
-from tests.conftest import run_cli
+from tests.conftest import mlflow_server, run_cli
 
 pytestmark = pytest.mark.slow
 
@@ -136,3 +137,15 @@ def test_compare_writes_its_figure_under_outputs_not_where_it_runs(store: dict, 
         assert figure.read_bytes()[:4] == b"\x89PNG"
     finally:
         figure.unlink(missing_ok=True)
+
+
+def test_the_frame_reads_a_server_and_a_sqlite_path_alike(store: dict) -> None:
+    expected = runs_frame(store["sweep_id"], tracking_uri=store["uri"]).sort_values("run_id", ignore_index=True)
+    from_path = runs_frame(store["sweep_id"], tracking_uri=store["root"] / "mlflow.db")
+    pd.testing.assert_frame_equal(from_path.sort_values("run_id", ignore_index=True), expected)
+    with mlflow_server(store["root"]) as url:
+        served = runs_frame(store["sweep_id"], tracking_uri=url).sort_values("run_id", ignore_index=True)
+    columns = [
+        c for c in expected.columns if c.startswith(("params.", "metrics.", "tags.")) or c in ("run_name", "status")
+    ]
+    pd.testing.assert_frame_equal(served[["run_id", *columns]], expected[["run_id", *columns]])
