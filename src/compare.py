@@ -35,6 +35,14 @@ def default_output(target: str | None) -> Path:
     return OUTPUT_DIR / f"{name or 'runs'}.png"
 
 
+def relative_to_cwd(path: Path) -> Path:
+    """`outputs/compare/x.png` when run from the project, the full path from anywhere else."""
+    try:
+        return path.resolve().relative_to(Path.cwd().resolve())
+    except ValueError:
+        return path
+
+
 def check_file(path: Path | None, option: str, suffixes: tuple[str, ...]) -> None:
     if path is not None:
         require(
@@ -107,7 +115,7 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     if args.csv is not None:
         print(f"table: {args.csv}")
-    print(f"comparison plot: {output}")
+    print(f"comparison plot: {relative_to_cwd(output)}")
     if selection.sweep_parent is not None and args.filter is None:
         summarize_sweep(client, selection.sweep_parent.info.run_id, args.objective)
         print(f"logged to the sweep's parent run {selection.sweep_parent.info.run_id}")

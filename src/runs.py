@@ -26,6 +26,7 @@ from typing import TYPE_CHECKING, Any
 import pandas as pd
 
 from src.errors import UserError
+from src.resume import KEYS_WITHOUT_EFFECT
 
 if TYPE_CHECKING:
     from mlflow import MlflowClient
@@ -33,9 +34,10 @@ if TYPE_CHECKING:
 
 # Tags that get a column of their own (and are not repeated as tags.*).
 PROMOTED_TAGS = {"mlflow.runName": "run_name", "overrides": "overrides"}
-# Params that say where a run was recorded (tracking.*) or measure its data (data.*), not what was
-# trained: two runs that differ only there are replicas of one setting.
-NOT_SETTINGS = ("tracking.", "data.")
+# Params that do not say what was trained: the config keys that cannot change the result (where a
+# run is tracked, ...: src/resume.py's) and data.*, the sizes of the data the config drew. Two runs
+# that differ only there are replicas of one setting.
+NOT_SETTINGS = (*KEYS_WITHOUT_EFFECT, "data")
 SWEEP_ID = re.compile(r"[\w.-]+")  # a sweep id never holds quotes or spaces
 
 
@@ -160,6 +162,11 @@ def runs_frame(
     return to_frame(select_runs(client, target, filter_string, sweep_parents).runs)
 
 
+def is_under(key: str, prefixes: Iterable[str]) -> bool:
+    """`key` is one of `prefixes` or inside one (`tracking.uri` is under `tracking`)."""
+    return any(key == prefix or key.startswith(f"{prefix}.") for prefix in prefixes)
+
+
 def settings_that_vary(frame: pd.DataFrame, ignore: Iterable[str] = ()) -> list[str]:
     """The param keys (without `params.`) with more than one value among the runs: what tells them
     apart. A missing param is no difference (a run that failed before logging its params)."""
@@ -168,7 +175,7 @@ def settings_that_vary(frame: pd.DataFrame, ignore: Iterable[str] = ()) -> list[
         column.removeprefix("params.")
         for column in frame.columns
         if column.startswith("params.")
-        and not column.removeprefix("params.").startswith(NOT_SETTINGS)
+        and not is_under(column.removeprefix("params."), NOT_SETTINGS)
         and column.removeprefix("params.") not in ignored
         and frame[column].nunique() > 1
     ]

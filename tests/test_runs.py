@@ -123,6 +123,12 @@ def test_the_leaderboard_shows_run_names_and_only_the_params_that_differ(store: 
     names = {line.split()[1] for line in result.stdout.splitlines()[1:7]}
     assert names == {job.info.run_name for job in store["jobs"]}
     assert figure.read_bytes()[:4] == b"\x89PNG"
+    # Every experiment's runs with seed 0: they differ in size and in tracking.experiment, which is
+    # where they were recorded, not what was trained.
+    seed_0 = compare("--filter", "params.trainer.seed = '0'", "--tracking-uri", store["uri"], "--output", str(figure))
+    assert seed_0.returncode == 0, seed_0.stderr[-2000:]
+    assert seed_0.stdout.splitlines()[0].split()[:4] == ["run_id", "run_name", "status", "model.hidden_size"]
+    assert "tracking.experiment" not in seed_0.stdout and len(seed_0.stdout.splitlines()) == 1 + 3 + 1
 
 
 def test_compare_writes_its_figure_under_outputs_not_where_it_runs(store: dict, tmp_path: Path) -> None:
