@@ -95,7 +95,7 @@ def main(argv: list[str] | None = None) -> int:
         runs = to_frame(selection.runs)
         if args.over is not None:
             require(
-                runs.get(f"params.{args.over}", runs["run_id"].iloc[:0]).notna().any(),
+                f"params.{args.over}" in runs and runs[f"params.{args.over}"].notna().any(),
                 "--over",
                 f"no run has this param (params that vary: {', '.join(settings_that_vary(runs)) or 'none'})",
                 args.over,
@@ -107,11 +107,14 @@ def main(argv: list[str] | None = None) -> int:
     table = aggregate(runs, args.over) if args.over else frame
     print(render_aggregate(table, args.over) if args.over else render(frame, args.objective))
     output = args.output or default_output(args.target)
-    if args.output is None:
-        output.parent.mkdir(parents=True, exist_ok=True)
+
+    def save_figure(path: Path) -> None:
+        path.parent.mkdir(parents=True, exist_ok=True)  # outputs/compare/; a given --output's folder exists
+        comparison_figure(client, frame).savefig(path)
+
     if args.csv is not None and not written("--csv", args.csv, lambda path: table.to_csv(path, index=False)):
         return 2
-    if not written("--output", output, comparison_figure(client, frame).savefig):
+    if not written("--output", output, save_figure):
         return 2
     if args.csv is not None:
         print(f"table: {args.csv}")
