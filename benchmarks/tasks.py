@@ -69,7 +69,7 @@ def table(preset: str, outcomes: dict[str, experiment.Outcome], tracking_uri: st
     header = ["predictor", *task.metrics, "epochs"]
     lines = [
         f"**{preset}** ({task.name}; test inputs seen in training: {float(overlap):.0%}): "
-        f"`python -m src.train framework=<framework> {' '.join(PRESETS[preset])}`".replace(" `", "`"),
+        f"`{' '.join(['python -m src.train framework=<framework>', *PRESETS[preset]])}`",
         "",
         "| " + " | ".join(header) + " |",
         "|" + "---|" * len(header),
