@@ -32,7 +32,7 @@ from src.leaderboard import REUSED_TAG_PREFIX
 from src.predictor import Predictor
 from src.resume import RUN_KEY_TAG, UNFINISHED, RunClaim, end_dead_runs, run_key, runs_with_key
 from src.settings import settings_from
-from src.sweep import SweepContext
+from src.sweep import SweepContext, ray_node_tags
 from src.tasks import FINAL_LOSS_METRICS
 from src.tasks.task import Task
 from src.tracking import (
@@ -115,6 +115,7 @@ def run_tags(settings: Config, splits: Splits, overrides: list[str] | None = Non
         "task": splits.info.task,
         "overrides": " ".join(overrides or []),
         "data_digest": splits.digest(),
+        **ray_node_tags(),
     }
 
 

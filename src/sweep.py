@@ -182,6 +182,15 @@ def uses_ray(config: DictConfig) -> bool:
     return launcher is not None and "RayLauncher" in str(launcher.get("_target_", ""))
 
 
+def ray_node_tags() -> dict[str, str]:
+    """In a job that Ray runs, the id of the Ray node it runs on (`ray_node_id`): which machine of a
+    cluster ran it. Empty elsewhere; Ray is only looked at when its launcher already imported it."""
+    ray = sys.modules.get("ray")
+    if ray is None or not ray.is_initialized():
+        return {}
+    return {"ray_node_id": ray.get_runtime_context().get_node_id()}
+
+
 def import_ray_first(config: DictConfig) -> None:
     """With a Ray launcher, import Ray before the sweep registers its exit handler: Ray registers its
     own (`ray.shutdown`) on import, and exit handlers run last-registered first, so the sweep's then
