@@ -6,7 +6,9 @@ Pieces (each a module here with a `rows()` function):
   numpy_speed  the NumPy backend against the notebook's per-sample loop and against torch
   sweep        8 jobs with the joblib launcher on 2 workers against the same 8 sequentially
   checkpoints  what a checkpoint each epoch costs on the medium task, per framework
-Run: .venv/bin/python -m benchmarks.run [--repeats N] [--only workflow,numpy_speed,sweep,checkpoints]
+  cuda         torch on CUDA against torch on the CPU, on the workflow's task (one "skipped" row
+               when torch sees no CUDA device)
+Run: .venv/bin/python -m benchmarks.run [--repeats N] [--only workflow,numpy_speed,sweep,checkpoints,cuda]
 Progress goes to stderr, the table to stdout. Timings on a shared machine are noisy: compare the ratios
 (each measured within one run, the compared commands alternating), not the seconds across runs.
 """
@@ -17,10 +19,10 @@ import argparse
 import sys
 import time
 
-from benchmarks import checkpoint_cost, numpy_speed, sweep, workflow
+from benchmarks import checkpoint_cost, cuda, numpy_speed, sweep, workflow
 from benchmarks.table import Row, format_table, machine
 
-PIECES = ("workflow", "numpy_speed", "sweep", "checkpoints")
+PIECES = ("workflow", "numpy_speed", "sweep", "checkpoints", "cuda")
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -46,6 +48,8 @@ def main(argv: list[str] | None = None) -> None:
             rows += numpy_speed.rows()
         elif piece == "checkpoints":
             rows += checkpoint_cost.rows(repeats=args.repeats)
+        elif piece == "cuda":
+            rows += cuda.rows(repeats=args.repeats)
         else:
             rows += sweep.rows(repeats=args.repeats)
     print(f"machine: {described}; torch device: {workflow.torch_cuda()}")

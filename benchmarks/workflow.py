@@ -110,7 +110,7 @@ def new_store(path: Path) -> float:
     )  # cwd: the default experiment's ./mlruns
 
 
-def run_workflow(framework: str, directory: Path, store: Path) -> WorkflowTimes:
+def run_workflow(framework: str, directory: Path, store: Path, overrides: tuple[str, ...] = ()) -> WorkflowTimes:
     from mlflow import MlflowClient
 
     directory.mkdir(parents=True)
@@ -125,6 +125,7 @@ def run_workflow(framework: str, directory: Path, store: Path) -> WorkflowTimes:
             f"framework={framework}",
             f"tracking.uri={uri}",
             f"hydra.run.dir={directory}/hydra",
+            *overrides,
         ],
         cwd=directory,
     )

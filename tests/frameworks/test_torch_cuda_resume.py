@@ -15,7 +15,7 @@ from src.frameworks.checkpoint import Checkpoint
 from src.frameworks.spec import ModelSpec
 from src.frameworks.training import Checkpointing
 
-pytestmark = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
+pytestmark = [pytest.mark.gpu, pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")]
 
 
 class Interrupt(Exception):
