@@ -67,7 +67,7 @@ def model_of(model: str, tracking_uri: str) -> tuple[str, str | None]:
         # The version's own files (its source): a download through the registry adds MLflow's
         # registered_model_meta, which the digest the run recorded does not cover.
         version = registered_version(client, model.removeprefix("models:/"), redact(tracking_uri))
-        model, run_id = version.source, version.run_id
+        model, run_id = version.source or model, version.run_id
     if run_id is None:
         return model, None
     try:
