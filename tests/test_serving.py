@@ -1,0 +1,106 @@
+"""`make serve`: a real `mlflow models serve` started from the venv with a PATH that lacks it (as from a
+shell where the venv is not activated), answering /invocations exactly as the pyfunc model predicts."""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import json
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import time
+import urllib.request
+from collections.abc import Iterator
+from pathlib import Path
+
+import mlflow
+import numpy as np
+import pytest
+from mlflow import MlflowClient
+
+from src import experiment
+from src.paths import PROJECT_ROOT
+from tests.conftest import free_port
+
+pytestmark = pytest.mark.slow
+
+VENV = Path(sys.prefix)
+
+
+def installed_by_make() -> bool:
+    """`make serve` uses the venv `make install` made; this interpreter's, when it is one."""
+    digest = hashlib.sha256((PROJECT_ROOT / "pyproject.toml").read_bytes()).hexdigest()[:16]
+    return (VENV / f".installed-{digest}").exists()
+
+
+@contextlib.contextmanager
+def served(model_uri: str, tracking_uri: str, log: Path) -> Iterator[str]:
+    """`make serve MODEL=... PORT=...` until the block ends; its URL once /ping answers."""
+    port = free_port()
+    environment = {**os.environ, "MLFLOW_TRACKING_URI": tracking_uri, "PATH": "/usr/bin:/bin"}
+    process = subprocess.Popen(
+        ["make", "-s", "serve", f"MODEL={model_uri}", f"PORT={port}", f"VENV={VENV}"],
+        cwd=PROJECT_ROOT,
+        env=environment,
+        stdout=log.open("w"),
+        stderr=subprocess.STDOUT,
+        start_new_session=True,
+    )
+    url = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + 120
+        while True:
+            try:
+                with urllib.request.urlopen(f"{url}/ping", timeout=2):
+                    break
+            except OSError:
+                assert process.poll() is None, f"make serve exited: {log.read_text()[-3000:]}"
+                assert time.monotonic() < deadline, "the model server did not answer /ping within 120 s"
+                time.sleep(0.25)
+        yield url
+    finally:
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(process.pid, signal.SIGTERM)
+        try:
+            process.wait(timeout=20)
+        except subprocess.TimeoutExpired:
+            os.killpg(process.pid, signal.SIGKILL)
+            process.wait(timeout=20)
+
+
+def invocations(url: str, body: dict) -> list:
+    request = urllib.request.Request(
+        f"{url}/invocations", data=json.dumps(body).encode(), headers={"Content-Type": "application/json"}
+    )
+    with urllib.request.urlopen(request, timeout=60) as response:
+        return json.loads(response.read())["predictions"]
+
+
+@pytest.mark.skipif(shutil.which("make") is None, reason="needs make")
+@pytest.mark.skipif(not installed_by_make(), reason="the interpreter's venv was not made by `make install`")
+@pytest.mark.parametrize("dataset", ["sum", "parity"])
+def test_the_served_model_answers_as_pyfunc_predicts(compose_cfg, tracking_uri, tmp_path: Path, dataset: str) -> None:
+    outcome = experiment.run(
+        compose_cfg(
+            f"dataset={dataset}",
+            "dataset.num_samples=200",
+            "framework=numpy",
+            "trainer.epochs=2",
+            "model.hidden_size=8",
+            "tracking.registered_model=served",
+        )
+    )
+    MlflowClient(tracking_uri).set_registered_model_alias("served", "champion", "1")
+    mlflow.set_tracking_uri(tracking_uri)
+    model = mlflow.pyfunc.load_model(outcome.model_uri)
+    x = np.asarray(model.input_example, dtype=np.float32)
+    expected = model.predict(x)
+    with served("models:/served@champion", tracking_uri, tmp_path / "serve.log") as url:
+        answer = np.asarray(invocations(url, {"inputs": x.tolist()}), dtype=np.float32)
+    np.testing.assert_array_equal(answer, expected)
+    if dataset == "parity":  # a classifier answers with each class's probability
+        np.testing.assert_allclose(answer.sum(axis=1), 1.0, rtol=1e-6)
+        assert answer.shape == (len(x), 2)
