@@ -13,6 +13,7 @@ import mlflow
 import numpy as np
 import pytest
 from mlflow import MlflowClient
+from mlflow.exceptions import MlflowException
 
 from src import experiment
 from src.errors import UserError
@@ -48,8 +49,9 @@ def test_each_single_run_registers_a_new_version_and_leaves_champion_alone(compo
         assert run.info.status == "FINISHED" and run.data.tags["registered_model_version"] == f"summer/{number}"
     mlflow.set_tracking_uri(tracking_uri)
     x = x_of(client, outcomes[1].run_id)
-    registered = mlflow.pyfunc.load_model("models:/summer/2").predict(x)
-    np.testing.assert_array_equal(registered, mlflow.pyfunc.load_model(outcomes[1].model_uri).predict(x))
+    expected = mlflow.pyfunc.load_model(outcomes[1].model_uri).predict(x)
+    for uri in ("models:/summer/2", "models:/summer@latest"):
+        np.testing.assert_array_equal(mlflow.pyfunc.load_model(uri).predict(x), expected)
 
 
 @pytest.mark.parametrize(
@@ -104,7 +106,11 @@ def test_a_sweep_registers_only_its_best_job_as_champion(tmp_path: Path) -> None
     ]  # the jobs registered nothing
     assert client.get_registered_model("writer").aliases == {"champion": 1}
     assert parent.info.status == "FINISHED" and parent.data.tags["registered_model_version"] == "writer/1"
-    assert client.get_model_version("writer", "1").tags["sweep_id"] == parent.data.tags["sweep_id"]
+    assert client.get_model_version("writer", "1").tags == {
+        "run_id": best,
+        "sweep_id": parent.data.tags["sweep_id"],
+        "objective": "val_loss",
+    }
 
     mlflow.set_tracking_uri(uri)
     served = mlflow.pyfunc.load_model("models:/writer@champion")
@@ -114,6 +120,8 @@ def test_a_sweep_registers_only_its_best_job_as_champion(tmp_path: Path) -> None
     )
     assert sampled.returncode == 0, sampled.stderr
     assert sampled.stdout == f"def {written}\n" and len(written) == 40
+    with pytest.raises(MlflowException, match="length=10001 must be in"):
+        served.predict(["def "], params={"length": 10001})
 
     for model, error in [
         ("models:/nobody@champion", f"error: no registered model 'nobody' in {uri}"),
