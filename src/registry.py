@@ -35,16 +35,25 @@ def register_run_model(
     at it when given, and tag the run (and the runs in `also_tag`: a sweep's parent) with
     `registered_model_version=NAME/VERSION`. Any failure is one warning and None: the run has already
     ended, with everything it measured."""
-    import mlflow
+    from mlflow.exceptions import MlflowException
 
     try:
+        # The client's own API: mlflow.register_model works on the process-wide registry URI, which a
+        # notebook (or a test) running several stores would find left pointing at this one.
         client = MlflowClient(uri, registry_uri=uri)
         model_uri = client.get_run(run_id).data.tags.get("model_uri")
         if not model_uri:
             log.warning("run %s logged no model: nothing registered as %r", run_id, name)
             return None
-        mlflow.set_registry_uri(uri)
-        version = mlflow.register_model(model_uri, name, tags={"run_id": run_id, **(tags or {})})
+        try:
+            client.create_registered_model(name)
+        except MlflowException as error:
+            if error.error_code not in ("RESOURCE_ALREADY_EXISTS", "ALREADY_EXISTS"):
+                raise
+        model_id = model_uri.removeprefix("models:/") if model_uri.startswith("models:/m-") else None
+        version = client.create_model_version(
+            name, model_uri, run_id=run_id, tags={"run_id": run_id, **(tags or {})}, model_id=model_id
+        )
         if alias:
             client.set_registered_model_alias(name, alias, version.version)
         for tagged in (run_id, *also_tag):

@@ -101,9 +101,8 @@ def test_a_sweep_registers_only_its_best_job_as_champion(tmp_path: Path) -> None
     parent = next(run for run in client.search_runs(["1"]) if run.data.tags.get("sweep") == "parent")
     best = parent.data.tags["best_run_id"]
     versions = client.search_model_versions("name = 'writer'")
-    assert [(int(version.version), version.run_id) for version in versions] == [
-        (1, best)
-    ]  # the jobs registered nothing
+    # the jobs registered nothing
+    assert [(int(version.version), version.run_id) for version in versions] == [(1, best)], result.stdout[-3000:]
     assert client.get_registered_model("writer").aliases == {"champion": 1}
     assert parent.info.status == "FINISHED" and parent.data.tags["registered_model_version"] == "writer/1"
     assert client.get_model_version("writer", "1").tags == {
@@ -166,3 +165,12 @@ def test_on_a_server_a_run_registers_and_a_refused_registration_keeps_the_run(tm
             mlflow.pyfunc.load_model("models:/summer/1").predict(x),
             mlflow.pyfunc.load_model(runs["summer/1"].data.tags["model_uri"]).predict(x),
         )
+
+
+def test_sampling_a_registered_model_from_a_mistyped_store_creates_no_store(tmp_path: Path) -> None:
+    result = sample_cli("models:/writer@champion", "--tracking-uri", f"sqlite:///{tmp_path / 'typo.db'}")
+    assert (result.returncode, result.stderr) == (
+        2,
+        f"error: no tracking store at {tmp_path / 'typo.db'} (check --tracking-uri)\n",
+    )
+    assert not (tmp_path / "typo.db").exists()
