@@ -20,6 +20,7 @@ from src.errors import UserError
 from src.paths import PROJECT_ROOT
 from src.settings import settings_from
 from tests.conftest import mlflow_server, run_cli
+from tests.test_sweeps import sweep_of
 
 TINY = ["dataset=sum", "dataset.num_samples=200", "framework=numpy", "trainer.epochs=2", "model.hidden_size=8"]
 # A language model small enough for seconds: a sweep over two sizes of it.
@@ -97,8 +98,7 @@ def test_a_sweep_registers_only_its_best_job_as_champion(tmp_path: Path) -> None
         f"hydra.sweep.dir={tmp_path / 'sweep'}",
     )
     assert result.returncode == 0, result.stderr[-3000:]
-    client = MlflowClient(uri)
-    parent = next(run for run in client.search_runs(["1"]) if run.data.tags.get("sweep") == "parent")
+    client, parent, _ = sweep_of(uri)
     best = parent.data.tags["best_run_id"]
     versions = client.search_model_versions("name = 'writer'")
     # the jobs registered nothing
