@@ -25,7 +25,10 @@ log = logging.getLogger(__name__)
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(prog="python -m src.sample", description=__doc__.splitlines()[0])
-    parser.add_argument("model", help="an MLflow run id (its logged model) or a model URI (models:/..., runs:/...)")
+    parser.add_argument(
+        "model",
+        help="an MLflow run id (its logged model) or a model URI (models:/NAME@champion, models:/NAME/2, runs:/...)",
+    )
     parser.add_argument("--prime", default="\n", help="the text to continue (default: a newline)")
     parser.add_argument(
         "--length", type=int, default=TEXT_PARAMS["length"], help="characters to generate (default: %(default)s)"

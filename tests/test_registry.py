@@ -38,6 +38,10 @@ def test_each_single_run_registers_a_new_version_and_leaves_champion_alone(compo
         experiment.run(compose_cfg(*TINY, f"trainer.seed={seed}", "tracking.registered_model=summer"))
         for seed in (0, 1)
     ]
+    reused = experiment.run(
+        compose_cfg(*TINY, "trainer.seed=1", "tracking.registered_model=summer", "tracking.skip_finished=true")
+    )
+    assert reused.run_id == outcomes[1].run_id  # reused, trained nothing, registers nothing new
     client = MlflowClient(tracking_uri)
     versions = sorted(client.search_model_versions("name = 'summer'"), key=lambda version: int(version.version))
     assert [(int(version.version), version.run_id) for version in versions] == [
