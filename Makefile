@@ -6,7 +6,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-$(shell sha256sum pyproject.toml | cut -c1-16)
 
-.PHONY: install browser train lint test bench ui repro params clean
+.PHONY: install browser train lint test bench ui serve repro params clean
 
 install: $(STAMP)
 
@@ -49,6 +49,16 @@ params: install
 # The MLflow UI on the project's store, on this machine only.
 ui: install
 	$(BIN)/mlflow ui --backend-store-uri sqlite:///$(CURDIR)/mlflow.db --host 127.0.0.1 --port 5000
+
+# A logged or registered model over HTTP on this machine only: make serve MODEL=models:/NAME@champion [PORT=5001].
+# From the venv that trained it (no install here: serving needs a trained model, so the venv exists), with
+# its bin on PATH, where MLflow looks for `uvicorn`. The store: $MLFLOW_TRACKING_URI, else the project's.
+PORT ?= 5001
+serve:
+	@test -n "$(MODEL)" || { echo "error: give the model: make serve MODEL=<models:/NAME@champion, models:/<model id> or runs:/<run id>/model>" >&2; exit 2; }
+	@test -x $(BIN)/mlflow || { echo "error: no MLflow in $(VENV): run make install (or make train) first" >&2; exit 2; }
+	PATH="$(abspath $(BIN)):$$PATH" MLFLOW_TRACKING_URI="$${MLFLOW_TRACKING_URI:-sqlite:///$(CURDIR)/mlflow.db}" \
+		$(BIN)/mlflow models serve -m "$(MODEL)" --env-manager local --host 127.0.0.1 -p $(PORT)
 
 clean:
 	rm -rf outputs .pytest_cache

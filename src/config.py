@@ -163,9 +163,25 @@ class TrackingConfig:
     resume: bool = False
     # A job whose run_key already has a FINISHED run trains nothing and returns that run's objective.
     skip_finished: bool = False
+    # A name: a single run registers its model as a new version of this registered model; a sweep
+    # registers only its best job's model and points the alias `champion` at it. null = off.
+    registered_model: Optional[str] = None
 
     def __post_init__(self) -> None:
         require(bool(self.experiment.strip()), "tracking.experiment", "must be a non-empty name", self.experiment)
+        if self.registered_model is not None:
+            require(
+                bool(self.registered_model.strip()) and not set("/:") & set(self.registered_model),
+                "tracking.registered_model",
+                "must be a non-empty name without '/' or ':' (or null: register nothing)",
+                self.registered_model,
+            )
+            require(
+                self.log_model,
+                "tracking.registered_model",
+                "needs tracking.log_model=true (there is no model to register without it)",
+                self.registered_model,
+            )
 
 
 @dataclass

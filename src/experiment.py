@@ -30,6 +30,7 @@ from src.frameworks.spec import ModelSpec
 from src.frameworks.training import Checkpointing, FitResult
 from src.leaderboard import REUSED_TAG_PREFIX
 from src.predictor import Predictor
+from src.registry import register_run_model
 from src.resume import RUN_KEY_TAG, UNFINISHED, RunClaim, end_dead_runs, run_key, runs_with_key
 from src.settings import settings_from
 from src.sweep import SweepContext, ray_node_tags
@@ -203,6 +204,8 @@ def run(cfg: DictConfig, overrides: list[str] | None = None, sweep: SweepContext
     finally:
         if claim is not None:
             claim.release()
+    if settings.tracking.registered_model and sweep is None:  # a sweep registers only its best job's
+        register_run_model(uri, outcome.run_id, settings.tracking.registered_model)
     return outcome
 
 

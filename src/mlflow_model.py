@@ -2,14 +2,16 @@
 
 MLflow runs this file when the model loads; `load_context` reads the saved `Predictor` from the
 model's artifacts, so `mlflow.pyfunc.load_model(model_uri).predict(x)` gives the same numbers the
-training run reported: values in original units (regression), class probabilities (classification)
-or next-token probabilities at every step (language model). `unwrap_python_model().predictor` reaches
-the `Predictor` itself, with its classes or vocabulary (what `src.sample` uses).
+training run reported: values in original units (regression) or class probabilities (classification);
+a language model takes text and writes its continuation (src/serving.py says what each takes).
+`unwrap_python_model().predictor` reaches the `Predictor` itself, with its classes or vocabulary (a
+language model's next-token probabilities at every step come from its `predict`).
 """
 
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import mlflow
 import numpy as np
@@ -24,8 +26,12 @@ class RnnlabModel(PythonModel):
 
         self.predictor = Predictor.load(Path(context.artifacts[ARTIFACT_KEY]))
 
-    def predict(self, context: PythonModelContext, model_input: np.ndarray, params: dict | None = None) -> np.ndarray:
-        return self.predictor.predict(np.asarray(model_input, dtype=np.float32))
+    # A language model's input is a one-column DataFrame of strings: the hint is one that MLflow takes
+    # without inferring a schema from it (the logged signature says what each model takes).
+    def predict(self, context: PythonModelContext, model_input: np.ndarray, params: dict | None = None) -> Any:
+        from src import serving
+
+        return serving.predict(self.predictor, model_input, params)
 
 
 mlflow.models.set_model(RnnlabModel())

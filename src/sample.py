@@ -11,21 +11,37 @@ import logging
 import sys
 import tempfile
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from src.errors import UserError
+from src.serving import TEXT_PARAMS
+
+if TYPE_CHECKING:
+    from mlflow import MlflowClient
+    from mlflow.entities.model_registry import ModelVersion
 
 log = logging.getLogger(__name__)
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(prog="python -m src.sample", description=__doc__.splitlines()[0])
-    parser.add_argument("model", help="an MLflow run id (its logged model) or a model URI (models:/..., runs:/...)")
-    parser.add_argument("--prime", default="\n", help="the text to continue (default: a newline)")
-    parser.add_argument("--length", type=int, default=200, help="characters to generate (default: 200)")
     parser.add_argument(
-        "--temperature", type=float, default=0.8, help="below 1 sharper and safer, above 1 more varied (default: 0.8)"
+        "model",
+        help="an MLflow run id (its logged model) or a model URI (models:/NAME@champion, models:/NAME/2, runs:/...)",
     )
-    parser.add_argument("--seed", type=int, default=0, help="seed of the draws (default: 0)")
+    parser.add_argument("--prime", default="\n", help="the text to continue (default: a newline)")
+    parser.add_argument(
+        "--length", type=int, default=TEXT_PARAMS["length"], help="characters to generate (default: %(default)s)"
+    )
+    parser.add_argument(
+        "--temperature",
+        type=float,
+        default=TEXT_PARAMS["temperature"],
+        help="below 1 sharper and safer, above 1 more varied (default: %(default)s)",
+    )
+    parser.add_argument(
+        "--seed", type=int, default=TEXT_PARAMS["seed"], help="seed of the draws (default: %(default)s)"
+    )
     parser.add_argument(
         "--tracking-uri",
         default=None,
@@ -35,7 +51,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 
 
 def model_of(model: str, tracking_uri: str) -> tuple[str, str | None]:
-    """(the model URI, the digest its run recorded) for a run id, or for a `runs:/<run id>/...` URI."""
+    """(the model URI, the digest its run recorded) for a run id, a `runs:/<run id>/...` URI, a logged
+    model's `models:/<model id>` or a registered model's `models:/<name>@<alias>` or `models:/<name>/<version>`."""
     from mlflow.exceptions import MlflowException
 
     from src.model_digest import DIGEST_TAG
@@ -49,6 +66,11 @@ def model_of(model: str, tracking_uri: str) -> tuple[str, str | None]:
             run_id = client.get_logged_model(model.split("/")[1]).source_run_id
         except MlflowException:
             raise UserError(f"no logged model {model!r} in {redact(tracking_uri)}") from None
+    elif model.startswith("models:/"):
+        # The version's own files (its source): a download through the registry adds MLflow's
+        # registered_model_meta, which the digest the run recorded does not cover.
+        version = registered_version(client, model.removeprefix("models:/"), redact(tracking_uri))
+        model, run_id = version.source or model, version.run_id
     if run_id is None:
         return model, None
     try:
@@ -58,6 +80,26 @@ def model_of(model: str, tracking_uri: str) -> tuple[str, str | None]:
     if "model_uri" not in run.data.tags:
         raise UserError(f"run {run_id} logged no model (was it trained with tracking.log_model=false?)")
     return (model if ":/" in model else run.data.tags["model_uri"]), run.data.tags.get(DIGEST_TAG)
+
+
+def registered_version(client: MlflowClient, reference: str, store: str) -> ModelVersion:
+    """The model version `NAME@ALIAS` or `NAME/VERSION` names, or the one line that says what is missing."""
+    from mlflow.exceptions import MlflowException
+
+    name, alias = reference.split("@", 1) if "@" in reference else (reference, None)
+    name, _, number = name.partition("/")
+    try:
+        registered = client.get_registered_model(name)
+    except MlflowException:
+        raise UserError(f"no registered model {name!r} in {store}") from None
+    try:
+        if alias is not None:
+            return client.get_model_version_by_alias(name, alias)
+        return client.get_model_version(name, number)
+    except MlflowException:
+        wanted = f"alias {alias!r}" if alias is not None else f"version {number!r}"
+        aliases = ", ".join(sorted(registered.aliases)) or "none"
+        raise UserError(f"registered model {name!r} has no {wanted} (its aliases: {aliases})") from None
 
 
 def load_language_model(model: str, tracking_uri: str):
@@ -109,7 +151,7 @@ def main(argv: list[str] | None = None) -> None:
 
         tracking_uri = resolve_uri(args.tracking_uri, "--tracking-uri")
         check_reachable(tracking_uri)
-        if ":/" not in args.model:  # a run id is looked up in the store; a model URI may live elsewhere
+        if ":/" not in args.model or args.model.startswith(("runs:/", "models:/")):  # these live in the store
             check_store_exists(tracking_uri)
         predictor = load_language_model(args.model, tracking_uri)
         text = generate_text(predictor, args.prime, args.length, args.temperature, np.random.default_rng(args.seed))

@@ -123,9 +123,11 @@ class MlflowSweepCallback(Callback):
             client.set_terminated(self.parent_run_id, "FAILED")
             raise
         finally:
+            parent_run_id, sweep_id = self.parent_run_id, os.environ.get(SWEEP_ID_ENV, "")
             self.parent_run_id = None
             for name in (PARENT_RUN_ENV, SWEEP_ID_ENV):
                 os.environ.pop(name, None)
+        self._register_best(config, summary, parent_run_id, sweep_id)
         if all_failed:  # a sweep that produced nothing is not a success, whatever Hydra returns
             print(
                 f"error: all {summary['jobs']} jobs of the sweep failed (their runs' `error` tags say why)",
@@ -133,6 +135,21 @@ class MlflowSweepCallback(Callback):
                 flush=True,
             )
             raise SystemExit(2)
+
+    def _register_best(self, config: DictConfig, summary: dict[str, Any], parent_run_id: str, sweep_id: str) -> None:
+        """With tracking.registered_model, the best job's model becomes a new version of it, `champion`;
+        after the parent has ended, so that a refused registration costs nothing but a warning."""
+        from src.registry import CHAMPION, register_run_model
+
+        name = OmegaConf.select(config, "tracking.registered_model")
+        if not name:
+            return
+        best = summary.get("best_run_id")
+        if best is None:
+            log.warning("sweep %s has no FINISHED job: nothing registered as %r", sweep_id, name)
+            return
+        tags = {"sweep_id": sweep_id, "objective": str(config.objective)}
+        register_run_model(self.uri, best, str(name), alias=CHAMPION, tags=tags, also_tag=[parent_run_id])
 
     def _end_if_interrupted(self) -> None:
         """Ctrl-C, SIGTERM or a crash of the sweeper: end the jobs' RUNNING runs and the parent KILLED,

@@ -458,7 +458,9 @@ class TrackedRun:
     @_guarded
     def log_model(self, predictor: Predictor, input_example: np.ndarray) -> str:
         """Log the predictor as a pyfunc model; returns (and tags) the URI that loads it."""
-        from mlflow.models import infer_signature
+        from src.serving import interface
+
+        served = interface(predictor, input_example)
 
         with tempfile.TemporaryDirectory() as scratch:
             directory = Path(scratch) / "predictor"
@@ -469,8 +471,8 @@ class TrackedRun:
                 python_model=str(MODEL_CODE),
                 artifacts={"predictor": str(directory)},
                 code_paths=[str(PROJECT_ROOT / "src")],
-                signature=infer_signature(input_example, predictor.predict(input_example)),
-                input_example=input_example,
+                signature=served.signature,
+                input_example=served.input_example,
                 pip_requirements=model_requirements(predictor.backend.requirements()),
             )
         from src.model_digest import DIGEST_TAG, logged_model_digest

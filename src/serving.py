@@ -1,0 +1,90 @@
+"""What a logged model takes and returns: through `mlflow.pyfunc.load_model`, and over HTTP from
+`mlflow models serve` (`make serve`).
+
+A regression or classification model takes float32 inputs shaped (samples, steps, features) and
+returns values in original units, or class probabilities (the signature's tensor). A language model
+takes text: each input string is a prime, and the answer is the text the model writes after it,
+`length` characters drawn at `temperature` from the seed `seed` (request params with defaults, in the
+signature), exactly what `python -m src.sample` prints after the prime. Its vocabulary travels inside
+the model, so a client needs nothing but strings.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+
+from src.tasks.language_model import SAMPLE_PRIME_LENGTH, LanguageModel
+
+if TYPE_CHECKING:
+    from mlflow.models import ModelSignature
+
+    from src.predictor import Predictor
+
+# A request cannot hold the server for long: one character is one step of the network.
+MAX_LENGTH = 10_000
+# The defaults of a request's params, and of `python -m src.sample`.
+TEXT_PARAMS: dict[str, Any] = {"length": 200, "temperature": 0.8, "seed": 0}
+
+
+@dataclass(frozen=True)
+class ModelInterface:
+    """The signature and input example a model is logged with."""
+
+    input_example: Any
+    signature: ModelSignature
+
+
+def writes_text(predictor: Predictor) -> bool:
+    return isinstance(predictor.task, LanguageModel)
+
+
+def interface(predictor: Predictor, x: np.ndarray) -> ModelInterface:
+    """From a few rows of test inputs: the model's signature and its input example (for a language
+    model, the text of the first row's start, with the text params)."""
+    from mlflow.models import infer_signature
+
+    if not writes_text(predictor):
+        return ModelInterface(x, infer_signature(x, predictor.predict(x)))
+    from src.data.chars import decode
+
+    prime = [decode(x[0, :SAMPLE_PRIME_LENGTH, 0].astype(np.int64), predictor.classes)]
+    return ModelInterface(prime, infer_signature(prime, ["text"], params=TEXT_PARAMS))
+
+
+def predict(predictor: Predictor, model_input: Any, params: dict[str, Any] | None = None) -> Any:
+    """What the pyfunc model answers (see the module's docstring)."""
+    if not writes_text(predictor):
+        return predictor.predict(np.asarray(model_input, dtype=np.float32))
+    return write_text(predictor, primes(model_input), {**TEXT_PARAMS, **(params or {})})
+
+
+def primes(model_input: Any) -> list[str]:
+    """The strings of a request: MLflow hands them over as a one-column DataFrame."""
+    import pandas as pd
+
+    values = model_input.iloc[:, 0] if isinstance(model_input, pd.DataFrame) else np.ravel(model_input)
+    return [str(value) for value in values]
+
+
+def write_text(predictor: Predictor, prompts: list[str], params: dict[str, Any]) -> list[str]:
+    from mlflow.exceptions import MlflowException
+
+    from src.tasks.language_model import generate_text
+
+    length, temperature, seed = int(params["length"]), float(params["temperature"]), int(params["seed"])
+    problems = [
+        message
+        for failed, message in [
+            (not 0 <= length <= MAX_LENGTH, f"length={length} must be in [0, {MAX_LENGTH}]"),
+            (not temperature > 0, f"temperature={temperature} must be > 0"),
+            (seed < 0, f"seed={seed} must be >= 0"),
+            (any(not prompt for prompt in prompts), "every prime must be a non-empty string"),
+        ]
+        if failed
+    ]
+    if problems:
+        raise MlflowException.invalid_parameter_value("; ".join(problems))
+    return [generate_text(predictor, prompt, length, temperature, np.random.default_rng(seed)) for prompt in prompts]
