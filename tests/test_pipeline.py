@@ -186,7 +186,7 @@ def test_exp_run_composes_conf_with_overrides(repo: Path) -> None:
         "-S",
         "model=gru",
         "-S",
-        "trainer.lr=0.01",
+        "trainer.lr=0.02",
         "-S",
         "trainer.epochs=2",
         "-S",
@@ -195,8 +195,8 @@ def test_exp_run_composes_conf_with_overrides(repo: Path) -> None:
         "tracking.log_model=false",
     )
     params = yaml.safe_load((repo / "params.yaml").read_text())
-    assert params["model"]["cell"] == "gru" and params["trainer"]["lr"] == 0.01 and params["trainer"]["epochs"] == 2
-    assert params["trainer"]["batch_size"] == 32  # the rest comes from conf/'s defaults
+    assert params["model"]["cell"] == "gru" and params["trainer"]["lr"] == 0.02 and params["trainer"]["epochs"] == 2
+    assert params["trainer"]["batch_size"] == 8  # the rest comes from conf/'s defaults
     metrics = json.loads((repo / "metrics" / "torch.json").read_text())
     run = MlflowClient(f"sqlite:///{repo / 'mlflow.db'}").get_run(metrics["mlflow_run_id"])
     assert run.data.tags["cell"] == "gru" and run.data.params["trainer.lr"] == "0.01"
