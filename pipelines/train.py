@@ -1,8 +1,8 @@
 """Stage `train@<framework>`: fit on data/splits.npz, save models/<framework>/, start its MLflow run.
 
 The run stays the model's record: its id goes into reports/<framework>/mlflow_run.json, and the
-evaluate stage adds its metrics to that same run. Under `dvc exp run` the run is tagged with the DVC
-experiment's name and baseline commit.
+evaluate stage adds its metrics to that same run. Under `dvc exp run` the run is named after the DVC
+experiment (`<experiment>-<framework>`, else `dvc-<framework>`) and tagged with its name and baseline commit.
 """
 
 import argparse
@@ -36,15 +36,15 @@ def main(framework: str) -> None:
     uri = resolve_uri(settings.tracking.uri)
     check_reachable(uri)
     task = experiment.check_ready(settings, splits)
+    dvc_tags = dvc_experiment_tags()
     tags = {
         **experiment.run_tags(settings, splits, ["dvc repro"]),
         "stage.train": f"train@{framework}",
         RUN_KEY_TAG: run_key(params, splits.digest()),
-        **dvc_experiment_tags(),
+        **dvc_tags,
     }
-    with TrackedRun(
-        uri, settings.tracking.experiment, settings.tracking.run_name or f"dvc-{framework}", tags
-    ) as tracked:
+    run_name = settings.tracking.run_name or f"{dvc_tags.get('dvc.exp_name', 'dvc')}-{framework}"
+    with TrackedRun(uri, settings.tracking.experiment, run_name, tags) as tracked:
         tracked.log_params(experiment.run_params(params, splits))
         tracked.log_datasets(splits)
         checkpoint = experiment.checkpoint_path(uri, tracked.run_id) if settings.trainer.checkpoint_every else None

@@ -287,6 +287,7 @@ def test_an_experiment_in_dvcs_temporary_copy_logs_to_the_projects_store_and_its
     experiment_id = client.get_experiment_by_name("rnnlab").experiment_id
     [run] = client.search_runs([experiment_id], f"tags.`dvc.exp_name` = '{name}'")
     assert run.info.status == "FINISHED" and run.data.tags["stage.evaluate"] == "evaluate@numpy"
+    assert run.info.run_name == f"{name}-numpy"
     assert run.data.tags["dvc.baseline_rev"] == sh(repo, "git", "rev-parse", "HEAD").stdout.strip()
     assert run.info.artifact_uri.startswith((repo / "mlartifacts").as_uri())
     [ref] = [ref for ref in sh(repo, "git", "for-each-ref", "--format=%(refname)", "refs/exps").stdout.split()
