@@ -6,6 +6,7 @@ import io
 import json
 import os
 import re
+import shlex
 import shutil
 import subprocess
 import sys
@@ -314,6 +315,23 @@ def test_an_experiment_in_dvcs_temporary_copy_logs_to_the_projects_store_and_its
     assert loaded.returncode == 0, loaded.stderr
     reported = pd.read_csv(io.StringIO(sh(repo, "git", "show", f"{ref}:reports/numpy/predictions.csv").stdout))
     np.testing.assert_allclose(json.loads(loaded.stdout), reported["y_pred_model"], rtol=1e-6)
+    if mode == "--queue":
+        check_readmes_exp_show(repo)
+
+
+def check_readmes_exp_show(repo: Path) -> None:
+    """README's `dvc exp show --only-changed --drop ...`, run as written (with --csv), leaves the
+    test_mse of each framework whose metrics differ between the rows, the params that differ, and no
+    dependency hashes."""
+    readme = (PROJECT_ROOT / "README.md").read_text().splitlines()
+    command = next(line.removeprefix("$ ") for line in readme if line.startswith("$ dvc exp show --only-changed"))
+    shown = sh(repo, *shlex.split(command), "--csv").stdout
+    header = shown.splitlines()[0].split(",")
+    metrics = [column for column in header if column.startswith("metrics/")]
+    assert "metrics/numpy.json:test_mse" in metrics and all(column.endswith(":test_mse") for column in metrics), shown
+    assert "trainer.epochs" in header and "trainer.seed" not in header  # 2 in the experiment, 3 in its baseline
+    assert not [column for column in header if "/" in column and column not in metrics], shown
+    assert not {"Created", "Executor"} & set(header)
 
 
 def test_check_lock_passes_on_a_fresh_clone_and_names_what_the_lock_no_longer_covers(
