@@ -56,4 +56,4 @@ ui: install
 	$(BIN)/mlflow ui --backend-store-uri sqlite:///$(CURDIR)/mlflow.db --host 127.0.0.1 --port 5000
 
 clean:
-	rm -rf outputs multirun .pytest_cache
+	rm -rf outputs .pytest_cache

@@ -1,76 +1,127 @@
-"""Compare runs: `python -m src.compare <experiment name | sweep id>`.
+"""Compare runs: `python -m src.compare <experiment name or id | sweep id> [--filter ...] [--over KEY]`.
 
-Prints a leaderboard (best first by the objective, test metrics and the baselines beside) and
-writes a PNG comparing validation-loss curves and test metrics by framework × cell. For a sweep
-both are also logged to the sweep's parent run, which is what the sweep callback does at the end.
-The tables and figures are src/leaderboard.py's; this module is the command line around them.
+Prints a leaderboard (best first by the objective; run name, the params that tell the runs apart,
+test metrics and the baselines beside), or with `--over trainer.seed` (any param) the runs that
+differ only in that param folded into mean, standard deviation and 95 % confidence interval.
+`--csv` writes the printed table; a PNG compares validation-loss curves and test metrics by
+framework × cell, by default in outputs/compare/ (ignored by git, like Hydra's outputs/). For a
+sweep, the leaderboard and the figure are also logged to the sweep's parent run. The tables and
+figures are src/leaderboard.py's over src/runs.py's frame; this module is the command line.
 """
 
 from __future__ import annotations
 
 import argparse
 import logging
+import re
 import sys
+from collections.abc import Callable
 from pathlib import Path
 
 from src.errors import UserError, require
-from src.leaderboard import comparison_figure, experiment_runs, leaderboard, render, summarize_sweep, sweep_runs
+from src.leaderboard import aggregate, comparison_figure, leaderboard, render, render_aggregate, summarize_sweep
+from src.paths import PROJECT_ROOT
+from src.runs import read_store, select_runs, settings_that_vary, to_frame
 from src.tasks import OBJECTIVES
+
+# Where the figure goes unless --output says otherwise: inside outputs/, which git ignores.
+OUTPUT_DIR = PROJECT_ROOT / "outputs" / "compare"
+FIGURE_SUFFIXES = (".png", ".svg", ".pdf")
+
+
+def default_output(target: str | None) -> Path:
+    """outputs/compare/<target>.png, the target made safe as a file name."""
+    name = re.sub(r"[^\w.-]+", "_", target or "filtered").lstrip(".")
+    return OUTPUT_DIR / f"{name or 'runs'}.png"
+
+
+def relative_to_cwd(path: Path) -> Path:
+    """`outputs/compare/x.png` when run from the project, the full path from anywhere else."""
+    try:
+        return path.resolve().relative_to(Path.cwd().resolve())
+    except ValueError:
+        return path
+
+
+def check_file(path: Path | None, option: str, suffixes: tuple[str, ...]) -> None:
+    if path is not None:
+        require(
+            path.suffix.lower() in suffixes and path.resolve().parent.is_dir() and not path.is_dir(),
+            option,
+            f"must be a {', '.join(suffixes)} file in an existing folder",
+            str(path),
+        )
+
+
+def written(option: str, path: Path, write: Callable[[Path], object]) -> bool:
+    """Write a file; a path that cannot be written is one line on stderr, not a traceback."""
+    try:
+        write(path)
+    except OSError as error:
+        print(f"error: {option}={str(path)!r}: cannot write ({error.strerror}); give a writable path", file=sys.stderr)
+        return False
+    return True
 
 
 def main(argv: list[str] | None = None) -> int:
     from mlflow.exceptions import MlflowException
 
-    from src.tracking import check_reachable, check_store_exists, open_client
-    from src.uris import redact, resolve_uri
+    from src.uris import redact
 
     parser = argparse.ArgumentParser(prog="python -m src.compare", description=__doc__.splitlines()[0])
-    parser.add_argument("target", help="an MLflow experiment name or a sweep id")
+    parser.add_argument("target", nargs="?", help="an MLflow experiment name or id, or a sweep id")
+    parser.add_argument("--filter", default=None, help="an MLflow filter string, e.g. \"params.model.cell = 'lstm'\"")
     parser.add_argument("--tracking-uri", default=None, help="default: $MLFLOW_TRACKING_URI or mlflow.db")
     parser.add_argument("--objective", default="val_loss", help="sort key (default: val_loss)")
-    parser.add_argument("--output", type=Path, default=Path("comparison.png"), help="where to write the PNG")
+    parser.add_argument("--over", default=None, help="a param to aggregate over (e.g. trainer.seed)")
+    parser.add_argument("--csv", type=Path, default=None, help="also write the printed table to this CSV file")
+    parser.add_argument("--output", type=Path, default=None, help="the PNG (default: outputs/compare/<target>.png)")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.WARNING)
     try:
         require(args.objective in OBJECTIVES, "--objective", f"must be one of {', '.join(OBJECTIVES)}", args.objective)
-        require(
-            args.output.suffix.lower() in (".png", ".svg", ".pdf")
-            and args.output.resolve().parent.is_dir()
-            and not args.output.is_dir(),
-            "--output",
-            "must be a .png, .svg or .pdf file in an existing folder",
-            str(args.output),
-        )
-        uri = resolve_uri(args.tracking_uri, "--tracking-uri")
-        check_reachable(uri)
-        check_store_exists(uri)
-        client = open_client(uri)
+        check_file(args.output, "--output", FIGURE_SUFFIXES)
+        check_file(args.csv, "--csv", (".csv",))
+        uri, client = read_store(args.tracking_uri)
         try:
-            parent, runs = sweep_runs(client, args.target)
-            if not runs:
-                runs = experiment_runs(client, args.target)
+            selection = select_runs(client, args.target, args.filter)
         except MlflowException as error:
-            raise UserError(redact(f"cannot read {args.target!r} from {uri}: {str(error).splitlines()[0]}")) from None
-        if not runs:
-            raise UserError(f"{args.target!r} has no runs")
+            what = args.target if args.filter is None else f"{args.target or ''} {args.filter}".strip()
+            raise UserError(redact(f"cannot read {what!r} from {uri}: {str(error).splitlines()[0]}")) from None
+        if not selection.runs:
+            raise UserError(
+                f"{args.target or args.filter!r} has no runs{' that match --filter' if args.filter else ''}"
+            )
+        runs = to_frame(selection.runs)
+        if args.over is not None:
+            require(
+                f"params.{args.over}" in runs and runs[f"params.{args.over}"].notna().any(),
+                "--over",
+                f"no run has this param (params that vary: {', '.join(settings_that_vary(runs)) or 'none'})",
+                args.over,
+            )
     except UserError as error:
         print(f"error: {error}", file=sys.stderr)
         return 2
     frame = leaderboard(runs, args.objective)
-    print(render(frame, args.objective))
-    try:
-        comparison_figure(client, runs, frame).savefig(args.output)
-    except OSError as error:
-        print(
-            f"error: --output={str(args.output)!r}: cannot write the plot ({error.strerror}); "
-            f"give a writable path with --output",
-            file=sys.stderr,
-        )
+    table = aggregate(runs, args.over) if args.over else frame
+    print(render_aggregate(table, args.over) if args.over else render(frame, args.objective))
+    output = args.output or default_output(args.target)
+
+    def save_figure(path: Path) -> None:
+        path.parent.mkdir(parents=True, exist_ok=True)  # outputs/compare/; a given --output's folder exists
+        comparison_figure(client, frame).savefig(path)
+
+    if args.csv is not None and not written("--csv", args.csv, lambda path: table.to_csv(path, index=False)):
         return 2
-    print(f"comparison plot: {args.output}")
-    if parent is not None:
-        summarize_sweep(client, parent.info.run_id, args.objective)
-        print(f"logged to the sweep's parent run {parent.info.run_id}")
+    if not written("--output", output, save_figure):
+        return 2
+    if args.csv is not None:
+        print(f"table: {args.csv}")
+    print(f"comparison plot: {relative_to_cwd(output)}")
+    if selection.sweep_parent is not None and args.filter is None:
+        summarize_sweep(client, selection.sweep_parent.info.run_id, args.objective)
+        print(f"logged to the sweep's parent run {selection.sweep_parent.info.run_id}")
     return 0
 
 

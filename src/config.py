@@ -119,9 +119,9 @@ class ModelConfig:
 @dataclass
 class TrainerConfig:
     epochs: int = 100
-    batch_size: int = 32
+    batch_size: int = 8
     optimizer: Optimizer = Optimizer.adam
-    lr: float = 0.005
+    lr: float = 0.01
     # Clip the global gradient norm to this value; 0 turns clipping off.
     grad_clip: float = 1.0
     # Stop after this many epochs without a better validation loss; 0 turns early stopping off.

@@ -1,18 +1,184 @@
-"""Housekeeping over a tracking store: `python -m src.runs cleanup [--tracking-uri URI] [--stale-minutes M]`.
+"""The runs of a tracking store: a DataFrame for analysis, and housekeeping.
 
-`cleanup` ends KILLED every RUNNING run whose process is gone (a kill -9, an OOM kill, a lost
-laptop lid: the process could not end its own run) and lists what it changed. On this host a run's
-heartbeat tags say which process owns it; runs of other hosts, or older runs without heartbeat
-tags, are ended only with `--stale-minutes`, when their last heartbeat is older than that.
+`runs_frame("rnnlab")` (an experiment name or id, a sweep id, and/or an MLflow filter string) is one
+row per run, in the columns `mlflow.search_runs` uses: `params.<key>`, `metrics.<name>` (final
+values), `tags.<name>`, plus `run_id`, `run_name`, `status`, `overrides` and the times. `src.compare`
+and the sweep summary are built on it.
+
+`python -m src.runs cleanup [--tracking-uri URI] [--stale-minutes M]` ends KILLED every RUNNING run
+whose process is gone (a kill -9, an OOM kill, a lost laptop lid: the process could not end its own
+run) and lists what it changed. On this host a run's heartbeat tags say which process owns it; runs
+of other hosts, or older runs without heartbeat tags, are ended only with `--stale-minutes`, when
+their last heartbeat is older than that.
 """
 
 from __future__ import annotations
 
 import argparse
 import logging
+import re
 import sys
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import pandas as pd
 
 from src.errors import UserError
+from src.resume import KEYS_WITHOUT_EFFECT
+
+if TYPE_CHECKING:
+    from mlflow import MlflowClient
+    from mlflow.entities import Run
+
+# Tags that get a column of their own (and are not repeated as tags.*).
+PROMOTED_TAGS = {"mlflow.runName": "run_name", "overrides": "overrides"}
+# Params that do not say what was trained: the config keys that cannot change the result (where a
+# run is tracked, ...: src/resume.py's) and data.*, the sizes of the data the config drew. Two runs
+# that differ only there are replicas of one setting.
+NOT_SETTINGS = (*KEYS_WITHOUT_EFFECT, "data")
+SWEEP_ID = re.compile(r"[\w.-]+")  # a sweep id never holds quotes or spaces
+
+
+@dataclass(frozen=True)
+class Selection:
+    """The runs a target names; for a sweep id also its parent run, where the sweep's summary goes."""
+
+    runs: list[Run]
+    sweep_parent: Run | None = None
+
+
+def read_store(tracking_uri: str | None, source: str = "--tracking-uri") -> tuple[str, MlflowClient]:
+    """Resolve and open an existing store for reading: a mistyped path or a dead server is one line."""
+    from src.tracking import check_reachable, check_store_exists, open_client
+    from src.uris import resolve_uri
+
+    uri = resolve_uri(tracking_uri, source)
+    check_reachable(uri)
+    check_store_exists(uri)
+    return uri, open_client(uri)
+
+
+def all_pages(search: Callable[[str | None], Any]) -> list[Any]:
+    """Every item of a paged MLflow search (one page holds at most 1000)."""
+    items: list[Any] = []
+    token = None
+    while True:
+        page = search(token)
+        items.extend(page)
+        token = page.token
+        if not token:
+            return items
+
+
+def search_runs(client: MlflowClient, experiment_ids: list[str], filter_string: str = "") -> list[Run]:
+    return all_pages(lambda token: client.search_runs(experiment_ids, filter_string, page_token=token))
+
+
+def select_runs(
+    client: MlflowClient, target: str | None = None, filter_string: str | None = None, sweep_parents: bool = False
+) -> Selection:
+    """The runs of a sweep id, else of an experiment name, else of an experiment id (all experiments
+    when no target), narrowed by an MLflow filter string. A sweep's parent is a summary, not a
+    training: it is left out unless `sweep_parents`."""
+    if target is None and not filter_string:
+        raise UserError("give an experiment (name or id), a sweep id or a filter string")
+    experiments = [e.experiment_id for e in all_pages(lambda token: client.search_experiments(page_token=token))]
+    conditions = [filter_string] if filter_string else []
+    parent = None
+    if target is not None:
+        sweep = f"tags.sweep_id = '{target}'"
+        if SWEEP_ID.fullmatch(target) and client.search_runs(experiments, sweep, max_results=1):
+            conditions.insert(0, sweep)
+            parent = next(iter(search_runs(client, experiments, f"{sweep} and tags.sweep = 'parent'")), None)
+        else:
+            experiments = [find_experiment(client, target)]
+    runs = search_runs(client, experiments, " and ".join(conditions))
+    if not sweep_parents:
+        runs = [run for run in runs if run.data.tags.get("sweep") != "parent"]
+    return Selection(runs, parent)
+
+
+def find_experiment(client: MlflowClient, target: str) -> str:
+    """The id of the experiment named `target`, or whose id is `target`."""
+    from mlflow.exceptions import MlflowException
+
+    experiment = client.get_experiment_by_name(target)
+    if experiment is None:
+        try:
+            experiment = client.get_experiment(target)
+        except MlflowException:  # no such id, or not an id at all
+            experiment = None
+    if experiment is None:
+        raise UserError(
+            f"no experiment or sweep named {target!r} in the tracking store "
+            "(give an experiment name or id, or a sweep id)"
+        )
+    return experiment.experiment_id
+
+
+def to_frame(runs: Iterable[Run]) -> pd.DataFrame:
+    """One row per run, in `mlflow.search_runs`' columns; a param column whose every value is a
+    number holds numbers (so that `model.hidden_size` sorts 4, 8, 16)."""
+    rows = []
+    for run in runs:
+        tags = run.data.tags
+        row: dict[str, Any] = {
+            "run_id": run.info.run_id,
+            "run_name": run.info.run_name,
+            "experiment_id": run.info.experiment_id,
+            "status": run.info.status,
+            "start_time": pd.to_datetime(run.info.start_time, unit="ms", utc=True),
+            "end_time": pd.to_datetime(run.info.end_time, unit="ms", utc=True),
+            "overrides": tags.get("overrides", ""),
+        }
+        row.update({f"params.{key}": value for key, value in sorted(run.data.params.items())})
+        row.update({f"metrics.{name}": value for name, value in sorted(run.data.metrics.items())})
+        row.update({f"tags.{name}": value for name, value in sorted(tags.items()) if name not in PROMOTED_TAGS})
+        rows.append(row)
+    frame = pd.DataFrame(rows, columns=None if rows else ["run_id", "run_name", "experiment_id", "status"])
+    for column in (c for c in frame.columns if c.startswith("params.")):
+        numbers = pd.to_numeric(frame[column], errors="coerce")
+        if numbers.count() == frame[column].count():
+            frame[column] = numbers
+    return frame
+
+
+def runs_frame(
+    target: str | None = None,
+    *,
+    tracking_uri: str | Path | None = None,
+    filter_string: str | None = None,
+    sweep_parents: bool = False,
+) -> pd.DataFrame:
+    """The runs of an experiment (name or id) or a sweep id, and/or those an MLflow filter string
+    selects (`"params.model.cell = 'lstm' and metrics.test_mse < 1"`), from any store: a tracking URI
+    (`sqlite:///...`, `http://host:port`) or a SQLite file's path; by default `$MLFLOW_TRACKING_URI`,
+    else the project's mlflow.db."""
+    if isinstance(tracking_uri, Path) or (tracking_uri and "://" not in tracking_uri and tracking_uri.endswith(".db")):
+        tracking_uri = f"sqlite:///{Path(tracking_uri).resolve()}"
+    _, client = read_store(tracking_uri, "tracking_uri")
+    return to_frame(select_runs(client, target, filter_string, sweep_parents).runs)
+
+
+def is_under(key: str, prefixes: Iterable[str]) -> bool:
+    """`key` is one of `prefixes` or inside one (`tracking.uri` is under `tracking`)."""
+    return any(key == prefix or key.startswith(f"{prefix}.") for prefix in prefixes)
+
+
+def settings_that_vary(frame: pd.DataFrame, ignore: Iterable[str] = ()) -> list[str]:
+    """The param keys (without `params.`) with more than one value among the runs: what tells them
+    apart. A missing param is no difference (a run that failed before logging its params)."""
+    ignored = set(ignore)
+    return [
+        column.removeprefix("params.")
+        for column in frame.columns
+        if column.startswith("params.")
+        and not is_under(column.removeprefix("params."), NOT_SETTINGS)
+        and column.removeprefix("params.") not in ignored
+        and frame[column].nunique() > 1
+    ]
 
 
 def cleanup(uri: str, stale_minutes: float | None = None) -> list[tuple[str, str, str]]:

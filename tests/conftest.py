@@ -19,7 +19,7 @@ from omegaconf import DictConfig
 from src.paths import CONF_DIR, PROJECT_ROOT
 
 # Small and fast: enough to see every part of the workflow run.
-QUICK = ["trainer.epochs=3", "trainer.patience=0", "model.hidden_size=8"]
+QUICK = ["trainer.epochs=3", "trainer.patience=0", "model.hidden_size=8", "trainer.batch_size=32"]
 
 
 @pytest.fixture
@@ -38,13 +38,20 @@ def compose_cfg(tracking_uri: str) -> Callable[..., DictConfig]:
     return _compose
 
 
-def run_cli(*args: str, env: dict[str, str] | None = None, timeout: float = 300) -> subprocess.CompletedProcess:
-    """`python -m src.train ...` in a fresh process, from the project root, output captured."""
+def run_cli(
+    *args: str,
+    env: dict[str, str] | None = None,
+    timeout: float = 300,
+    module: str = "src.train",
+    cwd: Path = PROJECT_ROOT,
+) -> subprocess.CompletedProcess:
+    """`python -m src.train ...` (or another module) in a fresh process, from the project root unless
+    `cwd` says otherwise, output captured."""
     environment = {**os.environ, **(env or {})}
     environment.pop("MLFLOW_RUN_ID", None)
     return subprocess.run(
-        [sys.executable, "-m", "src.train", *args],
-        cwd=PROJECT_ROOT,
+        [sys.executable, "-m", module, *args],
+        cwd=cwd,
         env=environment,
         capture_output=True,
         text=True,

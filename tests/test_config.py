@@ -104,3 +104,22 @@ def test_out_of_range_values_name_the_key(compose_cfg, override: str, key: str) 
 def test_adding_needs_two_steps(compose_cfg) -> None:
     with pytest.raises(UserError, match="dataset.seq_len"):
         settings_from(compose_cfg("dataset=adding", "dataset.seq_len=1"))
+
+
+def test_hydra_writes_runs_and_sweeps_under_the_ignored_outputs_folder(tracking_uri: str) -> None:
+    """Nothing a command writes by default lands loose in the project root: Hydra's folders too."""
+    from hydra import compose, initialize_config_dir
+    from omegaconf import OmegaConf
+
+    from src.paths import PROJECT_ROOT
+    from src.settings import register_configs
+
+    register_configs()
+    with initialize_config_dir(config_dir=str(CONF_DIR), version_base="1.3"):
+        cfg = compose(config_name="config", overrides=[f"tracking.uri={tracking_uri}"], return_hydra_config=True)
+    OmegaConf.resolve(cfg.hydra.run)
+    OmegaConf.resolve(cfg.hydra.sweep)
+    outputs = PROJECT_ROOT / "outputs"
+    for folder in (cfg.hydra.run.dir, cfg.hydra.sweep.dir):
+        assert str(folder).startswith(f"{outputs}/"), folder
+    assert "/outputs/" in (PROJECT_ROOT / ".gitignore").read_text().splitlines()

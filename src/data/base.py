@@ -158,10 +158,21 @@ def random_split(x: np.ndarray, y: np.ndarray, val_fraction: float, test_fractio
 def holdout(x: np.ndarray, y: np.ndarray, fraction: float,
             rng: np.random.Generator) -> tuple[Split, Split]:
     """A random `fraction` (at least one sample unless it is 0) held out: returns (rest, held out)."""
-    num_held = max(1, round(len(x) * fraction)) if fraction > 0 else 0
+    num_held = held_count(len(x), fraction)
     order = rng.permutation(len(x))
     rest, held = order[num_held:], order[:num_held]
     return as_split(x[rest], y[rest]), as_split(x[held], y[held])
+
+
+def holdout_last(x: np.ndarray, y: np.ndarray, fraction: float) -> tuple[Split, Split]:
+    """The last `fraction` of the samples held out, in order: validation past the range trained on."""
+    cut = len(x) - held_count(len(x), fraction)
+    return as_split(x[:cut], y[:cut]), as_split(x[cut:], y[cut:])
+
+
+def held_count(count: int, fraction: float) -> int:
+    """How many of `count` samples a `fraction` holds out: at least one unless the fraction is 0."""
+    return max(1, round(count * fraction)) if fraction > 0 else 0
 
 
 def chronological_split(x: np.ndarray, y: np.ndarray, val_fraction: float,

@@ -1,8 +1,10 @@
 """The notebook's first task: after a window of consecutive integers, predict the next one.
 
-Windows start at i = train_start..train_stop-1 for training (validation carved from them) and at
-i = test_start..test_stop-1 for testing, which lies outside the training range: the test split is an
-extrapolation (the notebook: train 0..99, test 120..129, truth 125..134 for windows of five).
+Windows start at i = train_start..train_stop-1 for training and at i = test_start..test_stop-1 for
+testing, which lies outside the training range: the test split is an extrapolation (the notebook:
+train 0..99, test 120..129, truth 125..134 for windows of five). Validation is the last
+`val_fraction` of the training windows, not a random sample of them: early stopping then keeps the
+weights that extrapolate best, which is what the test asks, rather than those that interpolate best.
 """
 
 from dataclasses import dataclass
@@ -10,7 +12,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from src.errors import require, require_fraction
-from src.data.base import DatasetInfo, DatasetParams, Splits, as_split, holdout
+from src.data.base import DatasetInfo, DatasetParams, Splits, as_split, holdout_last
 
 NAME = "next_number"
 
@@ -42,9 +44,8 @@ def windows(starts: np.ndarray, seq_len: int) -> tuple[np.ndarray, np.ndarray]:
 
 
 def generate(params: Params, seed: int) -> Splits:
-    rng = np.random.default_rng(seed)
     train_x, train_y = windows(np.arange(params.train_start, params.train_stop), params.seq_len)
-    train, val = holdout(train_x, train_y, params.val_fraction, rng)
+    train, val = holdout_last(train_x, train_y, params.val_fraction)
     test = as_split(*windows(np.arange(params.test_start, params.test_stop), params.seq_len))
     info = DatasetInfo(NAME)
     return Splits(train, val, test, info)
