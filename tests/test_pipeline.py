@@ -278,7 +278,10 @@ def test_an_experiment_in_dvcs_temporary_copy_logs_to_the_projects_store_and_its
     sh(repo, "dvc", "exp", "run", mode, "--name", name, "evaluate@numpy", *settings)
     if mode == "--queue":
         sh(repo, "dvc", "queue", "start")
-        wait_for_queue(repo, name)
+        try:
+            wait_for_queue(repo, name)
+        finally:
+            sh(repo, "dvc", "queue", "stop")  # its worker may stay idle, waiting for more
     deadline = time.monotonic() + 60
     while list((repo / ".dvc" / "tmp" / "exps").rglob("tmp*")) and time.monotonic() < deadline:
         time.sleep(1)
