@@ -173,7 +173,8 @@ def test_second_repro_runs_nothing(repo: Path) -> None:
 
 
 def test_trainer_param_reruns_train_and_evaluate_but_not_generate(repo: Path) -> None:
-    edit_params(repo, {"trainer": {"lr": 0.01}})
+    lr = yaml.safe_load((repo / "params.yaml").read_text())["trainer"]["lr"]
+    edit_params(repo, {"trainer": {"lr": lr * 2}})
     result = sh(repo, "dvc", "repro", "evaluate@torch")
     assert ran(result.stdout) == {"train@torch", "evaluate@torch"}
     sh(repo, "git", "checkout", "params.yaml", "dvc.lock", "metrics", "reports")
@@ -197,7 +198,7 @@ def test_exp_run_composes_conf_with_overrides(repo: Path) -> None:
         "-S",
         "model=gru",
         "-S",
-        "trainer.lr=0.01",
+        "trainer.lr=0.02",
         "-S",
         "trainer.epochs=2",
         "-S",
@@ -206,10 +207,11 @@ def test_exp_run_composes_conf_with_overrides(repo: Path) -> None:
         "tracking.log_model=false",
     )
     params = yaml.safe_load((repo / "params.yaml").read_text())
-    assert params["model"]["cell"] == "gru" and params["trainer"]["lr"] == 0.01 and params["trainer"]["epochs"] == 2
-    assert params["trainer"]["batch_size"] == 32  # the rest comes from conf/'s defaults
+    assert params["model"]["cell"] == "gru" and params["trainer"]["lr"] == 0.02 and params["trainer"]["epochs"] == 2
+    defaults = yaml.safe_load((PROJECT_ROOT / "params.yaml").read_text())  # conf/ composed (a test checks)
+    assert params["trainer"]["batch_size"] == defaults["trainer"]["batch_size"]  # the rest: conf/'s defaults
     run = MlflowClient(f"sqlite:///{repo / 'mlflow.db'}").get_run(run_record(repo, "torch")["run_id"])
-    assert run.data.tags["cell"] == "gru" and run.data.params["trainer.lr"] == "0.01"
+    assert run.data.tags["cell"] == "gru" and run.data.params["trainer.lr"] == "0.02"
     shown = sh(repo, "dvc", "exp", "show", "--json").stdout
     assert "gru" in shown
     name = sh(repo, "git", "for-each-ref", "--format=%(refname:lstrip=-1)", "refs/exps").stdout.split()
