@@ -6,7 +6,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-$(shell sha256sum pyproject.toml | cut -c1-16)
 
-.PHONY: install browser train lint test bench ui serve repro params clean
+.PHONY: install browser train lint check-lock test bench ui serve repro params clean
 
 install: $(STAMP)
 
@@ -32,7 +32,12 @@ lint: install
 	$(BIN)/ruff format --check .
 	$(BIN)/mypy
 
-test: install browser lint
+# The committed dvc.lock must certify the code and params beside it (`dvc status` clean, less what only
+# the DVC cache holds): else one line says to run `make repro` and commit.
+check-lock: install
+	$(BIN)/python -m pipelines.check_lock
+
+test: install browser lint check-lock
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
 
 bench: install

@@ -5,6 +5,7 @@ from __future__ import annotations
 import functools
 import json
 import logging
+import os
 import sys
 from collections.abc import Callable
 from pathlib import Path
@@ -19,7 +20,8 @@ from src.settings import settings_from_params
 
 PARAMS_FILE = PROJECT_ROOT / "params.yaml"
 DATA_FILE = PROJECT_ROOT / "data" / "splits.npz"
-RUN_FILE = "mlflow_run.json"
+# What DVC tells a stage of `dvc exp run` (workspace, --temp or --queue), as tags on its MLflow run.
+DVC_EXPERIMENT_TAGS = {"DVC_EXP_NAME": "dvc.exp_name", "DVC_EXP_BASELINE_REV": "dvc.baseline_rev"}
 
 
 def model_dir(framework: str) -> Path:
@@ -31,7 +33,19 @@ def reports_dir(framework: str) -> Path:
 
 
 def metrics_file(framework: str) -> Path:
+    """Numbers only, so that `dvc metrics show` and `dvc exp show` compare like with like."""
     return PROJECT_ROOT / "metrics" / f"{framework}.json"
+
+
+def run_file(framework: str) -> Path:
+    """The MLflow run behind a framework's model and metrics (`run_id`, `experiment`): committed to git
+    with the metrics, so every commit and DVC experiment names its run."""
+    return reports_dir(framework) / "mlflow_run.json"
+
+
+def dvc_experiment_tags() -> dict[str, str]:
+    """The DVC experiment's name and baseline commit when `dvc exp run` runs the stage; none under `dvc repro`."""
+    return {tag: os.environ[variable] for variable, tag in DVC_EXPERIMENT_TAGS.items() if os.environ.get(variable)}
 
 
 def read_params() -> dict[str, Any]:

@@ -4,12 +4,12 @@ import argparse
 
 from pipelines.common import (
     DATA_FILE,
-    RUN_FILE,
     load_settings,
     metrics_file,
     model_dir,
     read_json,
     reports_dir,
+    run_file,
     stage,
     write_json,
 )
@@ -26,13 +26,13 @@ def main(framework: str) -> None:
     settings, _ = load_settings(framework)
     splits = Splits.load(DATA_FILE)
     predictor = Predictor.load(model_dir(framework))
-    run_id = read_json(model_dir(framework) / RUN_FILE)["run_id"]
+    run_id = read_json(run_file(framework))["run_id"]
     uri = resolve_uri(settings.tracking.uri)
     check_reachable(uri)
     tags = {"stage.evaluate": f"evaluate@{framework}", "data_digest": splits.digest()}
     with TrackedRun(uri, settings.tracking.experiment, None, tags, run_id=run_id) as tracked:
         evaluation, metrics = experiment.report(predictor, splits, tracked, settings.tracking.log_model)
-    write_json(metrics_file(framework), {"framework": framework, "mlflow_run_id": run_id, **metrics})
+    write_json(metrics_file(framework), metrics)
     (reports_dir(framework) / "predictions.csv").write_text(evaluation.task.predictions_csv(evaluation))
     print(evaluation.table())
 

@@ -1,10 +1,24 @@
 """Project locations, resolved from the source tree so that Hydra's per-run directory never matters."""
 
+import os
 from pathlib import Path
 
 PROJECT_ROOT: Path = Path(__file__).resolve().parent.parent
 CONF_DIR: Path = PROJECT_ROOT / "conf"
-DEFAULT_TRACKING_DB: Path = PROJECT_ROOT / "mlflow.db"
+
+
+def record_root(project_root: Path = PROJECT_ROOT) -> Path:
+    """Where what must outlive a run is kept (the default SQLite store, and so its artifacts and
+    checkpoints): the project root, but the real repository's when the code runs in DVC's temporary
+    copy of it. `dvc exp run --queue`/`--temp` run the stages in <repo>/.dvc/tmp/exps/..., which DVC
+    deletes afterwards, and set DVC_ROOT to <repo> (DVC 3.67; checked by tests/test_pipeline.py)."""
+    dvc_root = os.environ.get("DVC_ROOT")
+    if dvc_root and project_root.is_relative_to(Path(dvc_root).resolve() / ".dvc" / "tmp"):
+        return Path(dvc_root).resolve()
+    return project_root
+
+
+DEFAULT_TRACKING_DB: Path = record_root() / "mlflow.db"
 
 
 def resolve_path(path: str | Path) -> Path:
