@@ -111,10 +111,10 @@ def sqlite_path(uri: str) -> Path | None:
 
 def spool_folder() -> Path:
     """Where a server's runs keep local state (checkpoints, Optuna journals): $RNNLAB_SPOOL_DIR, or
-    checkpoints/spool/ in the project."""
-    from src.paths import PROJECT_ROOT
+    checkpoints/spool/ in the project (the real repository's when DVC runs a copy of it: src/paths.py)."""
+    from src.paths import record_root
 
-    return Path(os.environ.get("RNNLAB_SPOOL_DIR") or PROJECT_ROOT / "checkpoints" / "spool")
+    return Path(os.environ.get("RNNLAB_SPOOL_DIR") or record_root() / "checkpoints" / "spool")
 
 
 def is_server(uri: str) -> bool:
