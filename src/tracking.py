@@ -462,7 +462,7 @@ class TrackedRun:
 
         served = interface(predictor, input_example)
 
-        with tempfile.TemporaryDirectory() as scratch:
+        with tempfile.TemporaryDirectory() as scratch, _pinned_requirements_trusted():
             directory = Path(scratch) / "predictor"
             directory.mkdir()
             predictor.save(directory)
@@ -480,6 +480,27 @@ class TrackedRun:
         mlflow.set_tags({"model_uri": info.model_uri, DIGEST_TAG: logged_model_digest(info.model_uri)})
         self.model_uri = info.model_uri
         return info.model_uri
+
+
+@contextmanager
+def _pinned_requirements_trusted() -> Iterator[None]:
+    """Skip MLflow's check that this environment satisfies the model's requirements while logging it
+    (when saving it, and when loading it back to validate the input example): `model_requirements`
+    pins exactly the installed versions, so the check cannot find a mismatch, and it first maps every
+    installed distribution to its modules (about 1 s a run, benchmarks/). Private MLflow names,
+    pinned <4; the originals are always put back."""
+    import mlflow.pyfunc
+    from mlflow.utils import environment
+
+    modules = (environment, mlflow.pyfunc)
+    originals = [module.warn_dependency_requirement_mismatches for module in modules]
+    for module in modules:
+        module.warn_dependency_requirement_mismatches = lambda model_requirements: None  # type: ignore[attr-defined]
+    try:
+        yield
+    finally:
+        for module, original in zip(modules, originals):
+            module.warn_dependency_requirement_mismatches = original  # type: ignore[attr-defined]
 
 
 def _forget_active_run() -> None:
