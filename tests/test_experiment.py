@@ -176,3 +176,22 @@ def test_artifacts_live_beside_the_sqlite_store(compose_cfg, tmp_path) -> None:
     outcome = experiment.run(compose_cfg("dataset=sum", "dataset.num_samples=200", "tracking.log_model=false", *QUICK))
     stored = list((tmp_path / "mlartifacts").rglob("predictions.csv"))
     assert [path.parent.parent.name for path in stored] == [outcome.run_id]
+
+
+def test_logging_a_model_skips_mlflows_scan_of_installed_distributions(compose_cfg, monkeypatch) -> None:
+    """Our pins are the installed versions, so MLflow's requirements check (which first maps every
+    installed distribution to its modules, about 1 s) is skipped while the model is logged, then put back."""
+    import mlflow.pyfunc
+    from mlflow.utils import environment, requirements_utils
+
+    monkeypatch.setattr(requirements_utils, "_MODULES_TO_PACKAGES", None)  # as in a fresh process
+    cfg = compose_cfg("framework=numpy", "dataset=sine", "dataset.num_samples=300", *QUICK)
+    outcome = experiment.run(cfg)
+    assert outcome.model_uri is not None
+    assert requirements_utils._MODULES_TO_PACKAGES is None  # the scan never ran
+    for module in (environment, mlflow.pyfunc):
+        assert (
+            module.warn_dependency_requirement_mismatches is requirements_utils.warn_dependency_requirement_mismatches
+        )
+    model = mlflow.pyfunc.load_model(outcome.model_uri)
+    assert model.predict(np.zeros((2, 20, 1), dtype=np.float32)).shape == (2, 1)
