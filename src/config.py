@@ -111,7 +111,8 @@ class ModelConfig:
         require(
             self.cell is Cell.rnn or self.activation is Activation.tanh,
             "model.activation",
-            "only the rnn cell takes an activation (lstm and gru use their gates' own)",
+            "only the rnn cell takes an activation (lstm and gru use their gates' own); to change the cell,"
+            " pick its group (model=lstm, model=gru), which sets its activation too",
             self.activation.value,
         )
 

@@ -123,3 +123,23 @@ def test_hydra_writes_runs_and_sweeps_under_the_ignored_outputs_folder(tracking_
     for folder in (cfg.hydra.run.dir, cfg.hydra.sweep.dir):
         assert str(folder).startswith(f"{outputs}/"), folder
     assert "/outputs/" in (PROJECT_ROOT / ".gitignore").read_text().splitlines()
+
+
+def test_switching_the_cell_by_its_key_points_to_the_group_that_sets_its_activation(compose_cfg) -> None:
+    """The default rnn is relu; `model.cell=lstm` alone keeps that activation and is refused, saying how."""
+    with pytest.raises(UserError, match=r"^model.activation='relu' is invalid: .*model=lstm"):
+        settings_from(compose_cfg("model.cell=lstm"))
+    assert settings_from(compose_cfg("model=lstm")).model.cell is Cell.lstm
+
+
+def test_every_cell_the_optuna_search_can_pick_composes_to_valid_settings(compose_cfg) -> None:
+    from hydra import compose, initialize_config_dir
+    from hydra.core.override_parser.overrides_parser import OverridesParser
+
+    with initialize_config_dir(config_dir=str(CONF_DIR), version_base="1.3"):
+        cfg = compose(config_name="config", overrides=["hparams_search=optuna"], return_hydra_config=True)
+    (override,) = OverridesParser.create().parse_overrides([f"model={cfg.hydra.sweeper.params.model}"])
+    choices = list(override.sweep_iterator())
+    assert sorted(choices) == ["gru", "lstm", "rnn"]
+    for cell in choices:
+        assert settings_from(compose_cfg(f"model={cell}")).model.cell is Cell(cell)
