@@ -53,6 +53,7 @@ params: install
 
 # The MLflow UI on the project's store, on this machine only.
 ui: install
+	@$(BIN)/python -m src.runs page --tracking-uri sqlite:///$(CURDIR)/mlflow.db | sed 's/^/the runs table: /' || true
 	$(BIN)/mlflow ui --backend-store-uri sqlite:///$(CURDIR)/mlflow.db --host 127.0.0.1 --port 5000
 
 # A logged or registered model over HTTP on this machine only: make serve MODEL=models:/NAME@champion [PORT=5001].

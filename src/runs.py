@@ -5,6 +5,9 @@ row per run, in the columns `mlflow.search_runs` uses: `params.<key>`, `metrics.
 values), `tags.<name>`, plus `run_id`, `run_name`, `status`, `overrides` and the times. `src.compare`
 and the sweep summary are built on it.
 
+`python -m src.runs page [--experiment NAME]` prints the address of the experiment's runs table in
+the MLflow UI (what `make ui` points to).
+
 `python -m src.runs cleanup [--tracking-uri URI] [--stale-minutes M]` ends KILLED every RUNNING run
 whose process is gone (a kill -9, an OOM kill, a lost laptop lid: the process could not end its own
 run) and lists what it changed. On this host a run's heartbeat tags say which process owns it; runs
@@ -192,6 +195,13 @@ def cleanup(uri: str, stale_minutes: float | None = None) -> list[tuple[str, str
     return [(run.info.run_id, run.info.run_name or "", experiments[run.info.experiment_id]) for run in ended]
 
 
+def runs_page(ui: str, tracking_uri: str | None, experiment: str) -> str:
+    """The address of an experiment's runs table in the MLflow UI at `ui`. MLflow 3's UI opens an
+    experiment on its GenAI overview (traces: none here), so `make ui` prints this page to open."""
+    _, client = read_store(tracking_uri)
+    return f"{ui.rstrip('/')}/#/experiments/{find_experiment(client, experiment)}/runs"
+
+
 def main(argv: list[str] | None = None) -> int:
     from src.tracking import check_reachable, check_store_exists
     from src.uris import redact, resolve_uri
@@ -206,8 +216,19 @@ def main(argv: list[str] | None = None) -> int:
         default=None,
         help="also end RUNNING runs (any host) whose last heartbeat is older than this",
     )
+    page = commands.add_parser("page", help="the address of an experiment's runs table in the MLflow UI")
+    page.add_argument("--tracking-uri", default=None, help="default: $MLFLOW_TRACKING_URI or mlflow.db")
+    page.add_argument("--experiment", default="rnnlab", help="an experiment name or id (default: rnnlab)")
+    page.add_argument("--ui", default="http://127.0.0.1:5000", help="where the UI serves (default: %(default)s)")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.WARNING)
+    if args.command == "page":
+        try:
+            print(runs_page(args.ui, args.tracking_uri, args.experiment))
+        except UserError as error:
+            print(f"error: {error}", file=sys.stderr)
+            return 2
+        return 0
     uri = args.tracking_uri or ""
     try:
         if args.stale_minutes is not None and not args.stale_minutes > 0:

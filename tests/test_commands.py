@@ -60,8 +60,8 @@ def test_sample_refuses_a_negative_seed(tmp_path) -> None:
 
 
 def test_readers_do_not_create_a_store_for_a_mistyped_path(tmp_path) -> None:
-    for module in ("src.compare", "src.sample"):
-        result = command(module, "0123abcd", "--tracking-uri", f"sqlite:///{tmp_path / 'typo.db'}")
+    for module, args in (("src.compare", ["0123abcd"]), ("src.sample", ["0123abcd"]), ("src.runs", ["page"])):
+        result = command(module, *args, "--tracking-uri", f"sqlite:///{tmp_path / 'typo.db'}")
         assert result.returncode == 2
         assert result.stderr.strip() == f"error: no tracking store at {tmp_path / 'typo.db'} (check --tracking-uri)"
     assert not (tmp_path / "typo.db").exists()

@@ -6,12 +6,14 @@ import json
 import re
 import shutil
 import subprocess
+import sys
 import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
+from src.paths import PROJECT_ROOT
 from tests.conftest import mlflow_server, run_cli
 
 pytestmark = pytest.mark.slow
@@ -105,7 +107,17 @@ def chromium() -> str:
 
 def test_the_ui_lists_the_sweep_runs(server: str, sweep: dict, tmp_path: Path) -> None:
     parent = next(run for run in sweep["runs"] if tags_of(run).get("sweep") == "parent")
-    page = f"{server}/#/experiments/{sweep['experiment_id']}/runs"
+    # The page `make ui` points to (`python -m src.runs page`): MLflow 3 opens an experiment on its GenAI
+    # overview, so the command gives the runs table's own address.
+    shown = subprocess.run(
+        [sys.executable, "-m", "src.runs", "page", "--tracking-uri", server, "--ui", server],
+        cwd=PROJECT_ROOT,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    page = shown.stdout.strip()
+    assert page == f"{server}/#/experiments/{sweep['experiment_id']}/runs", shown.stderr
     result = subprocess.run(
         [
             chromium(),
