@@ -203,8 +203,7 @@ def runs_page(ui: str, tracking_uri: str | None, experiment: str) -> str:
 
 
 def main(argv: list[str] | None = None) -> int:
-    from src.tracking import check_reachable, check_store_exists
-    from src.uris import redact, resolve_uri
+    from src.uris import redact
 
     parser = argparse.ArgumentParser(prog="python -m src.runs", description=__doc__.splitlines()[0])
     commands = parser.add_subparsers(dest="command", required=True)
@@ -233,9 +232,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         if args.stale_minutes is not None and not args.stale_minutes > 0:
             raise UserError(f"--stale-minutes={args.stale_minutes} is invalid: must be a number > 0")
-        uri = resolve_uri(args.tracking_uri, "--tracking-uri")
-        check_reachable(uri)
-        check_store_exists(uri)
+        uri, _ = read_store(args.tracking_uri)
         ended = cleanup(uri, args.stale_minutes)
     except UserError as error:
         print(f"error: {error}", file=sys.stderr)
