@@ -39,7 +39,7 @@ JOB = [
     "trainer.patience=0",
     "trainer.batch_size=64",
 ]
-SPEED_UP_AIM = 1.7
+SPEED_UP_AIM = 1.6
 BUSY_LOOP = "n = 0\nfor i in range(25_000_000): n += i"
 
 

@@ -191,6 +191,38 @@ def open_client(uri: str) -> MlflowClient:
     return client
 
 
+def fork_safe_connections() -> None:
+    """Never use a database connection a parent process opened: after this, a connection pooled by
+    SQLAlchemy (MLflow's store, Optuna's storage) is only handed out in the process that opened it; a
+    forked worker (hydra_plugins/rnnlab/joblib_launcher.py) drops an inherited one and opens its own.
+    SQLite forbids carrying a connection across fork; this is SQLAlchemy's recipe for it."""
+    from sqlalchemy import event
+    from sqlalchemy.pool import Pool
+
+    global _FORK_SAFE_SINCE_PID
+    if not event.contains(Pool, "checkout", _refuse_inherited_connection):
+        _FORK_SAFE_SINCE_PID = os.getpid()
+        event.listen(Pool, "connect", _remember_opener)
+        event.listen(Pool, "checkout", _refuse_inherited_connection)
+
+
+# The process that made connections fork-safe: a connection opened before then was opened there.
+_FORK_SAFE_SINCE_PID = 0
+
+
+def _remember_opener(dbapi_connection: Any, record: Any) -> None:
+    record.info["pid"] = os.getpid()
+
+
+def _refuse_inherited_connection(dbapi_connection: Any, record: Any, proxy: Any) -> None:
+    from sqlalchemy.exc import DisconnectionError
+
+    owner = record.info.setdefault("pid", _FORK_SAFE_SINCE_PID)
+    if owner != os.getpid():
+        record.dbapi_connection = proxy.dbapi_connection = None  # left to the process that opened it
+        raise DisconnectionError(f"connection opened by process {owner}, not this one ({os.getpid()})")
+
+
 def create_store(database: Path) -> None:
     """Create and migrate a new SQLite store in a temporary file, then rename it into place: a process
     killed during MLflow's migrations leaves no store rather than a half-migrated one for good."""

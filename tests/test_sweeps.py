@@ -103,6 +103,75 @@ def test_six_parallel_joblib_jobs_on_sqlite_lose_nothing(tmp_path: Path) -> None
     assert len({child.data.metrics["best_val_loss"] for child in children}) == 6
 
 
+def joblib_sweep(tmp_path: Path, seeds: str, *extra: str) -> tuple:
+    """A finished 2-worker joblib sweep of tiny numpy jobs: (parent, children, its output)."""
+    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    result = run_cli(
+        "-m", "hydra/launcher=joblib_local", "hydra.launcher.n_jobs=2", *extra, "framework=numpy",
+        f"trainer.seed={seeds}", f"tracking.uri={uri}", *TINY,
+    )  # fmt: skip
+    assert result.returncode == 0, result.stderr[-3000:]
+    _, parent, children = sweep_of(uri)
+    check_grouped(parent, children)
+    assert sorted(child.data.params["trainer.seed"] for child in children) == seeds.split(",")
+    assert all(child.info.status == "FINISHED" for child in children)
+    return parent, children, result.stdout + result.stderr
+
+
+def test_joblib_workers_are_forked_after_the_parent_run_and_each_runs_several_jobs(tmp_path: Path) -> None:
+    """hydra_plugins/rnnlab/joblib_launcher.py: 4 jobs in 2 workers forked from the sweep's process once
+    its parent run exists (so they inherit its imports, and open their own store connections)."""
+    parent, children, output = joblib_sweep(tmp_path, "0,1,2,3")
+    workers = {child.data.tags["heartbeat.pid"] for child in children}
+    assert len(workers) == 2 and parent.data.tags["heartbeat.pid"] not in workers
+    for child in children:
+        assert float(child.data.tags["heartbeat.process_start"]) >= parent.info.start_time / 1000 - 0.01
+    assert "4 jobs in 2 forked workers" in output
+
+
+def test_joblib_launcher_can_still_use_lokys_fresh_workers(tmp_path: Path) -> None:
+    _, _, output = joblib_sweep(tmp_path, "0,1", "hydra.launcher.backend=loky")
+    assert "loky workers" in output and "forked workers" not in output
+
+
+def test_a_forked_process_never_uses_a_pooled_connection_its_parent_opened(tmp_path: Path) -> None:
+    """src.tracking.fork_safe_connections: after a fork the child opens its own SQLite connection (one
+    carried across fork is forbidden by SQLite), and the parent's stays usable."""
+    import multiprocessing
+
+    from sqlalchemy import create_engine, event, text
+
+    from src.tracking import fork_safe_connections
+
+    engine = create_engine(f"sqlite:///{tmp_path / 'shared.db'}")
+    opened: list = []  # every DB-API connection the engine opened, kept alive (so no id is reused)
+    event.listen(engine, "connect", lambda dbapi_connection, record: opened.append(dbapi_connection))
+    with engine.connect() as connection:  # opened before the listener exists, as the sweep's store is
+        connection.execute(text("create table jobs (pid integer)"))
+        connection.commit()
+    fork_safe_connections()
+
+    def child(results) -> None:
+        import os
+
+        with engine.connect() as connection:
+            connection.execute(text("insert into jobs values (:pid)"), {"pid": os.getpid()})
+            connection.commit()
+            results.put((connection.connection.dbapi_connection is opened[0], len(opened)))
+
+    context = multiprocessing.get_context("fork")
+    results = context.Queue()
+    process = context.Process(target=child, args=(results,))
+    process.start()
+    inherited_used, opened_in_child = results.get(timeout=30)
+    process.join(timeout=30)
+    assert process.exitcode == 0
+    assert not inherited_used and opened_in_child == 2
+    with engine.connect() as connection:  # the parent's own connection, still working
+        assert connection.connection.dbapi_connection is opened[0] and len(opened) == 1
+        assert connection.execute(text("select pid from jobs")).scalar_one() == process.pid
+
+
 def test_optuna_search_minimises_and_survives_failed_trials(tmp_path: Path) -> None:
     uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
     result = run_cli(
