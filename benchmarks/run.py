@@ -9,7 +9,8 @@ Pieces (each a module here with a `rows()` function):
   cuda         torch on CUDA against torch on the CPU, on the workflow's task (one "skipped" row
                when torch sees no CUDA device)
 Run: .venv/bin/python -m benchmarks.run [--repeats N] [--only workflow,numpy_speed,sweep,checkpoints,cuda]
-Progress goes to stderr, the table to stdout. Timings on a shared machine are noisy: compare the ratios
+Progress goes to stderr, the table to stdout. The last line says how much CPU other processes took meanwhile (0 on an idle machine).
+Timings on a shared machine are noisy: compare the ratios
 (each measured within one run, the compared commands alternating), not the seconds across runs.
 """
 
@@ -20,7 +21,7 @@ import sys
 import time
 
 from benchmarks import checkpoint_cost, cuda, numpy_speed, sweep, workflow
-from benchmarks.table import Row, format_table, machine
+from benchmarks.table import Row, cpu_seconds_busy, format_table, machine, others_load
 
 PIECES = ("workflow", "numpy_speed", "sweep", "checkpoints", "cuda")
 
@@ -38,7 +39,7 @@ def main(argv: list[str] | None = None) -> None:
         parser.error(f"unknown piece(s) {', '.join(sorted(unknown))}; choose from {', '.join(PIECES)}")
 
     described = machine()
-    start = time.perf_counter()
+    start, busy = time.perf_counter(), cpu_seconds_busy()
     rows: list[Row] = []
     for piece in chosen:
         print(f"== {piece}", file=sys.stderr, flush=True)
@@ -54,7 +55,10 @@ def main(argv: list[str] | None = None) -> None:
             rows += sweep.rows(repeats=args.repeats)
     print(f"machine: {described}; torch device: {workflow.torch_cuda()}")
     print(format_table(rows))
-    print(f"({time.perf_counter() - start:.0f} s in all; {args.repeats} repeat(s); medians where repeated)")
+    seconds = time.perf_counter() - start
+    print(f"({seconds:.0f} s in all; {args.repeats} repeat(s); medians where repeated)")
+    # An idle machine is checked, not assumed: the CPU time others took while the bench ran.
+    print(f"(during the bench {others_load(busy, cpu_seconds_busy(), seconds)})")
 
 
 if __name__ == "__main__":

@@ -54,6 +54,28 @@ def format_table(rows: list[Row]) -> str:
     return "\n".join([line(header), line(["-" * width for width in widths]), *(line(cells) for cells in table[1:])])
 
 
+def cpu_seconds_busy() -> tuple[float, float]:
+    """(CPU seconds every process on the machine has used since boot, CPU seconds this process and
+    its waited-for children have used): their difference over a bench is what other jobs took."""
+    import resource
+
+    with open("/proc/stat") as stat:
+        fields = [int(value) for value in stat.readline().split()[1:]]
+    user, nice, system, _idle, _iowait, irq, softirq, steal = (fields + [0] * 8)[:8]
+    everyone = (user + nice + system + irq + softirq + steal) / os.sysconf("SC_CLK_TCK")
+    own = sum(
+        usage.ru_utime + usage.ru_stime
+        for usage in (resource.getrusage(resource.RUSAGE_SELF), resource.getrusage(resource.RUSAGE_CHILDREN))
+    )
+    return everyone, own
+
+
+def others_load(before: tuple[float, float], after: tuple[float, float], seconds: float) -> str:
+    """How busy the machine was with other jobs during a bench: their CPU seconds, as cores."""
+    others = max(0.0, (after[0] - before[0]) - (after[1] - before[1]))
+    return f"other processes used {others:.0f} CPU s in {seconds:.0f} s ({others / seconds:.2f} cores on average)"
+
+
 def machine() -> str:
     """CPU model and cores, Python and library versions: what a reader needs to compare numbers."""
     model = "unknown CPU"
