@@ -9,9 +9,9 @@ Pieces (each a module here with a `rows()` function):
   cuda         torch on CUDA against torch on the CPU, on the workflow's task (one "skipped" row
                when torch sees no CUDA device)
 Run: .venv/bin/python -m benchmarks.run [--repeats N] [--only workflow,numpy_speed,sweep,checkpoints,cuda]
-Progress goes to stderr, the table to stdout. The last line says how much CPU other processes took meanwhile (0 on an idle machine).
-Timings on a shared machine are noisy: compare the ratios
-(each measured within one run, the compared commands alternating), not the seconds across runs.
+Progress goes to stderr, the table to stdout; the last line says how much CPU other processes took
+meanwhile (0 on an idle machine). Timings on a shared machine are noisy: compare the ratios (each
+measured within one run, the compared commands alternating), not the seconds across runs.
 """
 
 from __future__ import annotations

@@ -17,8 +17,8 @@ from src import experiment
 from src.data.base import Splits
 from src.frameworks import FRAMEWORKS
 from src.predictor import Predictor
-from src.tracking import TrackedRun, check_reachable
-from src.uris import resolve_uri
+from src.tracking import TrackedRun
+from src.uris import check_reachable, resolve_uri
 
 
 @stage

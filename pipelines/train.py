@@ -25,8 +25,8 @@ from src.data.base import Splits
 from src.frameworks import FRAMEWORKS
 from src.frameworks.training import Checkpointing
 from src.resume import RUN_KEY_TAG, run_key
-from src.tracking import TrackedRun, check_reachable
-from src.uris import resolve_uri
+from src.tracking import TrackedRun
+from src.uris import check_reachable, resolve_uri
 
 
 @stage

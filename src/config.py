@@ -131,6 +131,10 @@ class TrainerConfig:
     # Save a checkpoint (weights, optimiser, RNG states, early-stopping state) every this many epochs
     # and at the end of training, so a killed run can resume in place (tracking.resume); 0 = off.
     checkpoint_every: int = 1
+    # A single run trains in a forked child process while the parent does its MLflow work, so the two
+    # overlap on two cores (src/training_process.py); false trains in the run's own process. A sweep's
+    # jobs always train in their worker. Linux only (elsewhere it is ignored).
+    subprocess: bool = True
 
     def __post_init__(self) -> None:
         require(self.epochs >= 1, "trainer.epochs", "must be an integer >= 1", self.epochs)

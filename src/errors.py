@@ -27,6 +27,10 @@ class UserError(Exception):
     """A mistake in configuration or input that the user can fix; the message says how."""
 
 
+class TrackingUnavailable(UserError):
+    """The tracking server stopped answering (or answered errors) while a run was under way."""
+
+
 class TrainingDiverged(UserError):
     """The loss became NaN or infinite; the run ends FAILED with the reason in a tag."""
 

@@ -13,39 +13,32 @@ import logging
 import tempfile
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, cast
+from typing import TYPE_CHECKING, Any, cast
 
-from mlflow import MlflowClient
 from omegaconf import DictConfig, OmegaConf
 
 from src import data, plots, tasks
 from src.config import Config
 from src.data.base import Splits
-from src.errors import UserError, require
+from src.errors import TrackingUnavailable, UserError, require
 from src.evaluation import Evaluation, evaluate
 from src.frameworks import backend_class
-from src.frameworks.base import cpu_threads
 from src.frameworks.checkpoint import Checkpoint, EpochResult
 from src.frameworks.spec import ModelSpec
 from src.frameworks.training import Checkpointing, FitResult
-from src.leaderboard import REUSED_TAG_PREFIX
 from src.predictor import Predictor
-from src.registry import register_run_model
 from src.resume import RUN_KEY_TAG, UNFINISHED, RunClaim, end_dead_runs, run_key, runs_with_key
 from src.settings import settings_from
 from src.sweep import SweepContext, ray_node_tags
 from src.tasks import FINAL_LOSS_METRICS
 from src.tasks.task import Task
-from src.tracking import (
-    TrackedRun,
-    TrackingUnavailable,
-    check_reachable,
-    ensure_experiment,
-    flatten,
-    record_failed_run,
-    server_errors,
-)
-from src.uris import redact, resolve_uri, spool_folder, sqlite_path
+from src.training_process import TrainingProcess, can_fork, fit_here
+from src.uris import check_reachable, is_server, redact, resolve_uri, spool_folder, sqlite_path
+
+if TYPE_CHECKING:
+    from mlflow import MlflowClient
+
+    from src.tracking import TrackedRun
 
 log = logging.getLogger(__name__)
 
@@ -98,14 +91,33 @@ def check_objective(objective: str, task: Task, splits: Splits) -> None:
     )
 
 
-def check_ready(settings: Config, splits: Splits) -> Task:
+def check_ready(settings: Config, splits: Splits, check_device: bool = True) -> Task:
     """Every check that needs the data, before any run starts (shared by src.train and the DVC stages);
-    returns the dataset's task, resolved once here. Importing the framework is part of the check."""
+    returns the dataset's task, resolved once here. Importing the framework is part of the device check,
+    which a training process does itself (`start_training`)."""
     task = tasks.get(splits.info.task)
     check_fits_data(settings, splits)
     check_objective(settings.objective, task, splits)
-    backend_class(settings.framework.name.value).check_device(settings.framework.device)
+    if check_device:
+        backend_class(settings.framework.name.value).check_device(settings.framework.device)
     return task
+
+
+def start_training(cfg: DictConfig, sweep: SweepContext | None) -> TrainingProcess | None:
+    """For a single run with trainer.subprocess: check what needs no MLflow (config, server, data), then
+    fork the process that trains (src/training_process.py) before this one imports MLflow. None for a
+    sweep's job (its worker is the training process) or where processes cannot fork."""
+    if sweep is not None or not can_fork():
+        return None
+    settings = settings_from(cfg)
+    if not settings.trainer.subprocess:
+        return None
+    check_reachable(resolve_uri(settings.tracking.uri))
+    splits = data.generate(settings.dataset, settings.trainer.seed)
+    task = check_ready(settings, splits, check_device=False)
+    # A run that may continue or reuse an earlier one learns which before it trains.
+    waits = settings.tracking.resume or settings.tracking.skip_finished
+    return TrainingProcess.start(settings, splits, task, wait_for_go=waits)
 
 
 def run_tags(settings: Config, splits: Splits, overrides: list[str] | None = None) -> dict[str, str]:
@@ -120,27 +132,43 @@ def run_tags(settings: Config, splits: Splits, overrides: list[str] | None = Non
     }
 
 
-def run(cfg: DictConfig, overrides: list[str] | None = None, sweep: SweepContext | None = None) -> Outcome:
+def run(
+    cfg: DictConfig,
+    overrides: list[str] | None = None,
+    sweep: SweepContext | None = None,
+    trainer: TrainingProcess | None = None,
+) -> Outcome:
     """Run the composed config end to end and return what it measured.
 
     As a job of a sweep, the run is a child of the sweep's parent run; a job whose config fails its
     checks is recorded as a FAILED child so the sweep shows it. With `tracking.skip_finished` a config
     that already has a FINISHED run (same run_key) reuses it; with `tracking.resume` an unfinished one
-    continues in place from its last checkpoint.
+    continues in place from its last checkpoint. With a `trainer` (`start_training`) the network trains
+    in that process, whose settings and data were checked before it started.
     """
+    from src.registry import register_run_model
+    from src.tracking import TrackedRun, ensure_experiment, record_failed_run, server_errors
+
     claim = None
     try:
-        settings = settings_from(cfg)
-        uri = resolve_uri(settings.tracking.uri)
-        check_reachable(uri)
-        splits = data.generate(settings.dataset, settings.trainer.seed)
-        task = check_ready(settings, splits)
+        if trainer is None:
+            settings = settings_from(cfg)
+            uri = resolve_uri(settings.tracking.uri)
+            check_reachable(uri)
+            splits = data.generate(settings.dataset, settings.trainer.seed)
+            task = check_ready(settings, splits)
+        else:
+            settings, splits, task = trainer.settings, trainer.splits, trainer.task
+            uri = resolve_uri(settings.tracking.uri)
         make_checkpoint_folder(uri)
         tags = run_tags(settings, splits, overrides)
         resolved = cast(dict[str, Any], OmegaConf.to_container(cfg, resolve=True, enum_to_str=True))
         tags[RUN_KEY_TAG] = run_key(resolved, tags["data_digest"])
         if sweep is not None:
             tags["sweep_id"] = sweep.sweep_id
+        if trainer is not None:
+            import_store(uri)  # while the training process builds its network
+            trainer.wait_ready()  # its framework and device work: only now may a store or a run be made
         with server_errors(uri):
             experiment_id = ensure_experiment(uri, settings.tracking.experiment)
             if settings.tracking.skip_finished:
@@ -193,7 +221,7 @@ def run(cfg: DictConfig, overrides: list[str] | None = None, sweep: SweepContext
             )
             tracked.checkpoint = checkpointing.path if settings.trainer.checkpoint_every else None
             try:
-                trained = train(settings, task, splits, tracked, checkpointing)
+                trained = train(settings, task, splits, tracked, checkpointing, trainer)
                 evaluation, metrics = report(trained.predictor, splits, tracked, settings.tracking.log_model)
             except TrackingUnavailable as error:
                 raise TrackingUnavailable(
@@ -207,6 +235,13 @@ def run(cfg: DictConfig, overrides: list[str] | None = None, sweep: SweepContext
     if settings.tracking.registered_model and sweep is None:  # a sweep registers only its best job's
         register_run_model(uri, outcome.run_id, settings.tracking.registered_model)
     return outcome
+
+
+def import_store(uri: str) -> None:
+    """Import what opening this store needs (SQLAlchemy and MLflow's schema for a SQLite or database
+    store, about 1 s) without opening it, so that nothing is created before the checks have passed."""
+    if not is_server(uri):
+        import mlflow.store.tracking.sqlalchemy_store  # noqa: F401
 
 
 def download_checkpoint(client: MlflowClient, run_id: str, path: Path) -> Checkpoint | None:
@@ -229,6 +264,10 @@ def reuse_finished(
 ) -> Outcome | None:
     """The newest FINISHED run with this key (with a logged model, when one is asked for), as this job's
     outcome; a sweep's parent counts it."""
+    from mlflow import MlflowClient
+
+    from src.leaderboard import REUSED_TAG_PREFIX
+
     client = MlflowClient(uri)
     finished = [
         run
@@ -307,6 +346,8 @@ class Claim:
 def claim_unfinished(uri: str, experiment_id: str, key: str) -> Claim | None:
     """End dead runs of this store KILLED, then take the newest unfinished run with this key that no
     other process owns. Its checkpoint, if any, is where training continues."""
+    from mlflow import MlflowClient
+
     client = MlflowClient(uri)
     for dead in end_dead_runs(client, [experiment_id]):
         log.warning("run %s was RUNNING but its process is gone: ended KILLED", dead.info.run_id)
@@ -334,41 +375,52 @@ def claim_unfinished(uri: str, experiment_id: str, key: str) -> Claim | None:
 
 
 def train(
-    settings: Config, task: Task, splits: Splits, tracked: TrackedRun, checkpointing: Checkpointing | None = None
+    settings: Config,
+    task: Task,
+    splits: Splits,
+    tracked: TrackedRun,
+    checkpointing: Checkpointing | None = None,
+    trainer: TrainingProcess | None = None,
 ) -> Trained:
-    """Fit the configured network, logging every epoch and the loss curve: the task's loss, for
-    regression the MSE in original units."""
+    """Fit the configured network (here, or in `trainer`'s process), logging every epoch and the loss
+    curve: the task's loss, for regression the MSE in original units."""
     standardizer = task.standardizer(splits, settings.dataset.standardize)
-    spec = ModelSpec.from_config(settings.model, *task.network_sizes(splits), task.head)
-    backend = backend_class(settings.framework.name.value).build(
-        spec, settings.trainer.seed, settings.framework.device, settings.model.init.value
-    )
-    tracked.set_tags({"device": backend.device})
+    if trainer is None:
+        spec = ModelSpec.from_config(settings.model, *task.network_sizes(splits), task.head)
+        backend = backend_class(settings.framework.name.value).build(
+            spec, settings.trainer.seed, settings.framework.device, settings.model.init.value
+        )
+        device = backend.device
+    else:
+        device = trainer.wait_ready()
+    tracked.set_tags({"device": device})
     scale = standardizer.loss_scale
 
     def in_original_units(result: EpochResult) -> EpochResult:
         return EpochResult(result.epoch, result.train_loss * scale, result.val_loss * scale, result.seconds)
 
     log.info(
-        "training %s %s on %s (%d train / %d val / %d test sequences) on %s",
-        backend.name,
-        spec.cell,
+        "training %s %s on %s (%d train / %d val / %d test sequences) on %s%s",
+        settings.framework.name.value,
+        settings.model.cell.value,
         splits.info.name,
         len(splits.train),
         len(splits.val),
         len(splits.test),
-        backend.device,
+        device,
+        f" in process {trainer.pid}" if trainer else "",
     )
-    # Without a validation split (dataset.val_fraction=0) early stopping and val_loss watch the training set.
-    watched = splits.val if len(splits.val) else splits.train
-    with cpu_threads(settings.framework.threads):
-        fit = backend.fit(
-            standardizer.transform(splits.train),
-            standardizer.transform(watched),
-            settings.trainer,
-            lambda result: tracked.log_epoch(in_original_units(result)),
-            checkpointing,
-        )
+
+    def on_epoch(result: EpochResult, ended_at: float | None = None) -> None:
+        tracked.log_epoch(in_original_units(result), ended_at)
+
+    if trainer is not None:
+        checkpointing = checkpointing or Checkpointing()
+        trainer.go(checkpointing.path if checkpointing.every else None, checkpointing.resume_from)
+        fit, predictor = trainer.results(on_epoch)
+    else:
+        fit = fit_here(backend, settings, standardizer, splits, on_epoch, checkpointing)
+        predictor = Predictor(backend, standardizer, task, list(splits.info.classes))
     fit = FitResult([in_original_units(result) for result in fit.history], fit.best_epoch, fit.stopped_early)
     metrics = {
         "best_epoch": float(fit.best_epoch),
@@ -379,7 +431,7 @@ def train(
     }
     tracked.log_metrics(metrics)
     tracked.log_figure(plots.loss_curve(fit, plot_title(tracked, splits), task.loss_label), "plots/loss_curve.png")
-    return Trained(Predictor(backend, standardizer, task, list(splits.info.classes)), fit, metrics)
+    return Trained(predictor, fit, metrics)
 
 
 def report(
@@ -410,6 +462,8 @@ def report(
 def run_params(cfg: DictConfig | dict, splits: Splits) -> dict[str, object]:
     """The resolved config with dotted keys (credentials removed), plus the data's sizes."""
     tree = OmegaConf.to_container(cfg, resolve=True, enum_to_str=True) if isinstance(cfg, DictConfig) else cfg
+    from src.tracking import flatten
+
     params = flatten(tree)  # type: ignore[arg-type]
     if params.get("tracking.uri"):
         params["tracking.uri"] = redact(str(params["tracking.uri"]))

@@ -31,7 +31,7 @@ log = logging.getLogger(__name__)
 RUN_KEY_TAG = "run_key"
 # Config keys that do not change what is trained: where it is tracked, how often it is checkpointed,
 # and which metric a sweeper reads afterwards.
-KEYS_WITHOUT_EFFECT = ("tracking", "trainer.checkpoint_every", "objective")
+KEYS_WITHOUT_EFFECT = ("tracking", "trainer.checkpoint_every", "trainer.subprocess", "objective")
 UNFINISHED = ("KILLED", "FAILED")
 HOST_TAG, PID_TAG, START_TAG = "heartbeat.host", "heartbeat.pid", "heartbeat.process_start"
 

@@ -54,8 +54,8 @@ class Selection:
 
 def read_store(tracking_uri: str | None, source: str = "--tracking-uri") -> tuple[str, MlflowClient]:
     """Resolve and open an existing store for reading: a mistyped path or a dead server is one line."""
-    from src.tracking import check_reachable, check_store_exists, open_client
-    from src.uris import resolve_uri
+    from src.tracking import check_store_exists, open_client
+    from src.uris import check_reachable, resolve_uri
 
     uri = resolve_uri(tracking_uri, source)
     check_reachable(uri)

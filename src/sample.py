@@ -146,8 +146,8 @@ def main(argv: list[str] | None = None) -> None:
         import numpy as np
 
         from src.tasks.language_model import generate_text
-        from src.tracking import check_reachable, check_store_exists
-        from src.uris import resolve_uri
+        from src.tracking import check_store_exists
+        from src.uris import check_reachable, resolve_uri
 
         tracking_uri = resolve_uri(args.tracking_uri, "--tracking-uri")
         check_reachable(tracking_uri)

@@ -71,8 +71,8 @@ class MlflowSweepCallback(Callback):
         from mlflow import MlflowClient
 
         from src.resume import end_dead_runs, process_tags
-        from src.tracking import check_reachable, ensure_experiment
-        from src.uris import redact, resolve_uri
+        from src.tracking import ensure_experiment
+        from src.uris import check_reachable, redact, resolve_uri
 
         self.uri = resolve_uri(OmegaConf.select(config, "tracking.uri"))
         check_reachable(self.uri)

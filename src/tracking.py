@@ -6,7 +6,6 @@ A `TrackedRun` ends FINISHED when its block succeeds, FAILED on an exception (th
 
 from __future__ import annotations
 
-import base64
 import contextlib
 import functools
 import logging
@@ -14,8 +13,6 @@ import os
 import subprocess
 import tempfile
 import time
-import urllib.error
-import urllib.request
 import uuid
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
@@ -23,7 +20,6 @@ from importlib.metadata import version
 from pathlib import Path
 from types import TracebackType
 from typing import TYPE_CHECKING, Any
-from urllib.parse import urlsplit, urlunsplit
 
 import mlflow
 import numpy as np
@@ -31,7 +27,7 @@ from mlflow import MlflowClient
 from mlflow.entities import RunStatus, RunTag
 
 from src.data.base import Splits
-from src.errors import UserError
+from src.errors import TrackingUnavailable, UserError
 from src.frameworks.checkpoint import EpochResult
 from src.paths import PROJECT_ROOT
 from src.uris import is_server, redact, sqlite_path
@@ -70,7 +66,6 @@ def apply_mlflow_defaults() -> None:
 
 
 MODEL_CODE = Path(__file__).with_name("mlflow_model.py")
-REACHABILITY_TIMEOUT_S = 5.0
 
 
 def check_store_exists(uri: str) -> None:
@@ -98,27 +93,6 @@ def keep_credentials_off_screen(uri: str) -> None:
         os.environ["MLFLOW_SUPPRESS_PRINTING_URL_TO_STDOUT"] = "true"
 
 
-def check_reachable(uri: str) -> None:
-    """Fail in seconds, before any training, when an HTTP tracking server does not answer."""
-    apply_mlflow_defaults()
-    if not is_server(uri):
-        return
-    parts = urlsplit(uri)
-    request = urllib.request.Request(urlunsplit(parts._replace(path=parts.path.rstrip("/") + "/health", query="")))
-    username, password = os.environ.get("MLFLOW_TRACKING_USERNAME"), os.environ.get("MLFLOW_TRACKING_PASSWORD")
-    if username is not None:  # as MLflow's client will send them
-        token = base64.b64encode(f"{username}:{password or ''}".encode()).decode()
-        request.add_header("Authorization", f"Basic {token}")
-    elif os.environ.get("MLFLOW_TRACKING_TOKEN"):
-        request.add_header("Authorization", f"Bearer {os.environ['MLFLOW_TRACKING_TOKEN']}")
-    try:
-        with urllib.request.urlopen(request, timeout=REACHABILITY_TIMEOUT_S):
-            pass
-    except (urllib.error.URLError, OSError, ValueError) as error:
-        reason = getattr(error, "reason", error)
-        raise UserError(f"tracking server {redact(uri)} is unreachable ({reason})") from None
-
-
 def flatten(tree: Mapping[str, Any], prefix: str = "") -> dict[str, Any]:
     """{"trainer": {"lr": 0.1}} → {"trainer.lr": 0.1}: the resolved config as MLflow params."""
     flat: dict[str, Any] = {}
@@ -139,10 +113,6 @@ def git_commit() -> str | None:
     except (OSError, subprocess.SubprocessError):
         return None
     return result.stdout.strip() or None
-
-
-class TrackingUnavailable(UserError):
-    """The tracking server stopped answering (or answered errors) while a run was under way."""
 
 
 @contextmanager
@@ -445,14 +415,16 @@ class TrackedRun:
         mlflow.log_params({key: "None" if value is None else redact(str(value)) for key, value in params.items()})
 
     @_guarded
-    def log_epoch(self, result: EpochResult) -> None:
+    def log_epoch(self, result: EpochResult, ended_at: float | None = None) -> None:
         """Asynchronous: epochs go to the store in batches in the background and are flushed at end_run.
         Epochs a resumed run already holds are skipped; a synchronous heartbeat every HEARTBEAT_SECONDS
-        says the owner lives, and notices a server that stopped answering."""
+        says the owner lives, and notices a server that stopped answering. `ended_at` (time.time()) is
+        when the epoch ended, where that was in another process; now by default."""
         values = {"train_loss": result.train_loss, "val_loss": result.val_loss, "epoch_seconds": result.seconds}
         missing = {name: value for name, value in values.items() if result.epoch not in self.logged_steps.get(name, ())}
         if missing:
-            mlflow.log_metrics(missing, step=result.epoch, synchronous=False)
+            timestamp = round(ended_at * 1000) if ended_at is not None else None
+            mlflow.log_metrics(missing, step=result.epoch, synchronous=False, timestamp=timestamp)
         if time.monotonic() - self._last_heartbeat >= HEARTBEAT_SECONDS:
             mlflow.set_tags(
                 {"heartbeat.time": f"{time.time():.3f}", "heartbeat.epoch": str(result.epoch)}, synchronous=True

@@ -19,7 +19,7 @@ import hydra
 from hydra.core.hydra_config import HydraConfig
 from omegaconf import DictConfig
 
-from src.errors import UserError, stop_on_sigterm
+from src.errors import TrackingUnavailable, UserError, stop_on_sigterm
 from src.tasks import worst_value
 
 log = logging.getLogger(__name__)
@@ -29,16 +29,20 @@ log = logging.getLogger(__name__)
 def main(cfg: DictConfig) -> float:
     from src import experiment  # after composition: a bad override fails before heavy imports
     from src.sweep import SweepContext
-    from src.tracking import TrackingUnavailable
 
     stop_on_sigterm()
     sweep = SweepContext.from_environment()
+    trainer = None
     try:
-        outcome = experiment.run(cfg, list(HydraConfig.get().overrides.task), sweep)
+        # The training process is forked before MLflow is imported here (src/training_process.py).
+        trainer = experiment.start_training(cfg, sweep)
+        outcome = experiment.run(cfg, list(HydraConfig.get().overrides.task), sweep, trainer)
     except TrackingUnavailable as error:
         # The server is gone: say where the training state is and how to resume, then leave at once.
         # A normal exit would wait on MLflow's background logging and exit hooks, each a call to that
         # same server.
+        if trainer is not None:
+            trainer.stop()
         print(f"error: {error}", file=sys.stderr, flush=True)
         logging.shutdown()
         sys.stdout.flush()
@@ -55,6 +59,9 @@ def main(cfg: DictConfig) -> float:
             raise
         log.exception("job failed")  # a bug: keep the traceback, but let the sweep go on
         return worst_value(cfg.objective)
+    finally:
+        if trainer is not None:
+            trainer.stop()  # a no-op once it has finished; else (an error, Ctrl-C) it must not go on
     print(outcome.table())
     print(f"run {outcome.run_id}: {cfg.objective} = {outcome.objective(cfg.objective):.6g}")
     return outcome.objective(cfg.objective)

@@ -10,10 +10,13 @@ so the check costs nothing at start-up.
 
 from __future__ import annotations
 
+import base64
 import os
 import re
+import urllib.error
+import urllib.request
 from pathlib import Path
-from urllib.parse import parse_qsl, urlsplit
+from urllib.parse import parse_qsl, urlsplit, urlunsplit
 
 from src.errors import UserError
 from src.paths import DEFAULT_TRACKING_DB
@@ -119,3 +122,26 @@ def spool_folder() -> Path:
 
 def is_server(uri: str) -> bool:
     return uri.startswith(("http://", "https://"))
+
+
+REACHABILITY_TIMEOUT_S = 5.0
+
+
+def check_reachable(uri: str) -> None:
+    """Fail in seconds, before any training, when an HTTP tracking server does not answer."""
+    if not is_server(uri):
+        return
+    parts = urlsplit(uri)
+    request = urllib.request.Request(urlunsplit(parts._replace(path=parts.path.rstrip("/") + "/health", query="")))
+    username, password = os.environ.get("MLFLOW_TRACKING_USERNAME"), os.environ.get("MLFLOW_TRACKING_PASSWORD")
+    if username is not None:  # as MLflow's client will send them
+        token = base64.b64encode(f"{username}:{password or ''}".encode()).decode()
+        request.add_header("Authorization", f"Basic {token}")
+    elif os.environ.get("MLFLOW_TRACKING_TOKEN"):
+        request.add_header("Authorization", f"Bearer {os.environ['MLFLOW_TRACKING_TOKEN']}")
+    try:
+        with urllib.request.urlopen(request, timeout=REACHABILITY_TIMEOUT_S):
+            pass
+    except (urllib.error.URLError, OSError, ValueError) as error:
+        reason = getattr(error, "reason", error)
+        raise UserError(f"tracking server {redact(uri)} is unreachable ({reason})") from None

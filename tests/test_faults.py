@@ -25,6 +25,11 @@ pytestmark = pytest.mark.slow
 SMALL = ["dataset=sum", "dataset.num_samples=300", "model.hidden_size=8", "tracking.log_model=false"]
 
 
+def longer_epochs(num_samples: int) -> list[str]:
+    """SMALL with more sequences, for a test that must catch a run mid-training."""
+    return [*(arg for arg in SMALL if not arg.startswith("dataset.num_samples")), f"dataset.num_samples={num_samples}"]
+
+
 def start_cli(*args: str) -> subprocess.Popen:
     environment = {key: value for key, value in os.environ.items() if key != "MLFLOW_RUN_ID"}
     return subprocess.Popen(
@@ -52,11 +57,15 @@ def wait_for(condition, timeout: float = 120, what: str = "condition") -> None:
 
 
 def kill_9_when(process: subprocess.Popen, condition, what: str, timeout: float = 120) -> None:
-    """SIGKILL `process` (nothing it can catch: an OOM kill) as soon as `condition` holds."""
+    """SIGKILL `process` (nothing it can catch: an OOM kill) as soon as `condition` holds; the processes
+    it started (a single run's training process) must die with it."""
     try:
         wait_for(condition, timeout=timeout, what=what)
+        started = descendants(process.pid)
         process.send_signal(signal.SIGKILL)
         process.wait(timeout=30)
+        _, alive = psutil.wait_procs(started, timeout=10)
+        assert not alive, f"still running after kill -9 of their parent: {[child.pid for child in alive]}"
     finally:
         process.kill()
 
@@ -77,7 +86,9 @@ def epochs_logged(uri: str, database: Path) -> int:
 def test_kill_9_mid_training_then_resume_finishes_that_run_like_an_uninterrupted_one(tmp_path, framework) -> None:
     config = [
         f"framework={framework}",
-        *SMALL,
+        # Epochs long enough (about 0.1 s) to see the run RUNNING with 5 of them logged: the training
+        # process does not wait for the logging, and tiny epochs would all be done before a kill landed.
+        *longer_epochs({"numpy": 3000, "torch": 1500, "keras": 1000}[framework]),
         "model.num_layers=2",
         "model.dropout=0.2",
         "trainer.epochs=30",
@@ -451,7 +462,7 @@ def test_a_kill_during_the_creation_of_a_new_store_leaves_no_broken_store(tmp_pa
 
 
 def test_a_damaged_checkpoint_resumes_the_run_from_the_start(tmp_path) -> None:
-    config = ["framework=numpy", *SMALL, "trainer.epochs=200", "trainer.patience=0"]
+    config = ["framework=numpy", *longer_epochs(3000), "trainer.epochs=200", "trainer.patience=0"]
     uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
     process = start_cli(*config, f"tracking.uri={uri}")
     kill_9_when(process, lambda: epochs_logged(uri, tmp_path / "mlflow.db") >= 3, "3 epochs")

@@ -49,10 +49,20 @@ class Checkpointing:
     path: Path | None = None
     every: int = 0
     resume_from: Checkpoint | None = None
+    # Where to save when `path` is not known yet at the start (a run created while training starts,
+    # src/training_process.py): asked when the first checkpoint is due.
+    locate: Callable[[], Path] | None = None
 
     def due(self, epoch: int, last: bool) -> bool:
         """Every `every` epochs and after the last one, so the trained weights are never only in memory."""
-        return self.path is not None and self.every > 0 and (last or epoch % self.every == 0)
+        saves = self.path is not None or self.locate is not None
+        return saves and self.every > 0 and (last or epoch % self.every == 0)
+
+    def target(self) -> Path:
+        if self.path is not None:
+            return self.path
+        assert self.locate is not None, "due() is only true with a path or a way to find it"
+        return self.locate()
 
 
 class TrainingSteps(NamedTuple):
@@ -164,7 +174,7 @@ def run_epochs(
             stop = monitor.end_epoch(train_loss, current_val_loss, time.perf_counter() - start, get_weights)
             finished = stop or monitor.epoch >= trainer.epochs
             if checkpointing.due(monitor.epoch, finished):
-                monitor.checkpoint(framework, steps.state(), finished).save(checkpointing.path)  # type: ignore[arg-type]
+                monitor.checkpoint(framework, steps.state(), finished).save(checkpointing.target())
     finally:
         monitor.close()
     if monitor.best_state is not None:

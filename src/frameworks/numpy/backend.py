@@ -94,15 +94,18 @@ class NumpyBackend:
             set_rng_state(rng, saved["rng/batches"])
             set_rng_state(dropout_rng, saved["rng/dropout"])
 
-        return run_epochs(
-            self.name,
-            trainer,
-            on_epoch,
-            TrainingSteps(train_epoch, val_loss, state, load_state),
-            self.get_weights,
-            self.set_weights,
-            checkpointing,
-        )
+        # A diverging network overflows: that is reported once, as TrainingDiverged (one line), not as
+        # NumPy's warnings from inside the arithmetic.
+        with np.errstate(over="ignore", invalid="ignore", divide="ignore"):
+            return run_epochs(
+                self.name,
+                trainer,
+                on_epoch,
+                TrainingSteps(train_epoch, val_loss, state, load_state),
+                self.get_weights,
+                self.set_weights,
+                checkpointing,
+            )
 
     def predict(self, x: np.ndarray) -> np.ndarray:
         return predict_in_batches(lambda part: network.forward(self.params, self.spec, part)[0], x, self.spec)

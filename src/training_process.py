@@ -1,0 +1,275 @@
+"""A single run trains in a forked child process while this process does the run's MLflow work.
+
+`python -m src.train` (one run, not a sweep's job, with `trainer.subprocess=true`, the default on
+Linux) forks as soon as the config is checked and the data generated, before MLflow is imported. The
+child imports the framework, builds the network and trains on one core, while the parent imports
+MLflow, opens the store, creates the run and logs its set-up on the other, then logs each epoch the
+child sends and imports what evaluation and model logging will need. On the 2-core machine this
+takes 2-3 s of fixed cost off every run (benchmarks/workflow.py); the numbers are the same as
+training in one process (same operations, same seed; tested).
+
+The protocol, over one pipe: the child sends ("ready", device) once its network is built, then
+("epoch", EpochResult) per epoch and ("done", FitResult, directory) with the trained predictor saved
+in a temporary directory, or ("error", exception). The parent sends ("go", checkpoint path, checkpoint
+to resume from) once the run exists: a plain run starts training without waiting for it (the child
+waits only when its first checkpoint is due), a resumed or possibly reused run waits for it first.
+
+Faults: the child dies with its parent (PR_SET_PDEATHSIG), so kill -9 of the run's process leaves no
+training behind; Ctrl-C or SIGTERM interrupts both, and the parent ends the run KILLED after
+stopping the child; a child that dies or fails ends the run FAILED with its reason.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import os
+import pickle
+import shutil
+import signal
+import sys
+import tempfile
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from multiprocessing.connection import Connection, Pipe
+from pathlib import Path
+
+from src.config import Config
+from src.data.base import Splits
+from src.data.scaling import Standardizer
+from src.errors import UserError
+from src.frameworks import backend_class
+from src.frameworks.base import Backend, cpu_threads
+from src.frameworks.checkpoint import Checkpoint, EpochResult
+from src.frameworks.spec import ModelSpec
+from src.frameworks.training import Checkpointing, FitResult
+from src.predictor import Predictor
+from src.tasks.task import Task
+
+log = logging.getLogger(__name__)
+
+STOP_GRACE_SECONDS = 5.0
+
+
+def can_fork() -> bool:
+    """Forking is how the child gets the config and data without pickling: Linux (and POSIX) only."""
+    return hasattr(os, "fork") and sys.platform.startswith("linux")
+
+
+@dataclass(frozen=True)
+class Go:
+    checkpoint_path: Path | None
+    resume_from: Checkpoint | None
+
+
+class TrainingProcess:
+    """The parent's handle on the child that trains (see the module's docstring)."""
+
+    def __init__(self, pid: int, connection: Connection, settings: Config, splits: Splits, task: Task) -> None:
+        self.pid, self.connection = pid, connection
+        self.settings, self.splits, self.task = settings, splits, task
+        self.device: str | None = None
+        self._stopped = False
+
+    @classmethod
+    def start(cls, settings: Config, splits: Splits, task: Task, wait_for_go: bool) -> TrainingProcess:
+        """Fork the child, which builds the network at once and, unless `wait_for_go`, starts training."""
+        parent_end, child_end = Pipe()
+        pid = os.fork()
+        if pid == 0:  # the child: never returns
+            parent_end.close()
+            _child(child_end, settings, splits, task, wait_for_go)
+        child_end.close()
+        return cls(pid, parent_end, settings, splits, task)
+
+    def wait_ready(self) -> str:
+        """The device the child's network is on, once built: a framework or device the machine lacks
+        fails here, before any run exists."""
+        if self.device is None:
+            kind, *values = self._receive()
+            if kind != "ready":
+                raise RuntimeError(f"training process sent {kind!r} before its network was built")
+            self.device = values[0]
+        return self.device
+
+    def go(self, checkpoint_path: Path | None, resume_from: Checkpoint | None) -> None:
+        self._send(("go", Go(checkpoint_path, resume_from)))
+
+    def results(self, on_epoch: Callable[[EpochResult, float], None]) -> tuple[FitResult, Predictor]:
+        """Pass each epoch to `on_epoch` as the child finishes it; the fit and the trained predictor.
+        Meanwhile this process imports what evaluation needs (the framework, matplotlib)."""
+        warm_up(self.settings.framework.name.value)
+        while True:
+            kind, *values = self._receive()
+            if kind == "epoch":
+                on_epoch(*values)  # the result and when it ended
+            elif kind == "done":
+                fit, directory = values
+                try:
+                    predictor = Predictor.load(Path(directory), self.settings.framework.device)
+                finally:
+                    shutil.rmtree(directory, ignore_errors=True)
+                self._reap()
+                return fit, predictor
+            else:
+                raise RuntimeError(f"training process sent {kind!r} during training")
+
+    def stop(self) -> None:
+        """Stop the child if it still runs (SIGTERM: it stops between steps; SIGKILL after a grace)."""
+        if self._stopped:
+            return
+        self._stopped = True
+        self.connection.close()
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(self.pid, signal.SIGTERM)
+        _wait_or_kill(self.pid, STOP_GRACE_SECONDS)
+
+    def _reap(self) -> None:
+        self._stopped = True
+        self.connection.close()
+        _wait_or_kill(self.pid, STOP_GRACE_SECONDS)
+
+    def _send(self, message: tuple) -> None:
+        try:
+            self.connection.send(message)
+        except (BrokenPipeError, OSError):
+            self._receive()  # the child's own error, or that it died
+            raise
+
+    def _receive(self) -> tuple:
+        try:
+            message = self.connection.recv()
+        except (EOFError, OSError):
+            status = _wait_or_kill(self.pid, STOP_GRACE_SECONDS)
+            self._stopped = True
+            raise RuntimeError(f"the training process (pid {self.pid}) died: {status}") from None
+        if message[0] == "error":
+            self._reap()
+            raise message[1]
+        return message
+
+
+def fit_here(
+    backend: Backend,
+    settings: Config,
+    standardizer: Standardizer,
+    splits: Splits,
+    on_epoch: Callable[[EpochResult], None],
+    checkpointing: Checkpointing | None,
+) -> FitResult:
+    """Train `backend` in this process on the standardised splits: what the child does, and what a run
+    without a training process does itself."""
+    # Without a validation split (dataset.val_fraction=0) early stopping and val_loss watch the training set.
+    watched = splits.val if len(splits.val) else splits.train
+    with cpu_threads(settings.framework.threads):
+        return backend.fit(
+            standardizer.transform(splits.train),
+            standardizer.transform(watched),
+            settings.trainer,
+            on_epoch,
+            checkpointing,
+        )
+
+
+def warm_up(framework: str) -> None:
+    """Import now, while the child trains on the other core, what the parent needs after training."""
+    backend_class(framework)
+    import matplotlib.backends.backend_agg  # noqa: F401  # mlflow.log_figure draws with Agg
+    import matplotlib.figure  # noqa: F401
+
+
+def _wait_or_kill(pid: int, grace_seconds: float) -> str:
+    """Wait for the child to exit, killing it after `grace_seconds`; how it ended."""
+    deadline = time.monotonic() + grace_seconds
+    while True:
+        try:
+            done, status = os.waitpid(pid, os.WNOHANG)
+        except ChildProcessError:
+            return "already reaped"
+        if done:
+            if os.WIFSIGNALED(status):
+                return f"killed by signal {os.WTERMSIG(status)}"
+            return f"exit code {os.WEXITSTATUS(status)}"
+        if time.monotonic() >= deadline:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGKILL)
+            deadline = float("inf")
+        time.sleep(0.01)
+
+
+def _portable(error: BaseException) -> BaseException:
+    """The exception itself when it survives pickling, else one that says the same."""
+    try:
+        return pickle.loads(pickle.dumps(error))
+    except Exception:
+        kind = UserError if isinstance(error, UserError) else RuntimeError
+        return kind(f"{type(error).__name__}: {error}")
+
+
+def _die_with_parent() -> None:
+    """SIGKILL this process when its parent dies, however it dies (Linux prctl PR_SET_PDEATHSIG)."""
+    import ctypes
+
+    with contextlib.suppress(OSError, AttributeError):
+        ctypes.CDLL(None, use_errno=True).prctl(1, signal.SIGKILL, 0, 0, 0)
+    if os.getppid() == 1:  # the parent died before the call above
+        os._exit(1)
+
+
+def _child(connection: Connection, settings: Config, splits: Splits, task: Task, wait_for_go: bool) -> None:
+    """Build, train, save; report each step to the parent. Ends the process (never returns)."""
+    code = 0
+    try:
+        _die_with_parent()
+        go: list[Go] = []
+
+        def receive_go() -> Go:
+            if not go:
+                kind, value = connection.recv()
+                if kind != "go":
+                    raise RuntimeError(f"expected go, got {kind!r}")
+                go.append(value)
+            return go[0]
+
+        backend_type = backend_class(settings.framework.name.value)
+        backend_type.check_device(settings.framework.device)
+        standardizer = task.standardizer(splits, settings.dataset.standardize)
+        spec = ModelSpec.from_config(settings.model, *task.network_sizes(splits), task.head)
+        backend = backend_type.build(spec, settings.trainer.seed, settings.framework.device, settings.model.init.value)
+        connection.send(("ready", backend.device))
+        first = receive_go() if wait_for_go else None
+
+        def checkpoint_path() -> Path:
+            path = receive_go().checkpoint_path
+            assert path is not None, "a checkpoint is due, so the parent named its path"
+            return path
+
+        checkpointing = Checkpointing(
+            first.checkpoint_path if first else None,
+            settings.trainer.checkpoint_every,
+            first.resume_from if first else None,
+            locate=None if first else checkpoint_path,
+        )
+        fit = fit_here(
+            backend,
+            settings,
+            standardizer,
+            splits,
+            lambda result: connection.send(("epoch", result, time.time())),
+            checkpointing,
+        )
+        directory = tempfile.mkdtemp(prefix="rnnlab-trained-")
+        Predictor(backend, standardizer, task, list(splits.info.classes)).save(Path(directory))
+        connection.send(("done", fit, directory))
+    except KeyboardInterrupt:  # Ctrl-C or SIGTERM: the parent ends the run
+        code = 130
+    except BaseException as error:
+        code = 1
+        with contextlib.suppress(Exception):
+            connection.send(("error", _portable(error)))
+    finally:
+        with contextlib.suppress(Exception):
+            sys.stdout.flush()
+            sys.stderr.flush()
+        os._exit(code)
