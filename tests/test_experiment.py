@@ -150,8 +150,8 @@ def test_ctrl_c_ends_the_run_killed_with_its_metrics_and_the_next_run_works(
 
     original = tracking.TrackedRun.log_epoch
 
-    def interrupt_at_epoch_two(self, result):
-        original(self, result)
+    def interrupt_at_epoch_two(self, result, ended_at=None):
+        original(self, result, ended_at)
         if result.epoch == 2:
             raise KeyboardInterrupt
 

@@ -298,7 +298,7 @@ def test_a_server_that_dies_mid_training_keeps_the_weights_and_the_run_resumes(t
     root = tmp_path / "server"
     root.mkdir()
     spool = tmp_path / "spool"
-    config = ["framework=torch", *SMALL, "trainer.epochs=1500", "trainer.patience=0"]
+    config = ["framework=torch", *SMALL, "trainer.epochs=500", "trainer.patience=0"]
     environment = {**os.environ, "RNNLAB_SPOOL_DIR": str(spool)}
     with mlflow_server(root) as url:
         process = subprocess.Popen(
@@ -329,7 +329,7 @@ def test_a_server_that_dies_mid_training_keeps_the_weights_and_the_run_resumes(t
                 "-m",
                 "src.train",
                 *config[:-2],
-                "trainer.epochs=1500",
+                "trainer.epochs=500",
                 "trainer.patience=0",
                 f"tracking.uri={url}",
                 "tracking.resume=true",
@@ -344,7 +344,7 @@ def test_a_server_that_dies_mid_training_keeps_the_weights_and_the_run_resumes(t
         (run,) = all_runs(url)
         assert run.info.run_id == cut.info.run_id and run.info.status == "FINISHED"
         steps = sorted(p.step for p in MlflowClient(url).get_metric_history(run.info.run_id, "train_loss"))
-        assert steps == list(range(1, 1501))
+        assert steps == list(range(1, 501))
         assert "checkpoint" in {item.path for item in MlflowClient(url).list_artifacts(run.info.run_id)}
     assert not list(spool.glob("*.npz"))  # uploaded with the run, then removed from the spool
 

@@ -1,6 +1,6 @@
 """A single run trains in a forked child process (src/training_process.py): the same numbers as training
-in one process, no training left behind when the run's process dies, and the child's failures reach
-the run."""
+in one process, no training left behind when the run is stopped, and the child's failures reach the
+run. (kill -9: tests/test_faults.py checks that the training process dies with the run's.)"""
 
 from __future__ import annotations
 
@@ -62,19 +62,6 @@ def training_run(tmp_path) -> tuple:
         process.kill()
         raise
     return process, trainer, uri
-
-
-def test_kill_9_of_the_run_stops_its_training_process(tmp_path) -> None:
-    process, trainer, uri = training_run(tmp_path)
-    try:
-        process.send_signal(signal.SIGKILL)
-        process.wait(timeout=30)
-        gone, alive = psutil.wait_procs([trainer], timeout=10)
-        assert not alive, "the training process outlived its run's process"
-    finally:
-        process.kill()
-    (run,) = all_runs(uri)
-    assert run.info.status == "RUNNING"  # as before: ended KILLED by the next resume or cleanup
 
 
 def test_sigterm_ends_the_run_killed_and_stops_its_training_process(tmp_path) -> None:
