@@ -143,7 +143,12 @@ class TrainingProcess:
         except (EOFError, OSError):
             status = _wait_or_kill(self.pid, STOP_GRACE_SECONDS)
             self._stopped = True
-            raise RuntimeError(f"the training process (pid {self.pid}) died: {status}") from None
+            # An OOM kill or a kill -9 of the child alone: the run's fault, said in one line; its last
+            # checkpoint stays for tracking.resume=true.
+            raise UserError(
+                f"the training process (pid {self.pid}) died ({status}); its last checkpoint is kept: "
+                f"resume with tracking.resume=true"
+            ) from None
         if message[0] == "error":
             self._reap()
             raise message[1]

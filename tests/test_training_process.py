@@ -12,7 +12,7 @@ import pytest
 from mlflow import MlflowClient
 
 from tests.conftest import run_cli
-from tests.test_faults import all_runs, epochs_logged, start_cli, wait_for
+from tests.test_faults import all_runs, epochs_logged, longer_epochs, start_cli, wait_for
 
 pytestmark = pytest.mark.slow
 
@@ -50,11 +50,11 @@ def test_training_in_a_child_process_gives_the_numbers_of_training_in_one(tmp_pa
     assert mlflow.pyfunc.load_model(forked.data.tags["model_uri"]) is not None
 
 
-def training_run(tmp_path) -> tuple:
-    """A run that trains until stopped, once 3 of its epochs are logged: (its process, its training
-    process, the store's URI)."""
+def training_run(tmp_path, *config: str) -> tuple:
+    """A run (by default one that trains until stopped), once 3 of its epochs are logged: (its process,
+    its training process, the store's URI)."""
     uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
-    process = start_cli("framework=numpy", *SMALL, "trainer.epochs=100000", f"tracking.uri={uri}")
+    process = start_cli(*(config or ("framework=numpy", *SMALL, "trainer.epochs=100000")), f"tracking.uri={uri}")
     try:
         wait_for(lambda: epochs_logged(uri, tmp_path / "mlflow.db") >= 3, what="3 epochs")
         (trainer,) = psutil.Process(process.pid).children()
@@ -91,3 +91,25 @@ def test_a_failure_in_the_training_process_ends_the_run_failed_with_its_reason(t
     (run,) = all_runs(uri)
     assert run.info.status == "FAILED"
     assert run.data.tags["error"].startswith("TrainingDiverged: loss became")
+
+
+def test_a_killed_training_process_ends_the_run_failed_in_one_line_and_the_run_resumes(tmp_path) -> None:
+    config = ["framework=numpy", *longer_epochs(3000), "trainer.epochs=200", "trainer.patience=0"]
+    process, trainer, uri = training_run(tmp_path, *config)
+    try:
+        trainer.kill()  # an OOM kill of the training process alone
+        _, errors = process.communicate(timeout=60)
+    finally:
+        process.kill()
+    assert process.returncode == 2
+    assert errors.strip().splitlines() == [
+        f"error: the training process (pid {trainer.pid}) died (killed by signal 9); its last checkpoint is "
+        "kept: resume with tracking.resume=true"
+    ]
+    (run,) = all_runs(uri)
+    assert run.info.status == "FAILED" and "died (killed by signal 9)" in run.data.tags["error"]
+    resumed = run_cli(*config, f"tracking.uri={uri}", "tracking.resume=true")
+    assert resumed.returncode == 0, resumed.stderr[-2000:]
+    assert f"resuming run {run.info.run_id} (FAILED) from its checkpoint" in resumed.stdout
+    (run,) = all_runs(uri)
+    assert run.info.status == "FINISHED"
