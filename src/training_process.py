@@ -212,7 +212,7 @@ def _portable(error: BaseException) -> BaseException:
         return kind(f"{type(error).__name__}: {error}")
 
 
-def _die_with_parent() -> None:
+def die_with_parent() -> None:
     """SIGKILL this process when its parent dies, however it dies (Linux prctl PR_SET_PDEATHSIG)."""
     import ctypes
 
@@ -226,7 +226,7 @@ def _child(connection: Connection, settings: Config, splits: Splits, task: Task,
     """Build, train, save; report each step to the parent. Ends the process (never returns)."""
     code = 0
     try:
-        _die_with_parent()
+        die_with_parent()
         go: list[Go] = []
 
         def receive_go() -> Go:

@@ -420,6 +420,48 @@ def test_sigterm_to_a_sweep_leaves_no_worker_and_no_running_run(tmp_path, launch
     assert sum(run.info.status == "KILLED" for run in runs if run is not parent) >= expected_running
 
 
+def test_a_sweep_worker_killed_alone_stops_the_sweep_in_one_line_and_a_rerun_finishes_it(tmp_path) -> None:
+    """An OOM kill of one forked joblib worker: the sweep neither hangs nor leaves a run RUNNING; it
+    stops with one line, and the rerun its message gives resumes the cut jobs and reuses the rest."""
+    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    sweep = [
+        "-m",
+        "hydra/launcher=joblib_local",
+        "hydra.launcher.n_jobs=2",
+        "trainer.seed=0,1,2",
+        "framework=numpy",
+        *longer_epochs(2000),
+        "trainer.epochs=40",
+        "trainer.patience=0",
+        f"tracking.uri={uri}",
+        f"hydra.sweep.dir={tmp_path / 'multirun'}",
+    ]
+    process = start_cli(*sweep)
+    try:
+        wait_for(lambda: epochs_logged(uri, tmp_path / "mlflow.db") >= 2, timeout=180, what="a job training")
+        workers = descendants(process.pid)
+        assert len(workers) == 2
+        workers[0].kill()
+        _, errors = process.communicate(timeout=60)
+    finally:
+        process.kill()
+    assert process.returncode == 2, errors[-3000:]
+    last = errors.strip().splitlines()[-1]
+    assert last.startswith(f"error: a sweep worker died (pid {workers[0].pid}, killed by signal 9) during job")
+    assert "tracking.skip_finished=true tracking.resume=true" in last and "Traceback" not in errors
+    assert not psutil.wait_procs(workers, timeout=10)[1], "a worker outlived the sweep"
+    runs = all_runs(uri)
+    assert not [run for run in runs if run.info.status == "RUNNING"]
+    cut = {run.info.run_id for run in runs if run.info.status == "KILLED" and run.data.tags.get("sweep") != "parent"}
+    assert cut
+
+    again = run_cli(*sweep, "tracking.skip_finished=true", "tracking.resume=true", timeout=600)
+    assert again.returncode == 0, again.stderr[-3000:]
+    jobs = [run for run in all_runs(uri) if run.data.tags.get("sweep") != "parent"]
+    assert len(jobs) == 3 and all(run.info.status == "FINISHED" for run in jobs)
+    assert cut <= {run.info.run_id for run in jobs}  # resumed in place, not started again
+
+
 def cleanup(uri: str) -> subprocess.CompletedProcess:
     return subprocess.run(
         [sys.executable, "-m", "src.runs", "cleanup", "--tracking-uri", uri],

@@ -46,7 +46,7 @@ class ForkingJoblibLauncher(JoblibLauncher):
         from joblib.externals import cloudpickle
 
         import src.experiment  # noqa: F401  # imported once here, inherited by every worker
-        from src.forked_jobs import INHERITED, run_inherited_job
+        from src.forked_jobs import INHERITED, run_in_forked_workers
         from src.tracking import fork_safe_connections
 
         fork_safe_connections()
@@ -67,8 +67,7 @@ class ForkingJoblibLauncher(JoblibLauncher):
         # copy, every page a worker shares with this process (Python's advice for gc before fork).
         gc.freeze()
         try:
-            with multiprocessing.get_context("fork").Pool(workers) as pool:
-                returned = pool.starmap(run_inherited_job, jobs, chunksize=1)
+            returned = run_in_forked_workers(workers, jobs)
         finally:
             INHERITED.clear()
             gc.unfreeze()
