@@ -37,8 +37,13 @@ lint: install
 check-lock: install
 	$(BIN)/python -m pipelines.check_lock
 
+# The suite in TEST_WORKERS processes (pytest-xdist; a test file stays in one process, so its module
+# fixtures are built once), then the tests marked serial alone. Exit status 5 is "no test selected"
+# (a PYTEST_ARGS filter that leaves one part empty).
+TEST_WORKERS ?= 2
 test: install browser lint check-lock
-	$(BIN)/python -m pytest $(PYTEST_ARGS)
+	$(BIN)/python -m pytest -n $(TEST_WORKERS) --dist loadfile --serial=skip $(PYTEST_ARGS) || [ $$? -eq 5 ]
+	$(BIN)/python -m pytest --serial=only $(PYTEST_ARGS) || [ $$? -eq 5 ]
 
 bench: install
 	$(BIN)/python -m benchmarks.run

@@ -22,6 +22,25 @@ from src.paths import CONF_DIR, PROJECT_ROOT
 QUICK = ["trainer.epochs=3", "trainer.patience=0", "model.hidden_size=8", "trainer.batch_size=32"]
 
 
+def pytest_addoption(parser: pytest.Parser) -> None:
+    parser.addoption(
+        "--serial",
+        choices=("all", "skip", "only"),
+        default="all",
+        help="tests marked serial: run them with the rest (all), leave them out (skip: the parallel part of "
+        "`make test`), or run only them (only: its second part, alone on the machine)",
+    )
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    mode = config.getoption("--serial")
+    if mode == "all":
+        return
+    keep = [item for item in items if (item.get_closest_marker("serial") is not None) == (mode == "only")]
+    config.hook.pytest_deselected(items=[item for item in items if item not in keep])
+    items[:] = keep
+
+
 @pytest.fixture
 def tracking_uri(tmp_path: Path) -> str:
     return f"sqlite:///{tmp_path / 'mlflow.db'}"

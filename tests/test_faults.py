@@ -359,7 +359,7 @@ def descendants(pid: int) -> list[psutil.Process]:
         return []
 
 
-@pytest.mark.parametrize("launcher", ["basic", "joblib_local", "ray_local"])
+@pytest.mark.parametrize("launcher", ["basic", "joblib_local", pytest.param("ray_local", marks=pytest.mark.serial)])
 def test_sigterm_to_a_sweep_leaves_no_worker_and_no_running_run(tmp_path, launcher) -> None:
     uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
     extra = {
@@ -460,6 +460,20 @@ def test_a_sweep_worker_killed_alone_stops_the_sweep_in_one_line_and_a_rerun_fin
     jobs = [run for run in all_runs(uri) if run.data.tags.get("sweep") != "parent"]
     assert len(jobs) == 3 and all(run.info.status == "FINISHED" for run in jobs)
     assert cut <= {run.info.run_id for run in jobs}  # resumed in place, not started again
+
+
+def test_kill_9_of_a_joblib_sweep_kills_its_forked_workers(tmp_path) -> None:
+    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    process = start_cli(
+        "-m", "hydra/launcher=joblib_local", "hydra.launcher.n_jobs=2", "trainer.seed=0,1", "framework=numpy",
+        *longer_epochs(2000), "trainer.epochs=40", "trainer.patience=0", f"tracking.uri={uri}",
+        f"hydra.sweep.dir={tmp_path / 'multirun'}",
+    )  # fmt: skip
+    kill_9_when(
+        process,
+        lambda: len(descendants(process.pid)) == 2 and epochs_logged(uri, tmp_path / "mlflow.db") >= 2,
+        "both workers training",
+    )
 
 
 def cleanup(uri: str) -> subprocess.CompletedProcess:

@@ -26,7 +26,7 @@ from mlflow import MlflowClient
 from src.paths import PROJECT_ROOT
 from tests.conftest import free_port, mlflow_server, run_cli
 
-pytestmark = pytest.mark.slow
+pytestmark = [pytest.mark.slow, pytest.mark.serial]
 
 RAY = str(Path(sys.executable).parent / "ray")
 SEEDS = (0, 1, 2, 3)

@@ -196,6 +196,7 @@ def test_optuna_search_minimises_and_survives_failed_trials(tmp_path: Path) -> N
     assert parent.data.metrics["best_val_loss"] == pytest.approx(min(c.data.metrics["best_val_loss"] for c in finished))
 
 
+@pytest.mark.serial
 def test_ray_launcher_runs_jobs_as_children(tmp_path: Path) -> None:
     uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
     result = run_cli("-m", "hydra/launcher=ray_local", "framework=numpy,torch", f"tracking.uri={uri}", *TINY)
