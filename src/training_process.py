@@ -178,10 +178,14 @@ def fit_here(
 
 
 def warm_up(framework: str) -> None:
-    """Import now, while the child trains on the other core, what the parent needs after training."""
+    """Import now, while the child trains on the other core, what the parent needs after training,
+    and draw a figure once (the first one a process saves loads fonts and the renderer)."""
     backend_class(framework)
     import matplotlib.backends.backend_agg  # noqa: F401  # mlflow.log_figure draws with Agg
-    import matplotlib.figure  # noqa: F401
+
+    from src import plots
+
+    plots.warm_up()
 
 
 def _wait_or_kill(pid: int, grace_seconds: float) -> str:
