@@ -11,10 +11,11 @@ from __future__ import annotations
 
 import logging
 import tempfile
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, cast
 
+import numpy as np
 from omegaconf import DictConfig, OmegaConf
 
 from src import data, plots, tasks
@@ -69,6 +70,8 @@ class Trained:
     predictor: Predictor
     fit: FitResult  # losses in original units
     metrics: dict[str, float]
+    # The predictor's outputs per split name ("test", "val"), where the training process computed them.
+    predictions: dict[str, np.ndarray] = field(default_factory=dict)
 
 
 def check_fits_data(settings: Config, splits: Splits) -> None:
@@ -222,7 +225,9 @@ def run(
             tracked.checkpoint = checkpointing.path if settings.trainer.checkpoint_every else None
             try:
                 trained = train(settings, task, splits, tracked, checkpointing, trainer)
-                evaluation, metrics = report(trained.predictor, splits, tracked, settings.tracking.log_model)
+                evaluation, metrics = report(
+                    trained.predictor, splits, tracked, settings.tracking.log_model, trained.predictions
+                )
             except TrackingUnavailable as error:
                 raise TrackingUnavailable(
                     f"{error}; {saved_state(checkpointing)}resume with: python -m src.train "
@@ -417,7 +422,7 @@ def train(
     if trainer is not None:
         checkpointing = checkpointing or Checkpointing()
         trainer.go(checkpointing.path if checkpointing.every else None, checkpointing.resume_from)
-        fit, predictor = trainer.results(on_epoch)
+        fit = trainer.results(on_epoch)
     else:
         fit = fit_here(backend, settings, standardizer, splits, on_epoch, checkpointing)
         predictor = Predictor(backend, standardizer, task, list(splits.info.classes))
@@ -431,19 +436,31 @@ def train(
     }
     tracked.log_metrics(metrics)
     tracked.log_figure(plots.loss_curve(fit, plot_title(tracked, splits), task.loss_label), "plots/loss_curve.png")
-    return Trained(predictor, fit, metrics)
+    if trainer is None:
+        return Trained(predictor, fit, metrics)
+    predictor, predictions = trainer.trained()  # computed by the child while this process logged the above
+    return Trained(predictor, fit, metrics, predictions)
 
 
 def report(
-    predictor: Predictor, splits: Splits, tracked: TrackedRun, log_model: bool = True
+    predictor: Predictor,
+    splits: Splits,
+    tracked: TrackedRun,
+    log_model: bool = True,
+    predictions: dict[str, np.ndarray] | None = None,
 ) -> tuple[Evaluation, dict[str, float]]:
     """Evaluate against the baselines and log metrics, predictions, the table, the task's plots and
-    artifacts, and the model."""
+    artifacts, and the model. `predictions`: the predictor's outputs per split, where already made."""
     task = predictor.task
-    evaluation = evaluate(task, splits, predictor.predict(splits.test.x))
+    made = predictions or {}
+
+    def predicted(name: str, x: np.ndarray) -> np.ndarray:
+        return made[name] if name in made else predictor.predict(x)
+
+    evaluation = evaluate(task, splits, predicted("test", splits.test.x))
     metrics = {}
     if len(splits.val):
-        val = task.score(splits.val.y, predictor.predict(splits.val.x))
+        val = task.score(splits.val.y, predicted("val", splits.val.x))
         # A language model's val "loss" is the per-epoch curve's name: its final value is best_val_loss.
         metrics.update({f"val_{name}": value for name, value in val.items() if f"val_{name}" not in FINAL_LOSS_METRICS})
     metrics.update(evaluation.flat())

@@ -9,8 +9,11 @@ takes 2-3 s of fixed cost off every run (benchmarks/workflow.py); the numbers ar
 training in one process (same operations, same seed; tested).
 
 The protocol, over one pipe: the child sends ("ready", device) once its network is built, then
-("epoch", EpochResult) per epoch and ("done", FitResult, directory) with the trained predictor saved
-in a temporary directory, or ("error", exception). The parent sends ("go", checkpoint path, checkpoint
+("epoch", EpochResult) per epoch, ("done", FitResult) as soon as training ends, and ("predicted",
+directory, predictions) with the trained predictor saved in a temporary directory and its outputs for
+the test and validation inputs; or ("error", exception). Between the last two the parent logs the
+final metrics and the loss curve while the child predicts: the two cores share the work after
+training too. The parent sends ("go", checkpoint path, checkpoint
 to resume from) once the run exists: a plain run starts training without waiting for it (the child
 waits only when its first checkpoint is due), a resumed or possibly reused run waits for it first.
 
@@ -34,6 +37,8 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from multiprocessing.connection import Connection, Pipe
 from pathlib import Path
+
+import numpy as np
 
 from src.config import Config
 from src.data.base import Splits
@@ -96,8 +101,8 @@ class TrainingProcess:
     def go(self, checkpoint_path: Path | None, resume_from: Checkpoint | None) -> None:
         self._send(("go", Go(checkpoint_path, resume_from)))
 
-    def results(self, on_epoch: Callable[[EpochResult, float], None]) -> tuple[FitResult, Predictor]:
-        """Pass each epoch to `on_epoch` as the child finishes it; the fit and the trained predictor.
+    def results(self, on_epoch: Callable[[EpochResult, float], None]) -> FitResult:
+        """Pass each epoch to `on_epoch` as the child finishes it; the fit, once training ends.
         Meanwhile this process imports what evaluation needs (the framework, matplotlib)."""
         warm_up(self.settings.framework.name.value)
         while True:
@@ -105,15 +110,23 @@ class TrainingProcess:
             if kind == "epoch":
                 on_epoch(*values)  # the result and when it ended
             elif kind == "done":
-                fit, directory = values
-                try:
-                    predictor = Predictor.load(Path(directory), self.settings.framework.device)
-                finally:
-                    shutil.rmtree(directory, ignore_errors=True)
-                self._reap()
-                return fit, predictor
+                return values[0]
             else:
                 raise RuntimeError(f"training process sent {kind!r} during training")
+
+    def trained(self) -> tuple[Predictor, dict[str, np.ndarray]]:
+        """After `results`: the trained predictor and its outputs for the test and validation inputs
+        (those the split has), which the child computed."""
+        kind, *values = self._receive()
+        if kind != "predicted":
+            raise RuntimeError(f"training process sent {kind!r} instead of its predictions")
+        directory, predictions = values
+        try:
+            predictor = Predictor.load(Path(directory), self.settings.framework.device)
+        finally:
+            shutil.rmtree(directory, ignore_errors=True)
+        self._reap()
+        return predictor, predictions
 
     def stop(self) -> None:
         """Stop the child if it still runs (SIGTERM: it stops between steps; SIGKILL after a grace)."""
@@ -268,9 +281,13 @@ def _child(connection: Connection, settings: Config, splits: Splits, task: Task,
             lambda result: connection.send(("epoch", result, time.time())),
             checkpointing,
         )
+        connection.send(("done", fit))
+        predictor = Predictor(backend, standardizer, task, list(splits.info.classes))
+        evaluated = [(name, split) for name, split in splits.items() if name != "train" and len(split)]
+        predictions = {name: predictor.predict(split.x) for name, split in evaluated}
         directory = tempfile.mkdtemp(prefix="rnnlab-trained-")
-        Predictor(backend, standardizer, task, list(splits.info.classes)).save(Path(directory))
-        connection.send(("done", fit, directory))
+        predictor.save(Path(directory))
+        connection.send(("predicted", directory, predictions))
     except KeyboardInterrupt:  # Ctrl-C or SIGTERM: the parent ends the run
         code = 130
     except BaseException as error:
