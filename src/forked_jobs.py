@@ -4,6 +4,7 @@ when it scans for plugins (in every job), which would empty the context a worker
 
 from __future__ import annotations
 
+import contextlib
 import multiprocessing
 import sys
 from collections.abc import Sequence
@@ -72,7 +73,8 @@ def run_in_forked_workers(count: int, jobs: list[tuple[int, list[str]]]) -> list
     finally:
         for worker in workers:
             if finished:
-                worker.connection.send(None)  # no more jobs
+                with contextlib.suppress(OSError):  # a worker killed while idle: its jobs are all done
+                    worker.connection.send(None)  # no more jobs
             elif worker.process.is_alive():
                 worker.process.terminate()  # a job under way ends its run KILLED (src.errors.stop_on_sigterm)
         for worker in workers:

@@ -36,8 +36,11 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
     mode = config.getoption("--serial")
     if mode == "all":
         return
-    keep = [item for item in items if (item.get_closest_marker("serial") is not None) == (mode == "only")]
-    config.hook.pytest_deselected(items=[item for item in items if item not in keep])
+    keep, leave = [], []
+    for item in items:
+        selected = (item.get_closest_marker("serial") is not None) == (mode == "only")
+        (keep if selected else leave).append(item)
+    config.hook.pytest_deselected(items=leave)
     items[:] = keep
 
 

@@ -462,6 +462,37 @@ def test_a_sweep_worker_killed_alone_stops_the_sweep_in_one_line_and_a_rerun_fin
     assert cut <= {run.info.run_id for run in jobs}  # resumed in place, not started again
 
 
+def test_a_sweep_worker_killed_once_its_jobs_are_done_does_not_fail_the_sweep(tmp_path) -> None:
+    """Two jobs in two workers, one short: the worker that ran it waits idle for the end of the sweep,
+    and a kill -9 of it then costs nothing (the sweep used to crash telling it there were no more jobs)."""
+    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    process = start_cli(
+        "-m", "hydra/launcher=joblib_local", "hydra.launcher.n_jobs=2", "trainer.epochs=2,60", "framework=numpy",
+        *longer_epochs(2000), "trainer.patience=0", f"tracking.uri={uri}", f"hydra.sweep.dir={tmp_path / 'multirun'}",
+    )  # fmt: skip
+
+    def short_job_finished() -> list:
+        if not (tmp_path / "mlflow.db").exists():
+            return []
+        return [r for r in all_runs(uri) if r.data.tags.get("sweep") != "parent" and r.info.status == "FINISHED"]
+
+    try:
+        wait_for(lambda: short_job_finished(), what="the short job finished")
+        # Its worker hands the result back just after the run ends: a few epochs of the long job later
+        # it is idle, waiting to be told that there are no more jobs.
+        later = epochs_logged(uri, tmp_path / "mlflow.db") + 5
+        wait_for(lambda: epochs_logged(uri, tmp_path / "mlflow.db") >= later, what="the long job going on")
+        idle = psutil.Process(int(short_job_finished()[0].data.tags["heartbeat.pid"]))
+        assert idle.pid in {worker.pid for worker in descendants(process.pid)}
+        idle.kill()
+        _, errors = process.communicate(timeout=300)
+    finally:
+        process.kill()
+    assert process.returncode == 0, errors[-3000:]
+    runs = all_runs(uri)
+    assert sorted(run.info.status for run in runs) == ["FINISHED"] * 3
+
+
 def test_kill_9_of_a_joblib_sweep_kills_its_forked_workers(tmp_path) -> None:
     uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
     process = start_cli(
