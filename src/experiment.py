@@ -33,7 +33,7 @@ from src.settings import settings_from
 from src.sweep import SweepContext, ray_node_tags
 from src.tasks import FINAL_LOSS_METRICS
 from src.tasks.task import Task
-from src.training_process import TrainingProcess, can_fork, fit_here
+from src.training_process import TrainingProcess, can_fork, discard_prestarted, fit_here
 from src.uris import check_reachable, is_server, redact, resolve_uri, spool_folder, sqlite_path
 
 if TYPE_CHECKING:
@@ -110,17 +110,20 @@ def start_training(cfg: DictConfig, sweep: SweepContext | None) -> TrainingProce
     """For a single run with trainer.subprocess: check what needs no MLflow (config, server, data), then
     fork the process that trains (src/training_process.py) before this one imports MLflow. None for a
     sweep's job (its worker is the training process) or where processes cannot fork."""
-    if sweep is not None or not can_fork():
-        return None
-    settings = settings_from(cfg)
-    if not settings.trainer.subprocess:
-        return None
-    check_reachable(resolve_uri(settings.tracking.uri))
-    splits = data.generate(settings.dataset, settings.trainer.seed)
-    task = check_ready(settings, splits, check_device=False)
-    # A run that may continue or reuse an earlier one learns which before it trains.
-    waits = settings.tracking.resume or settings.tracking.skip_finished
-    return TrainingProcess.start(settings, splits, task, wait_for_go=waits)
+    try:
+        if sweep is not None or not can_fork():
+            return None
+        settings = settings_from(cfg)
+        if not settings.trainer.subprocess:
+            return None
+        check_reachable(resolve_uri(settings.tracking.uri))
+        splits = data.generate(settings.dataset, settings.trainer.seed)
+        task = check_ready(settings, splits, check_device=False)
+        # A run that may continue or reuse an earlier one learns which before it trains.
+        waits = settings.tracking.resume or settings.tracking.skip_finished
+        return TrainingProcess.start(settings, splits, task, wait_for_go=waits)
+    finally:
+        discard_prestarted()  # one prestarted for this command line (src.train) and not used
 
 
 def run_tags(settings: Config, splits: Splits, overrides: list[str] | None = None) -> dict[str, str]:

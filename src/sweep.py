@@ -50,6 +50,9 @@ class MlflowSweepCallback(Callback):
     def on_multirun_start(self, config: DictConfig, **kwargs: Any) -> None:
         """Open the parent run, or stop the whole sweep (one line, exit 2) before any job runs: jobs
         without their parent would run ungrouped, and Hydra only warns when a callback fails."""
+        from src.training_process import discard_prestarted
+
+        discard_prestarted()  # a sweep made by a config file, not `-m`: each job trains in its own way
         keep_local_ray_on_loopback(config)
         import_ray_first(config)
         adopt_orphaned_descendants()

@@ -74,4 +74,8 @@ if __name__ == "__main__":
     # In the launching process too: SIGTERM to a sweep's main process becomes KeyboardInterrupt, so the
     # sweep callback's exit handler stops the workers and ends every run of the sweep KILLED.
     stop_on_sigterm()
+    # A single run's training process is forked now, to import the framework while Hydra composes.
+    from src.training_process import prestart
+
+    prestart(sys.argv[1:])
     main()

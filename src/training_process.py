@@ -1,8 +1,10 @@
 """A single run trains in a forked child process while this process does the run's MLflow work.
 
 `python -m src.train` (one run, not a sweep's job, with `trainer.subprocess=true`, the default on
-Linux) forks as soon as the config is checked and the data generated, before MLflow is imported. The
-child imports the framework, builds the network and trains on one core, while the parent imports
+Linux) forks before Hydra composes the config (`prestart`): while this process composes it, checks it and
+generates the data, the child imports the framework that the command line names (or the primary
+config's default framework), then receives the settings and the data over its pipe. MLflow is imported
+only after that. The child then builds the network and trains on one core, while the parent imports
 MLflow, opens the store, creates the run and logs its set-up on the other, then logs each epoch the
 child sends and imports what evaluation and model logging will need. On the 2-core machine this
 takes 2-3 s of fixed cost off every run (benchmarks/workflow.py); the numbers are the same as
@@ -32,6 +34,7 @@ import shutil
 import signal
 import sys
 import tempfile
+import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -79,7 +82,18 @@ class TrainingProcess:
 
     @classmethod
     def start(cls, settings: Config, splits: Splits, task: Task, wait_for_go: bool) -> TrainingProcess:
-        """Fork the child, which builds the network at once and, unless `wait_for_go`, starts training."""
+        """Hand the job to the prestarted child, else fork one; it builds the network at once and, unless
+        `wait_for_go`, starts training."""
+        prestarted = _take_prestarted()
+        if prestarted is not None:
+            pid, connection = prestarted
+            job = (settings, splits, task, wait_for_go, os.getcwd(), dict(os.environ))
+            try:
+                connection.send(job)
+            except OSError:  # it died before its job came (killed alone): fork a new one
+                _kill(pid, connection)
+            else:
+                return cls(pid, connection, settings, splits, task)
         parent_end, child_end = Pipe()
         pid = os.fork()
         if pid == 0:  # the child: never returns
@@ -199,6 +213,98 @@ def warm_up(framework: str) -> None:
     from src import plots
 
     plots.warm_up()
+
+
+_prestarted: tuple[int, Connection] | None = None
+# Command-line words that make Hydra do something other than one run, or may make it a sweep.
+NOT_ONE_RUN = ("hydra.mode", "hydra/launcher", "hydra/sweeper", "hparams_search", "trainer.subprocess")
+
+
+def prestart(argv: list[str]) -> None:
+    """Fork the training process now, before Hydra composes the config (0.5-0.7 s of imports,
+    composition and data), so that it imports the framework meanwhile. Only for a plain command line
+    of overrides (no flag such as -m, --cfg, --help; nothing that may make it a sweep or keep training
+    in this process): every other case forks as before, or trains here. A prestarted child nobody
+    hands a job to is killed by `discard_prestarted`, or dies with this process."""
+    global _prestarted
+    if _prestarted is not None or not can_fork():
+        return
+    if any(word.startswith("-") or any(name in word for name in NOT_ONE_RUN) for word in argv):
+        return
+    framework = framework_named(argv)
+    parent_end, child_end = Pipe()
+    pid = os.fork()
+    if pid == 0:  # the child: never returns
+        parent_end.close()
+        _prestarted_child(child_end, framework)
+    child_end.close()
+    _prestarted = (pid, parent_end)
+
+
+def framework_named(argv: list[str]) -> str | None:
+    """The framework this command line trains with, where that is known before composing: the last
+    `framework=` override, else the primary config's default unless an experiment may change it."""
+    named = [word.split("=", 1)[1] for word in argv if word.lstrip("+").startswith("framework=")]
+    if named:
+        return named[-1]
+    if any(word.lstrip("+~").startswith("experiment") for word in argv):
+        return None
+    import yaml
+
+    from src.paths import CONF_DIR
+
+    try:
+        defaults = yaml.safe_load((CONF_DIR / "config.yaml").read_text())["defaults"]
+    except (OSError, KeyError, TypeError, yaml.YAMLError):
+        return None
+    return next((entry["framework"] for entry in defaults if isinstance(entry, dict) and "framework" in entry), None)
+
+
+def discard_prestarted() -> None:
+    """Kill the prestarted child when this run will not use it (a failed check, training in this
+    process, a sweep); a no-op once `TrainingProcess.start` took it."""
+    prestarted = _take_prestarted()
+    if prestarted is not None:
+        _kill(*prestarted)
+
+
+def _take_prestarted() -> tuple[int, Connection] | None:
+    global _prestarted
+    prestarted, _prestarted = _prestarted, None
+    return prestarted
+
+
+def _kill(pid: int, connection: Connection) -> None:
+    connection.close()
+    with contextlib.suppress(ProcessLookupError):
+        os.kill(pid, signal.SIGKILL)
+    _wait_or_kill(pid, STOP_GRACE_SECONDS)
+
+
+def _import_quietly(framework: str | None) -> None:
+    """Import the framework's backend ahead of need; an error here is raised again, where it belongs,
+    when the job imports it."""
+    with contextlib.suppress(Exception):
+        if framework is not None:
+            backend_class(framework)
+
+
+def _prestarted_child(connection: Connection, framework: str | None) -> None:
+    """Import the framework in a thread while waiting for the job, so that a job too large for the pipe's
+    buffer never keeps the parent waiting; then run it as a freshly forked child would. Exits quietly
+    when the parent closes the pipe without a job."""
+    try:
+        die_with_parent()
+        importing = threading.Thread(target=_import_quietly, args=(framework,), daemon=True)
+        importing.start()
+        settings, splits, task, wait_for_go, cwd, environ = connection.recv()
+        importing.join()
+        os.chdir(cwd)
+        os.environ.clear()
+        os.environ.update(environ)
+    except BaseException:  # no job (EOFError), Ctrl-C or SIGTERM (KeyboardInterrupt) before it came
+        os._exit(0)
+    _child(connection, settings, splits, task, wait_for_go)
 
 
 def _wait_or_kill(pid: int, grace_seconds: float) -> str:

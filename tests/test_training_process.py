@@ -5,13 +5,15 @@ run. (kill -9: tests/test_faults.py checks that the training process dies with t
 from __future__ import annotations
 
 import signal
+import subprocess
+import sys
 import time
 
 import psutil
 import pytest
 from mlflow import MlflowClient
 
-from tests.conftest import run_cli
+from tests.conftest import PROJECT_ROOT, run_cli
 from tests.test_faults import all_runs, epochs_logged, longer_epochs, start_cli, wait_for
 
 pytestmark = pytest.mark.slow
@@ -113,3 +115,63 @@ def test_a_killed_training_process_ends_the_run_failed_in_one_line_and_the_run_r
     assert f"resuming run {run.info.run_id} (FAILED) from its checkpoint" in resumed.stdout
     (run,) = all_runs(uri)
     assert run.info.status == "FINISHED"
+
+
+def test_the_training_process_is_forked_before_hydra_composes_and_works_where_the_run_does(tmp_path) -> None:
+    """`prestart`: the child exists before Hydra wrote the composed config, and then runs the job in the
+    run's working directory (here Hydra's output folder: hydra.job.chdir=true)."""
+    output = tmp_path / "hydra"
+    config = ("framework=numpy", *SMALL, "trainer.epochs=100000", f"hydra.run.dir={output}", "hydra.job.chdir=true")
+    process, trainer, uri = training_run(tmp_path, *config)
+    try:
+        assert trainer.create_time() < (output / ".hydra" / "config.yaml").stat().st_mtime
+        assert trainer.cwd() == psutil.Process(process.pid).cwd() == str(output)
+    finally:
+        process.kill()
+
+
+PRESTART_SCRIPT = """
+import os, sys, psutil
+from src import training_process
+training_process.prestart(sys.argv[1:])
+if training_process._prestarted is None:
+    print("none")
+    raise SystemExit
+pid = training_process._prestarted[0]
+alive = psutil.pid_exists(pid) and psutil.Process(pid).status() != psutil.STATUS_ZOMBIE
+training_process.discard_prestarted()
+print(alive, psutil.pid_exists(pid))
+"""
+
+
+@pytest.mark.parametrize(
+    ("argv", "expected"),
+    [
+        (["framework=numpy", "trainer.epochs=2"], "True False"),  # forked, then killed and reaped
+        (["-m", "framework=numpy"], "none"),  # a sweep: each job trains in its own way
+        (["--cfg", "job"], "none"),
+        (["hparams_search=optuna"], "none"),  # may make it a sweep
+        (["trainer.subprocess=false"], "none"),  # trains in the run's process
+    ],
+)
+def test_a_prestarted_training_process_is_only_made_for_a_single_run_and_discarded_unused(argv, expected) -> None:
+    result = subprocess.run(
+        [sys.executable, "-c", PRESTART_SCRIPT, *argv], cwd=PROJECT_ROOT, capture_output=True, text=True, timeout=120
+    )
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert result.stdout.split("\n")[-2] == expected
+
+
+def test_the_framework_a_command_line_trains_with_is_known_before_composing() -> None:
+    from hydra import compose, initialize_config_dir
+
+    from src.paths import CONF_DIR
+    from src.training_process import framework_named
+
+    with initialize_config_dir(config_dir=str(CONF_DIR), version_base="1.3"):
+        default = compose("config").framework.name.value
+    assert framework_named([]) == default
+    assert framework_named(["model=lstm", "framework=keras"]) == "keras"
+    assert framework_named(["framework=keras", "++framework=numpy"]) == "numpy"
+    assert framework_named(["experiment=sum_tuned"]) is None  # an experiment may choose one
+    assert framework_named(["+experiment=sum_tuned", "framework=torch"]) == "torch"
