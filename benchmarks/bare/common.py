@@ -15,7 +15,7 @@ import numpy as np
 NUM_SAMPLES, SEQ_LEN, SEED = 20000, 50, 0
 MIN_PERIOD, MAX_PERIOD, NOISE, VAL_FRACTION, TEST_FRACTION = 8.0, 40.0, 0.05, 0.15, 0.15
 HIDDEN_SIZE, BATCH_SIZE, EPOCHS, LR, GRAD_CLIP = 32, 64, 5, 0.005, 1.0  # conf/trainer/default.yaml, the overrides
-VAL_BATCH = 4096  # the backends' PREDICT_BATCH: the whole validation split in one call
+VAL_BATCH = 4096  # keras: the backends' PREDICT_BATCH, the whole validation split in one call (numpy: its own)
 
 
 def sine_splits() -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:

@@ -5,7 +5,7 @@ import time
 
 import numpy as np
 
-from benchmarks.bare.common import BATCH_SIZE, EPOCHS, GRAD_CLIP, HIDDEN_SIZE, LR, SEED, VAL_BATCH, report, sine_splits
+from benchmarks.bare.common import BATCH_SIZE, EPOCHS, GRAD_CLIP, HIDDEN_SIZE, LR, SEED, report, sine_splits
 from src.frameworks.initialization import initial_weights
 from src.frameworks.numpy import network
 from src.frameworks.numpy.optimizers import Adam, clip_grad_norm, flatten, unflatten
@@ -30,8 +30,8 @@ for _epoch in range(EPOCHS):
         params = unflatten(optimizer.step(flatten(params, shapes), g), shapes)
     prediction = np.concatenate(
         [
-            network.forward(params, spec, val_x[start : start + VAL_BATCH])[0]
-            for start in range(0, len(val_x), VAL_BATCH)
+            network.forward(params, spec, val_x[start : start + network.INFERENCE_BATCH])[0]
+            for start in range(0, len(val_x), network.INFERENCE_BATCH)
         ]
     )
     val_losses.append(network.mse(prediction, val_y)[0])

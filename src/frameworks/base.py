@@ -84,9 +84,11 @@ def cpu_threads(count: int) -> Iterator[None]:
 PREDICT_BATCH = 4096
 
 
-def predict_in_batches(forward: Callable[[np.ndarray], np.ndarray], x: np.ndarray, spec: ModelSpec) -> np.ndarray:
-    """float32 outputs of `forward` over `x` in slices of PREDICT_BATCH, so memory stays bounded."""
-    parts = [np.asarray(forward(x[start : start + PREDICT_BATCH])) for start in range(0, len(x), PREDICT_BATCH)]
+def predict_in_batches(
+    forward: Callable[[np.ndarray], np.ndarray], x: np.ndarray, spec: ModelSpec, batch: int = PREDICT_BATCH
+) -> np.ndarray:
+    """float32 outputs of `forward` over `x` in slices of `batch` rows, so memory stays bounded."""
+    parts = [np.asarray(forward(x[start : start + batch])) for start in range(0, len(x), batch)]
     return np.concatenate(parts).astype(np.float32) if parts else spec.no_outputs(x.shape[1])
 
 

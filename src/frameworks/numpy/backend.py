@@ -108,7 +108,9 @@ class NumpyBackend:
             )
 
     def predict(self, x: np.ndarray) -> np.ndarray:
-        return predict_in_batches(lambda part: network.forward(self.params, self.spec, part)[0], x, self.spec)
+        return predict_in_batches(
+            lambda part: network.forward(self.params, self.spec, part)[0], x, self.spec, network.INFERENCE_BATCH
+        )
 
     def save(self, directory: Path) -> None:
         directory.mkdir(parents=True, exist_ok=True)
