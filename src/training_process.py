@@ -290,20 +290,31 @@ def _import_quietly(framework: str | None) -> None:
 
 
 def _prestarted_child(connection: Connection, framework: str | None) -> None:
-    """Import the framework in a thread while waiting for the job, so that a job too large for the pipe's
-    buffer never keeps the parent waiting; then run it as a freshly forked child would. Exits quietly
-    when the parent closes the pipe without a job."""
+    """Import the framework in a thread while reading the job, so that a job too large for the pipe's
+    buffer never keeps the parent waiting; unpickle it (which may import modules) only once that import
+    is done, then run it as a freshly forked child would, in the parent's folder and environment. Exits
+    quietly when the parent closes the pipe without a job."""
     try:
         die_with_parent()
         importing = threading.Thread(target=_import_quietly, args=(framework,), daemon=True)
         importing.start()
-        settings, splits, task, wait_for_go, cwd, environ = connection.recv()
+        job = connection.recv_bytes()
         importing.join()
-        os.chdir(cwd)
-        os.environ.clear()
-        os.environ.update(environ)
     except BaseException:  # no job (EOFError), Ctrl-C or SIGTERM (KeyboardInterrupt) before it came
         os._exit(0)
+    code = 1
+    try:
+        settings, splits, task, wait_for_go, cwd, environ = pickle.loads(job)
+        os.chdir(cwd)
+        os.environ.update(environ)  # what Hydra set (hydra.job.env_set); what the imports set stays
+    except KeyboardInterrupt:
+        code = 130
+    except BaseException as error:
+        with contextlib.suppress(Exception):
+            connection.send(("error", _portable(error)))
+    else:
+        _child(connection, settings, splits, task, wait_for_go)
+    os._exit(code)
     _child(connection, settings, splits, task, wait_for_go)
 
 
