@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import logging
 import tempfile
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, cast
@@ -71,7 +72,7 @@ class Trained:
     fit: FitResult  # losses in original units
     metrics: dict[str, float]
     # The predictor's outputs per split name ("test", "val"), where the training process computed them.
-    predictions: dict[str, np.ndarray] = field(default_factory=dict)
+    predictions: Mapping[str, np.ndarray] = field(default_factory=dict)
 
 
 def check_fits_data(settings: Config, splits: Splits) -> None:
@@ -441,7 +442,8 @@ def train(
     tracked.log_figure(plots.loss_curve(fit, plot_title(tracked, splits), task.loss_label), "plots/loss_curve.png")
     if trainer is None:
         return Trained(predictor, fit, metrics)
-    predictor, predictions = trainer.trained()  # computed by the child while this process logged the above
+    # Saved by the child while this process logged the above; its predictions come as report() asks for them.
+    predictor, predictions = trainer.trained()
     return Trained(predictor, fit, metrics, predictions)
 
 
@@ -450,7 +452,7 @@ def report(
     splits: Splits,
     tracked: TrackedRun,
     log_model: bool = True,
-    predictions: dict[str, np.ndarray] | None = None,
+    predictions: Mapping[str, np.ndarray] | None = None,
 ) -> tuple[Evaluation, dict[str, float]]:
     """Evaluate against the baselines and log metrics, predictions, the table, the task's plots and
     artifacts, and the model. `predictions`: the predictor's outputs per split, where already made."""
@@ -461,19 +463,19 @@ def report(
         return made[name] if name in made else predictor.predict(x)
 
     evaluation = evaluate(task, splits, predicted("test", splits.test.x))
-    metrics = {}
-    if len(splits.val):
-        val = task.score(splits.val.y, predicted("val", splits.val.x))
-        # A language model's val "loss" is the per-epoch curve's name: its final value is best_val_loss.
-        metrics.update({f"val_{name}": value for name, value in val.items() if f"val_{name}" not in FINAL_LOSS_METRICS})
-    metrics.update(evaluation.flat())
-    tracked.log_metrics(metrics)
     tracked.log_text(task.predictions_csv(evaluation), "predictions.csv")
     tracked.log_text(evaluation.table() + "\n", "results.txt")
     for path, figure in task.figures(evaluation, plot_title(tracked, splits)).items():
         tracked.log_figure(figure, path)
     for path, text in task.artifacts(predictor, splits).items():
         tracked.log_text(text, path)
+    metrics = {}
+    if len(splits.val):  # after the test split's work: a training process may still be predicting these
+        val = task.score(splits.val.y, predicted("val", splits.val.x))
+        # A language model's val "loss" is the per-epoch curve's name: its final value is best_val_loss.
+        metrics.update({f"val_{name}": value for name, value in val.items() if f"val_{name}" not in FINAL_LOSS_METRICS})
+    metrics.update(evaluation.flat())
+    tracked.log_metrics(metrics)
     if log_model:
         tracked.log_model(predictor, splits.test.x[:INPUT_EXAMPLE_ROWS])
     return evaluation, metrics

@@ -11,13 +11,14 @@ takes 2-3 s of fixed cost off every run (benchmarks/workflow.py); the numbers ar
 training in one process (same operations, same seed; tested).
 
 The protocol, over one pipe: the child sends ("ready", device) once its network is built, then
-("epoch", EpochResult) per epoch, ("done", FitResult) as soon as training ends, and ("predicted",
-directory, predictions) with the trained predictor saved in a temporary directory and its outputs for
-the test and validation inputs; or ("error", exception). Between the last two the parent logs the
-final metrics and the loss curve while the child predicts: the two cores share the work after
-training too. The parent sends ("go", checkpoint path, checkpoint
-to resume from) once the run exists: a plain run starts training without waiting for it (the child
-waits only when its first checkpoint is due), a resumed or possibly reused run waits for it first.
+("epoch", EpochResult) per epoch, ("done", FitResult) as soon as training ends, ("trained", directory,
+split names) with the trained predictor saved in a temporary directory, and ("predicted", name,
+outputs) for the test inputs, then the validation inputs; or ("error", exception). Meanwhile the
+parent logs the final metrics and the loss curve, then evaluates the test split while the child still
+predicts the validation split: the two cores share the work after training too. The parent sends
+("go", checkpoint path, checkpoint to resume from) once the run exists: a plain run starts training
+without waiting for it (the child waits only when its first checkpoint is due), a resumed or possibly
+reused run waits for it first.
 
 Faults: the child dies with its parent (PR_SET_PDEATHSIG), so kill -9 of the run's process leaves no
 training behind; Ctrl-C or SIGTERM interrupts both, and the parent ends the run KILLED after
@@ -36,7 +37,7 @@ import sys
 import tempfile
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
 from multiprocessing.connection import Connection, Pipe
 from pathlib import Path
@@ -128,19 +129,18 @@ class TrainingProcess:
             else:
                 raise RuntimeError(f"training process sent {kind!r} during training")
 
-    def trained(self) -> tuple[Predictor, dict[str, np.ndarray]]:
-        """After `results`: the trained predictor and its outputs for the test and validation inputs
-        (those the split has), which the child computed."""
+    def trained(self) -> tuple[Predictor, ArrivingPredictions]:
+        """After `results`: the trained predictor, and its outputs for the test and validation inputs
+        (those the splits have) as the child sends them."""
         kind, *values = self._receive()
-        if kind != "predicted":
-            raise RuntimeError(f"training process sent {kind!r} instead of its predictions")
-        directory, predictions = values
+        if kind != "trained":
+            raise RuntimeError(f"training process sent {kind!r} instead of the trained network")
+        directory, names = values
         try:
             predictor = Predictor.load(Path(directory), self.settings.framework.device)
         finally:
             shutil.rmtree(directory, ignore_errors=True)
-        self._reap()
-        return predictor, predictions
+        return predictor, ArrivingPredictions(self, names)
 
     def stop(self) -> None:
         """Stop the child if it still runs (SIGTERM: it stops between steps; SIGKILL after a grace)."""
@@ -180,6 +180,36 @@ class TrainingProcess:
             self._reap()
             raise message[1]
         return message
+
+
+class ArrivingPredictions(Mapping[str, np.ndarray]):
+    """The child's outputs per split name, each waited for only when first looked up (the child sends
+    the test split's first); the child is reaped once all have come."""
+
+    def __init__(self, trainer: TrainingProcess, names: list[str]) -> None:
+        self._trainer, self._names = trainer, list(names)
+        self._arrived: dict[str, np.ndarray] = {}
+
+    def __getitem__(self, name: str) -> np.ndarray:
+        if name not in self._names:
+            raise KeyError(name)
+        while name not in self._arrived:
+            kind, *values = self._trainer._receive()
+            if kind != "predicted":
+                raise RuntimeError(f"training process sent {kind!r} instead of its predictions")
+            self._arrived[values[0]] = values[1]
+            if len(self._arrived) == len(self._names):
+                self._trainer._reap()
+        return self._arrived[name]
+
+    def __contains__(self, name: object) -> bool:
+        return name in self._names
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._names)
+
+    def __len__(self) -> int:
+        return len(self._names)
 
 
 def fit_here(
@@ -400,11 +430,16 @@ def _child(connection: Connection, settings: Config, splits: Splits, task: Task,
         )
         connection.send(("done", fit))
         predictor = Predictor(backend, standardizer, task, list(splits.info.classes))
-        evaluated = [(name, split) for name, split in splits.items() if name != "train" and len(split)]
-        predictions = {name: predictor.predict(split.x) for name, split in evaluated}
         directory = tempfile.mkdtemp(prefix="rnnlab-trained-")
         predictor.save(Path(directory))
-        connection.send(("predicted", directory, predictions))
+        # The test split first: the parent evaluates it while this process predicts the validation split.
+        evaluated = sorted(
+            ((name, split) for name, split in splits.items() if name != "train" and len(split)),
+            key=lambda item: item[0] != "test",
+        )
+        connection.send(("trained", directory, [name for name, _ in evaluated]))
+        for name, split in evaluated:
+            connection.send(("predicted", name, predictor.predict(split.x)))
     except KeyboardInterrupt:  # Ctrl-C or SIGTERM: the parent ends the run
         code = 130
     except BaseException as error:
