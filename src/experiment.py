@@ -417,7 +417,9 @@ def train(
         len(splits.val),
         len(splits.test),
         device,
-        f" in process {trainer.pid}" if trainer else "",
+        (f" in process {trainer.pid}" + (" (started before the config was composed)" if trainer.prestarted else ""))
+        if trainer
+        else "",
     )
 
     def on_epoch(result: EpochResult, ended_at: float | None = None) -> None:

@@ -41,6 +41,7 @@ from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
 from multiprocessing.connection import Connection, Pipe
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -75,8 +76,10 @@ class Go:
 class TrainingProcess:
     """The parent's handle on the child that trains (see the module's docstring)."""
 
-    def __init__(self, pid: int, connection: Connection, settings: Config, splits: Splits, task: Task) -> None:
-        self.pid, self.connection = pid, connection
+    def __init__(
+        self, pid: int, connection: Connection, settings: Config, splits: Splits, task: Task, prestarted: bool = False
+    ) -> None:
+        self.pid, self.connection, self.prestarted = pid, connection, prestarted
         self.settings, self.splits, self.task = settings, splits, task
         self.device: str | None = None
         self._stopped = False
@@ -86,15 +89,18 @@ class TrainingProcess:
         """Hand the job to the prestarted child, else fork one; it builds the network at once and, unless
         `wait_for_go`, starts training."""
         prestarted = _take_prestarted()
-        if prestarted is not None:
+        if prestarted is not None and _job_environment_changed():
+            # Hydra set variables (hydra.job.env_set) that a framework may read as it is imported: the
+            # child that imported it without them cannot train this job.
+            _kill(*prestarted)
+        elif prestarted is not None:
             pid, connection = prestarted
-            job = (settings, splits, task, wait_for_go, os.getcwd(), dict(os.environ))
             try:
-                connection.send(job)
+                connection.send((settings, splits, task, wait_for_go, os.getcwd(), _job_logging()))
             except OSError:  # it died before its job came (killed alone): fork a new one
                 _kill(pid, connection)
             else:
-                return cls(pid, connection, settings, splits, task)
+                return cls(pid, connection, settings, splits, task, prestarted=True)
         parent_end, child_end = Pipe()
         pid = os.fork()
         if pid == 0:  # the child: never returns
@@ -246,6 +252,7 @@ def warm_up(framework: str) -> None:
 
 
 _prestarted: tuple[int, Connection] | None = None
+_environment_at_prestart: dict[str, str] = {}
 # Command-line words that make Hydra do something other than one run, or may make it a sweep.
 NOT_ONE_RUN = ("hydra.mode", "hydra/launcher", "hydra/sweeper", "hparams_search", "trainer.subprocess")
 
@@ -262,6 +269,7 @@ def prestart(argv: list[str]) -> None:
     if any(word.startswith("-") or any(name in word for name in NOT_ONE_RUN) for word in argv):
         return
     framework = framework_named(argv)
+    _environment_at_prestart.update(os.environ)
     parent_end, child_end = Pipe()
     pid = os.fork()
     if pid == 0:  # the child: never returns
@@ -274,9 +282,10 @@ def prestart(argv: list[str]) -> None:
 def framework_named(argv: list[str]) -> str | None:
     """The framework this command line trains with, where that is known before composing: the last
     `framework=` override, else the primary config's default unless an experiment may change it."""
-    named = [word.split("=", 1)[1] for word in argv if word.lstrip("+").startswith("framework=")]
-    if named:
-        return named[-1]
+    values = dict(word.lstrip("+").split("=", 1) for word in argv if "=" in word)  # the last of each key
+    # A value override (framework.name=) wins over the group's choice (framework=) wherever it stands.
+    if "framework.name" in values or "framework" in values:
+        return values.get("framework.name", values.get("framework"))
     if any(word.lstrip("+~").startswith("experiment") for word in argv):
         return None
     import yaml
@@ -322,8 +331,8 @@ def _import_quietly(framework: str | None) -> None:
 def _prestarted_child(connection: Connection, framework: str | None) -> None:
     """Import the framework in a thread while reading the job, so that a job too large for the pipe's
     buffer never keeps the parent waiting; unpickle it (which may import modules) only once that import
-    is done, then run it as a freshly forked child would, in the parent's folder and environment. Exits
-    quietly when the parent closes the pipe without a job."""
+    is done, then run it as a freshly forked child would, in the parent's folder and with the job's
+    logging set-up. Exits quietly when the parent closes the pipe without a job."""
     try:
         die_with_parent()
         importing = threading.Thread(target=_import_quietly, args=(framework,), daemon=True)
@@ -334,9 +343,10 @@ def _prestarted_child(connection: Connection, framework: str | None) -> None:
         os._exit(0)
     code = 1
     try:
-        settings, splits, task, wait_for_go, cwd, environ = pickle.loads(job)
+        settings, splits, task, wait_for_go, cwd, logging_setup = pickle.loads(job)
         os.chdir(cwd)
-        os.environ.update(environ)  # what Hydra set (hydra.job.env_set); what the imports set stays
+        if logging_setup is not None:
+            _configure_logging(*logging_setup)
     except KeyboardInterrupt:
         code = 130
     except BaseException as error:
@@ -345,7 +355,42 @@ def _prestarted_child(connection: Connection, framework: str | None) -> None:
     else:
         _child(connection, settings, splits, task, wait_for_go)
     os._exit(code)
-    _child(connection, settings, splits, task, wait_for_go)
+
+
+def _job_environment_changed() -> bool:
+    """Whether the Hydra job under way set environment variables (hydra.job.env_set) to values the
+    prestarted child did not start with."""
+    from hydra.core.hydra_config import HydraConfig
+
+    if not HydraConfig.initialized():
+        return False
+    env_set = HydraConfig.get().job.env_set or {}
+    return any(_environment_at_prestart.get(str(name)) != os.environ.get(str(name)) for name in env_set)
+
+
+def _job_logging() -> tuple[Any, Any] | None:
+    """Hydra's logging set-up of the job under way (hydra.job_logging resolved, hydra.verbose), for a
+    child forked before Hydra made it; None outside a Hydra job."""
+    from hydra.core.hydra_config import HydraConfig
+    from omegaconf import OmegaConf
+
+    if not HydraConfig.initialized():
+        return None
+    hydra = HydraConfig.get()
+    verbose = hydra.verbose if isinstance(hydra.verbose, (bool, str)) else list(hydra.verbose)
+    job_logging = hydra.job_logging
+    return (OmegaConf.to_container(job_logging, resolve=True) if job_logging is not None else None), verbose
+
+
+def _configure_logging(job_logging: Any, verbose: Any) -> None:
+    """What Hydra does for a job's process (its console and train.log handlers, hydra.verbose)."""
+    from hydra.core.utils import configure_log
+    from omegaconf import OmegaConf
+
+    configure_log(
+        OmegaConf.create(job_logging) if job_logging is not None else None,  # type: ignore[arg-type]
+        OmegaConf.create(verbose) if isinstance(verbose, list) else verbose,
+    )
 
 
 def _wait_or_kill(pid: int, grace_seconds: float) -> str:

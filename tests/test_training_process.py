@@ -118,16 +118,16 @@ def test_a_killed_training_process_ends_the_run_failed_in_one_line_and_the_run_r
 
 
 def test_the_training_process_is_forked_before_hydra_composes_and_works_where_the_run_does(tmp_path) -> None:
-    """`prestart`: the child exists before Hydra wrote the composed config, and then runs the job in the
-    run's working directory (here Hydra's output folder: hydra.job.chdir=true)."""
+    """`prestart`: the child that trains was forked before Hydra composed the config, and runs the job in
+    the run's working directory (here Hydra's output folder: hydra.job.chdir=true)."""
     output = tmp_path / "hydra"
     config = ("framework=numpy", *SMALL, "trainer.epochs=100000", f"hydra.run.dir={output}", "hydra.job.chdir=true")
     process, trainer, uri = training_run(tmp_path, *config)
     try:
-        assert trainer.create_time() < (output / ".hydra" / "config.yaml").stat().st_mtime
         assert trainer.cwd() == psutil.Process(process.pid).cwd() == str(output)
     finally:
         process.kill()
+    assert f"in process {trainer.pid} (started before the config was composed)" in (output / "train.log").read_text()
 
 
 PRESTART_SCRIPT = """
@@ -175,3 +175,32 @@ def test_the_framework_a_command_line_trains_with_is_known_before_composing() ->
     assert framework_named(["framework=keras", "++framework=numpy"]) == "numpy"
     assert framework_named(["experiment=sum_tuned"]) is None  # an experiment may choose one
     assert framework_named(["+experiment=sum_tuned", "framework=torch"]) == "torch"
+    # The value wins over the group's choice, wherever it stands (what Hydra composes).
+    assert framework_named(["framework.name=torch", "framework=keras"]) == "torch"
+    assert framework_named(["framework=keras", "framework.threads=2"]) == "keras"
+
+
+def test_the_training_process_logs_through_the_jobs_logging_set_up(tmp_path) -> None:
+    """Its records reach Hydra's console and train.log handlers, as hydra.verbose asks (the per-epoch
+    debug line), although it was forked before Hydra set them up."""
+    output = tmp_path / "hydra"
+    _, _, result = finished_run(tmp_path, "logged", "framework=numpy", "trainer.epochs=3", "hydra.verbose=true",
+                                f"hydra.run.dir={output}")  # fmt: skip
+    epoch_lines = [line for line in (output / "train.log").read_text().splitlines() if "epoch 2: train_loss" in line]
+    assert len(epoch_lines) == 1 and "[DEBUG]" in epoch_lines[0]
+    assert "epoch 3: train_loss" in result.stdout + result.stderr
+
+
+def test_a_job_environment_set_by_hydra_gets_a_training_process_forked_after_it(tmp_path) -> None:
+    """hydra.job.env_set may name what a framework reads as it is imported (OMP_NUM_THREADS): the child
+    prestarted without it is not used; one forked once Hydra set it is."""
+    output = tmp_path / "hydra"
+    config = ("framework=numpy", *SMALL, "trainer.epochs=100000", f"hydra.run.dir={output}",
+              "+hydra.job.env_set.RNNLAB_PROBE=1")  # fmt: skip
+    process, trainer, uri = training_run(tmp_path, *config)
+    try:
+        assert len(psutil.Process(process.pid).children()) == 1  # the unused one is gone
+    finally:
+        process.kill()
+    logged = (output / "train.log").read_text()
+    assert f"in process {trainer.pid}" in logged and "started before the config was composed" not in logged
