@@ -97,8 +97,8 @@ class TrainingProcess:
             pid, connection = prestarted
             try:
                 connection.send((settings, splits, task, wait_for_go, os.getcwd(), _job_logging()))
-            except OSError:  # it died before its job came (killed alone): fork a new one
-                _kill(pid, connection)
+            except Exception:  # it died before its job came (killed alone), or the job does not pickle
+                _kill(pid, connection)  # ...: fork one that inherits the job instead
             else:
                 return cls(pid, connection, settings, splits, task, prestarted=True)
         parent_end, child_end = Pipe()

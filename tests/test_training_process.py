@@ -204,3 +204,31 @@ def test_a_job_environment_set_by_hydra_gets_a_training_process_forked_after_it(
         process.kill()
     logged = (output / "train.log").read_text()
     assert f"in process {trainer.pid}" in logged and "started before the config was composed" not in logged
+
+
+FALLBACK_SCRIPT = """
+import psutil
+from hydra import compose, initialize_config_dir
+from src import data, tasks, training_process
+from src.paths import CONF_DIR
+from src.settings import settings_from
+
+training_process.prestart(["framework=numpy"])
+early = training_process._prestarted[0]
+training_process._job_logging = lambda: (lambda: None)  # a job that cannot be pickled
+with initialize_config_dir(config_dir=str(CONF_DIR), version_base="1.3"):
+    cfg = compose("config", overrides=["framework=numpy", "dataset=sum", "dataset.num_samples=300"])
+settings = settings_from(cfg)
+splits = data.generate(settings.dataset, 0)
+trainer = training_process.TrainingProcess.start(settings, splits, tasks.get(splits.info.task), wait_for_go=False)
+print(trainer.prestarted, trainer.pid != early, psutil.pid_exists(early), trainer.wait_ready())
+trainer.stop()
+"""
+
+
+def test_a_job_the_prestarted_process_cannot_take_goes_to_one_forked_with_it() -> None:
+    result = subprocess.run(
+        [sys.executable, "-c", FALLBACK_SCRIPT], cwd=PROJECT_ROOT, capture_output=True, text=True, timeout=120
+    )
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert result.stdout.split("\n")[-2] == "False True False cpu"
