@@ -417,7 +417,8 @@ def test_sigterm_to_a_sweep_leaves_no_worker_and_no_running_run(tmp_path, launch
     assert not [run for run in runs if run.info.status == "RUNNING"]
     (parent,) = [run for run in runs if run.data.tags.get("sweep") == "parent"]
     assert parent.info.status == "KILLED"
-    assert sum(run.info.status == "KILLED" for run in runs if run is not parent) >= expected_running
+    ended = [(run.info.status, run.data.tags.get("error", "")[:300]) for run in runs if run is not parent]
+    assert sum(status == "KILLED" for status, _ in ended) >= expected_running, (ended, errors[-3000:])
 
 
 def test_a_sweep_worker_killed_alone_stops_the_sweep_in_one_line_and_a_rerun_finishes_it(tmp_path) -> None:
