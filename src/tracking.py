@@ -10,6 +10,7 @@ import contextlib
 import functools
 import logging
 import os
+import re
 import subprocess
 import tempfile
 import time
@@ -287,6 +288,18 @@ def server_errors(uri: str) -> Iterator[None]:
         raise TrackingUnavailable(f"tracking server {redact(uri)} failed ({reason})") from error
 
 
+# MLflow's SQL store looks a dataset up by (experiment, name, digest) and inserts it when absent: two runs
+# of one experiment logging the same data at the same moment can both find it absent, and the second
+# insert breaks the unique constraint. Logging again then finds the first run's row.
+DATASET_ATTEMPTS = 3
+_DUPLICATE_ROW = re.compile(r"unique constraint|UniqueViolation|IntegrityError|Duplicate entry", re.IGNORECASE)
+
+
+def _is_duplicate(error: BaseException) -> bool:
+    """A database refused a row that another writer inserted first (SQLite, PostgreSQL, MySQL wording)."""
+    return bool(_DUPLICATE_ROW.search(str(error)))
+
+
 def _guarded(method):
     """A TrackedRun method whose store calls fail as `server_errors` says; the run then ends locally."""
 
@@ -453,11 +466,22 @@ class TrackedRun:
         from mlflow.data.numpy_dataset import from_numpy
 
         contexts = {"train": "training", "val": "validation", "test": "testing"}
-        for split_name, split in splits.items():
-            if not len(split):
-                continue
-            dataset = from_numpy(split.x, targets=split.y, name=f"{splits.info.name}-{split_name}")
-            mlflow.log_input(dataset, context=contexts[split_name])
+        logged = [(name, split) for name, split in splits.items() if len(split)]
+        datasets = [from_numpy(split.x, targets=split.y, name=f"{splits.info.name}-{name}") for name, split in logged]
+        if not datasets:
+            return
+        for attempt in range(1, DATASET_ATTEMPTS + 1):
+            try:
+                mlflow.log_inputs(
+                    datasets=list(datasets),
+                    contexts=[contexts[name] for name, _ in logged],
+                    tags_list=[None] * len(logged),
+                )
+                return
+            except Exception as error:
+                if attempt == DATASET_ATTEMPTS or not _is_duplicate(error):
+                    raise
+                log.debug("dataset logged by another run at the same moment; logging again (%s)", error)
 
     @_guarded
     def log_model(self, predictor: Predictor, input_example: np.ndarray) -> str:

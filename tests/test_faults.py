@@ -212,6 +212,56 @@ def test_four_processes_started_at_once_on_a_new_store_all_finish(tmp_path) -> N
         assert sorted(run.info.status for run in runs) == ["FINISHED"] * 4
 
 
+# Logs the data set's three splits to a new run of experiment "race"; with `--race`, another process
+# logs the same splits between MLflow's look-up of the data set and its insert, every time.
+SAME_DATA_SCRIPT = """
+import subprocess, sys
+import numpy as np
+from sqlalchemy import event
+from sqlalchemy.engine import Engine
+from src.data.base import DatasetInfo, Split, Splits
+from src.tracking import TrackedRun
+
+uri = sys.argv[1]
+rng = np.random.default_rng(0)
+splits = Splits(*(Split(rng.standard_normal((n, 5, 1)), rng.standard_normal((n, 1))) for n in (30, 10, 10)),
+                DatasetInfo(name="shared"))
+others = []
+
+def other_run_first(connection, cursor, statement, *args):
+    if statement.lstrip().upper().startswith("INSERT INTO DATASETS") and not others:
+        others.append(subprocess.run([sys.executable, "-c", sys.argv[2], uri, sys.argv[2]], timeout=120))
+
+if "--race" in sys.argv:
+    event.listen(Engine, "before_cursor_execute", other_run_first)
+with TrackedRun(uri, "race", None, {"framework": "numpy"}) as run:
+    run.log_datasets(splits)
+assert [other.returncode for other in others] == ([0] if "--race" in sys.argv else []), others
+"""
+
+
+def test_a_run_logging_the_same_data_as_another_at_the_same_moment_finishes_with_it(tmp_path) -> None:
+    """MLflow's store looks a data set up, then inserts it when absent: two sweep jobs logging the same
+    data at once made one job FAILED (a unique constraint). Here the other run's insert always comes
+    between the look-up and the insert."""
+    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    result = subprocess.run(
+        [sys.executable, "-c", SAME_DATA_SCRIPT, uri, SAME_DATA_SCRIPT, "--race"],
+        cwd=PROJECT_ROOT,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+    runs = all_runs(uri)
+    assert [run.info.status for run in runs] == ["FINISHED", "FINISHED"]
+    for run in runs:
+        inputs = {item.dataset.name: item.tags[0].value for item in run.inputs.dataset_inputs}
+        assert inputs == {"shared-train": "training", "shared-val": "validation", "shared-test": "testing"}
+    digests = [{item.dataset.digest for item in run.inputs.dataset_inputs} for run in runs]
+    assert digests[0] == digests[1] and len(digests[0]) == 3
+
+
 def test_two_joblib_sweeps_started_at_once_on_a_new_store_are_both_grouped(tmp_path) -> None:
     uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
     processes = [
