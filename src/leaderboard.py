@@ -98,12 +98,12 @@ def table_text(frame: pd.DataFrame) -> str:
 def ci95(values: pd.Series) -> float:
     """Half-width of the 95 % confidence interval of the mean: Student's t with n - 1 degrees of
     freedom times the standard error; NaN for fewer than 2 values."""
-    from scipy import stats
+    from scipy.special import stdtrit  # Student's t quantile; scipy.stats (its t.ppf) costs 0.5 s more to import
 
     values = values.dropna()
     if len(values) < 2:
         return math.nan
-    return float(stats.t.ppf(0.975, len(values) - 1) * stats.sem(values))
+    return float(stdtrit(len(values) - 1, 0.975) * values.std(ddof=1) / math.sqrt(len(values)))
 
 
 def aggregate(runs: pd.DataFrame, over: str) -> pd.DataFrame:

@@ -50,9 +50,11 @@ class MlflowSweepCallback(Callback):
     def on_multirun_start(self, config: DictConfig, **kwargs: Any) -> None:
         """Open the parent run, or stop the whole sweep (one line, exit 2) before any job runs: jobs
         without their parent would run ungrouped, and Hydra only warns when a callback fails."""
+        from src.composed_jobs import compose_each_job_once
         from src.training_process import discard_prestarted
 
         discard_prestarted()  # a sweep made by a config file, not `-m`: each job trains in its own way
+        compose_each_job_once(config)
         keep_local_ray_on_loopback(config)
         import_ray_first(config)
         adopt_orphaned_descendants()
@@ -104,8 +106,10 @@ class MlflowSweepCallback(Callback):
     def on_multirun_end(self, config: DictConfig, **kwargs: Any) -> None:
         from mlflow import MlflowClient
 
+        from src.composed_jobs import forget_composed_jobs
         from src.leaderboard import summarize_sweep
 
+        forget_composed_jobs()
         if self.parent_run_id is None:
             return
         client = MlflowClient(self.uri)

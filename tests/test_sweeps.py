@@ -129,6 +129,62 @@ def test_joblib_workers_are_forked_after_the_parent_run_and_each_runs_several_jo
     assert "4 jobs in 2 forked workers" in output
 
 
+# src.train, with every composition of one job's config (Hydra's RUN mode) written to argv[1].
+COUNTED_COMPOSITIONS = """
+import runpy, sys
+from hydra._internal.config_loader_impl import ConfigLoaderImpl
+from hydra.types import RunMode
+
+original = ConfigLoaderImpl.load_configuration
+written_to = sys.argv[1]
+
+def counted(self, *args, **kwargs):
+    if kwargs.get("run_mode") == RunMode.RUN:
+        with open(written_to, "a") as log:
+            log.write(" ".join(o for o in kwargs["overrides"] if o.startswith("trainer.seed")) + "\\n")
+    return original(self, *args, **kwargs)
+
+ConfigLoaderImpl.load_configuration = counted
+sys.argv = ["src.train", *sys.argv[2:]]
+runpy.run_module("src.train", run_name="__main__", alter_sys=True)
+"""
+
+
+@pytest.mark.parametrize("launcher", ["basic", "joblib_local"])
+def test_each_job_of_a_sweep_is_composed_once_and_runs_its_own_config(tmp_path: Path, launcher: str) -> None:
+    """Hydra's sweeper composes every job to check it, then its launcher composed it again (0.15 s a
+    job, before the first could start): now the launcher gets a copy of the checked composition."""
+    import subprocess
+    import sys
+
+    import yaml
+
+    from src.paths import PROJECT_ROOT
+
+    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    compositions = tmp_path / "compositions.txt"
+    launch = [] if launcher == "basic" else ["hydra/launcher=joblib_local", "hydra.launcher.n_jobs=2"]
+    result = subprocess.run(
+        [sys.executable, "-c", COUNTED_COMPOSITIONS, str(compositions), "-m", *launch, "trainer.seed=0,1,2"]
+        + [f"tracking.uri={uri}", f"hydra.sweep.dir={tmp_path / 'multirun'}", "framework=numpy", *TINY],
+        cwd=PROJECT_ROOT,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert sorted(compositions.read_text().splitlines()) == [f"trainer.seed={seed}" for seed in range(3)]
+    for job in range(3):
+        folder = tmp_path / "multirun" / str(job) / ".hydra"
+        hydra = yaml.safe_load((folder / "hydra.yaml").read_text())["hydra"]
+        assert hydra["job"]["num"] == job and f"trainer.seed={job}" in hydra["overrides"]["task"]
+        assert yaml.safe_load((folder / "config.yaml").read_text())["trainer"]["seed"] == job
+    _, parent, children = sweep_of(uri)
+    check_grouped(parent, children)
+    assert sorted(child.data.params["trainer.seed"] for child in children) == ["0", "1", "2"]
+    assert all(child.info.status == "FINISHED" for child in children)
+
+
 def test_joblib_launcher_can_still_use_lokys_fresh_workers(tmp_path: Path) -> None:
     _, _, output = joblib_sweep(tmp_path, "0,1", "hydra.launcher.backend=loky")
     assert "loky workers" in output and "forked workers" not in output
