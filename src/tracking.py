@@ -26,6 +26,7 @@ import mlflow
 import numpy as np
 from mlflow import MlflowClient
 from mlflow.entities import RunStatus, RunTag
+from mlflow.exceptions import MlflowException
 
 from src.data.base import Splits
 from src.errors import TrackingUnavailable, UserError
@@ -122,7 +123,8 @@ def store_lock(uri: str) -> Iterator[None]:
 
     MLflow migrates a new SQLite file on first use; two processes doing that at once corrupt it
     (mlflow#4123), and two creating one experiment race. A file lock beside the database makes first
-    use safe for any number of runs, sweeps and DVC stages started at once. Servers do this themselves.
+    use safe for any number of runs, sweeps and DVC stages started at once. A server migrates its own
+    store; an experiment two runs create at once there is handled in `ensure_experiment`.
     """
     database = sqlite_path(uri)
     if database is None:
@@ -244,7 +246,15 @@ def ensure_experiment(uri: str, name: str) -> str:
             return experiment.experiment_id
         database = sqlite_path(uri)
         location = (database.parent / "mlartifacts").as_uri() if database else None
-        return client.create_experiment(name, artifact_location=location)
+        try:
+            return client.create_experiment(name, artifact_location=location)
+        except MlflowException as error:
+            # Only a SQLite file is locked here: on a server (or a database store) another run may have
+            # created the experiment between the look-up and now. Then it is this run's too.
+            experiment = client.get_experiment_by_name(name) if error.error_code == "RESOURCE_ALREADY_EXISTS" else None
+            if experiment is None:
+                raise
+            return experiment.experiment_id
 
 
 def record_failed_run(uri: str, experiment: str, tags: dict[str, str], error: BaseException) -> str:

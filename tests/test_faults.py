@@ -262,6 +262,44 @@ def test_a_run_logging_the_same_data_as_another_at_the_same_moment_finishes_with
     assert digests[0] == digests[1] and len(digests[0]) == 3
 
 
+# ensure_experiment on the server argv[1], while another client creates the experiment between its
+# look-up and its create, every time.
+RACED_EXPERIMENT_SCRIPT = """
+import sys
+from mlflow import MlflowClient
+from src.tracking import ensure_experiment
+
+uri = sys.argv[1]
+look_up = MlflowClient.get_experiment_by_name
+
+def another_creates_it_first(self, name):
+    found = look_up(self, name)
+    if found is None:
+        MlflowClient.get_experiment_by_name = look_up
+        MlflowClient(uri).create_experiment(name)
+    return found
+
+MlflowClient.get_experiment_by_name = another_creates_it_first
+print(ensure_experiment(uri, "raced"))
+"""
+
+
+def test_a_run_whose_experiment_another_creates_at_the_same_moment_on_a_server_uses_it(tmp_path) -> None:
+    """Two runs started at once against a server (no file lock there) both look the experiment up, find
+    none and create it: the second create failed the run as "tracking server failed"."""
+    with mlflow_server(tmp_path) as url:
+        result = subprocess.run(
+            [sys.executable, "-c", RACED_EXPERIMENT_SCRIPT, url],
+            cwd=PROJECT_ROOT,
+            capture_output=True,
+            text=True,
+            timeout=120,
+        )
+        assert result.returncode == 0, result.stderr[-3000:]
+        experiment = MlflowClient(url).get_experiment_by_name("raced")
+        assert experiment is not None and result.stdout.split() == [experiment.experiment_id]
+
+
 def test_two_joblib_sweeps_started_at_once_on_a_new_store_are_both_grouped(tmp_path) -> None:
     uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
     processes = [
