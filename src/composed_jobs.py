@@ -24,6 +24,8 @@ from omegaconf import DictConfig
 _composed: dict[tuple[int, tuple[str, ...]], tuple[DictConfig, DictConfig]] = {}
 _original: Callable[..., DictConfig] | None = None
 BASIC_SWEEPER = "hydra._internal.core_plugins.basic_sweeper.BasicSweeper"
+# About 110 KiB a job: a batch of thousands of jobs (no hydra.sweeper.max_batch_size) keeps only these.
+MAX_KEPT = 256
 
 
 def compose_each_job_once(config: DictConfig) -> None:
@@ -46,10 +48,16 @@ def compose_each_job_once(config: DictConfig) -> None:
         if kept is not None and kept[0] is master_config:
             return copy.deepcopy(kept[1])  # a launcher may change its config; the kept one stays as composed
         composed = original(self, master_config, sweep_overrides)
-        _composed[key] = (master_config, copy.deepcopy(composed))
+        if len(_composed) < MAX_KEPT:
+            _composed[key] = (master_config, copy.deepcopy(composed))
         return composed
 
     ConfigLoaderImpl.load_sweep_config = load_sweep_config  # type: ignore[method-assign]
+
+
+def forget_kept_jobs() -> None:
+    """A batch has been launched elsewhere (forked workers took their copies): what is kept here is stale."""
+    _composed.clear()
 
 
 def forget_composed_jobs() -> None:

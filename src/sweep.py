@@ -50,7 +50,7 @@ class MlflowSweepCallback(Callback):
     def on_multirun_start(self, config: DictConfig, **kwargs: Any) -> None:
         """Open the parent run, or stop the whole sweep (one line, exit 2) before any job runs: jobs
         without their parent would run ungrouped, and Hydra only warns when a callback fails."""
-        from src.composed_jobs import compose_each_job_once
+        from src.composed_jobs import compose_each_job_once, forget_composed_jobs
         from src.training_process import discard_prestarted
 
         discard_prestarted()  # a sweep made by a config file, not `-m`: each job trains in its own way
@@ -64,6 +64,7 @@ class MlflowSweepCallback(Callback):
             from src.uris import redact
 
             log.debug("parent run not created", exc_info=True)
+            forget_composed_jobs()
             message = redact(str(error).splitlines()[0] if str(error) else type(error).__name__)
             print(
                 f"error: the sweep's parent run could not be created, no job was started: {message}",
@@ -167,6 +168,9 @@ class MlflowSweepCallback(Callback):
         default action back for a moment), and Ray's processes then die with it (they share its fate).
         With Ray this runs before Ray's own exit handler (`import_ray_first`) and shuts Ray down before
         stopping its processes (`shut_down_ray`): killing them under a connected driver aborts it."""
+        from src.composed_jobs import forget_composed_jobs
+
+        forget_composed_jobs()
         if self.parent_run_id is None:
             return
         ignore_interrupts()  # a second Ctrl-C must not cut the clean-up short

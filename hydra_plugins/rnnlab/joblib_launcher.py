@@ -47,6 +47,7 @@ class ForkingJoblibLauncher(JoblibLauncher):
 
         import src.experiment  # noqa: F401  # imported once here, inherited by every worker
         from src import plots
+        from src.composed_jobs import forget_kept_jobs
         from src.forked_jobs import INHERITED, run_in_forked_workers
         from src.tracking import fork_safe_connections
 
@@ -74,5 +75,6 @@ class ForkingJoblibLauncher(JoblibLauncher):
             returned = run_in_forked_workers(workers, jobs)
         finally:
             INHERITED.clear()
+            forget_kept_jobs()  # each worker used its own copy of the batch's checked configs
             gc.unfreeze()
         return [cloudpickle.loads(value) for value in returned]
