@@ -10,6 +10,7 @@ the same for DVC's params.yaml, through the same function.
 from __future__ import annotations
 
 import math
+import uuid
 from dataclasses import fields, is_dataclass
 from typing import Any, cast
 
@@ -27,7 +28,7 @@ from src.tasks import OBJECTIVES, objective_direction
 def register_resolvers() -> None:
     """`${rnnlab.study_name:}`, `${rnnlab.study_storage:}` and `${rnnlab.direction:<objective>}` for
     conf/hparams_search/optuna.yaml, and
-    `${rnnlab.project_root:}` for Hydra's output folders in conf/config.yaml."""
+    `${rnnlab.project_root:}` and `${rnnlab.launch_id:}` for Hydra's output folders in conf/config.yaml."""
     if not OmegaConf.has_resolver("rnnlab.direction"):
         OmegaConf.register_new_resolver("rnnlab.direction", objective_direction)
     for name, function in (("rnnlab.study_name", search_key), ("rnnlab.study_storage", study_storage)):
@@ -35,6 +36,11 @@ def register_resolvers() -> None:
             OmegaConf.register_new_resolver(name, lambda *, _root_, function=function: function(_root_))
     if not OmegaConf.has_resolver("rnnlab.project_root"):
         OmegaConf.register_new_resolver("rnnlab.project_root", lambda: str(PROJECT_ROOT))
+    if not OmegaConf.has_resolver("rnnlab.launch_id"):
+        # Runs started in the same second (a shell loop, a scheduler) would share `${now:%H-%M-%S}`'s
+        # folder and overwrite each other's .hydra/ and log. Cached like `now`: one value per command,
+        # which a sweep's jobs inherit with `now`'s (Hydra copies the master config's resolver cache).
+        OmegaConf.register_new_resolver("rnnlab.launch_id", lambda: uuid.uuid4().hex[:6], use_cache=True)
 
 
 def register_configs() -> None:

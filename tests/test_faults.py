@@ -17,7 +17,7 @@ import pytest
 from mlflow import MlflowClient
 
 from src.paths import PROJECT_ROOT
-from src.tracking import open_client
+from src.tracking import ensure_experiment, open_client
 from tests.conftest import mlflow_server, run_cli
 
 pytestmark = pytest.mark.slow
@@ -298,6 +298,51 @@ def test_a_run_whose_experiment_another_creates_at_the_same_moment_on_a_server_u
         assert result.returncode == 0, result.stderr[-3000:]
         experiment = MlflowClient(url).get_experiment_by_name("raced")
         assert experiment is not None and result.stdout.split() == [experiment.experiment_id]
+
+
+def hydra_folders_of(store: Path) -> dict[Path, list[str]]:
+    """Hydra's output folders under the project's outputs/ whose command used the store file `store`:
+    each with the overrides it recorded (a sweep's job folders too)."""
+    import yaml
+
+    found = {}
+    for overrides in (PROJECT_ROOT / "outputs").glob("**/.hydra/overrides.yaml"):
+        text = overrides.read_text()
+        if str(store) in text:  # a sweep's jobs record the URI with its colon escaped
+            found[overrides.parent.parent] = yaml.safe_load(text)
+    return found
+
+
+def test_runs_and_sweeps_started_in_the_same_second_get_their_own_output_folders(tmp_path) -> None:
+    """Hydra's default folder is the second a command started: three runs at once shared one, each
+    overwriting the others' .hydra/ and log. A random suffix per command keeps them apart, while a
+    sweep's jobs (here in forked workers) still share their sweep's folder."""
+    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    ensure_experiment(uri, "rnnlab")
+    runs = [
+        start_cli("framework=numpy", *SMALL, "trainer=quick", f"trainer.seed={seed}", f"tracking.uri={uri}")
+        for seed in range(3)
+    ]
+    sweep = start_cli(
+        "-m",
+        "hydra/launcher=joblib_local",
+        "hydra.launcher.n_jobs=2",
+        "trainer.seed=7,8,9",
+        "framework=numpy",
+        *SMALL,
+        "trainer=quick",
+        f"tracking.uri={uri}",
+    )
+    for process in [*runs, sweep]:
+        _, errors = process.communicate(timeout=300)
+        assert process.returncode == 0, errors[-2000:]
+    folders = hydra_folders_of(tmp_path / "mlflow.db")
+    seeds = {folder: next(o for o in recorded if o.startswith("trainer.seed=")) for folder, recorded in folders.items()}
+    assert sorted(seeds.values()) == [f"trainer.seed={seed}" for seed in (0, 1, 2, 7, 8, 9)]
+    single = [folder for folder, seed in seeds.items() if seed[-1] in "012"]
+    assert len(set(single)) == 3 and all((folder / "train.log").is_file() for folder in single)
+    jobs = [folder for folder in seeds if folder not in single]
+    assert len({folder.parent for folder in jobs}) == 1 and (jobs[0].parent / "multirun.yaml").is_file()
 
 
 def test_two_joblib_sweeps_started_at_once_on_a_new_store_are_both_grouped(tmp_path) -> None:
