@@ -65,7 +65,7 @@ def forget_composed_jobs() -> None:
     global _original
     from hydra._internal.config_loader_impl import ConfigLoaderImpl
 
-    _composed.clear()
+    forget_kept_jobs()
     if _original is not None:
         ConfigLoaderImpl.load_sweep_config = _original  # type: ignore[method-assign]
         _original = None

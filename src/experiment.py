@@ -167,6 +167,8 @@ def run(
         else:
             settings, splits, task = trainer.settings, trainer.splits, trainer.task
             uri = resolve_uri(settings.tracking.uri)
+        if sweep is not None:
+            sweep.check_same_store(uri, settings.tracking.experiment)
         make_checkpoint_folder(uri)
         tags = run_tags(settings, splits, overrides)
         resolved = cast(dict[str, Any], OmegaConf.to_container(cfg, resolve=True, enum_to_str=True))
@@ -186,9 +188,9 @@ def run(
                 claim = claim_unfinished(uri, experiment_id, tags[RUN_KEY_TAG])
     except Exception as error:
         if sweep is not None:  # the sweep shows the job, FAILED with the reason
-            record_failed_run(
-                resolve_uri(OmegaConf.select(cfg, "tracking.uri")),
-                str(cfg.tracking.experiment),
+            record_failed_run(  # beside the parent: the job's own store or experiment may be what failed
+                sweep.tracking_uri or resolve_uri(OmegaConf.select(cfg, "tracking.uri")),
+                sweep.experiment or str(cfg.tracking.experiment),
                 {
                     "sweep_id": sweep.sweep_id,
                     "mlflow.parentRunId": sweep.parent_run_id,

@@ -27,15 +27,21 @@ class PreflightCallback(Callback):
         preflight(config, "hydra.run.dir")
 
     def on_multirun_start(self, config: DictConfig, **kwargs: Any) -> None:
-        preflight(config, "hydra.sweep.dir")
+        preflight(config, "hydra.sweep.dir", sweep=True)
 
 
-def preflight(config: DictConfig, output_key: str) -> None:
+# One sweep, one parent run: its jobs are child runs in the parent's store and experiment.
+ONE_PER_SWEEP = ("tracking", "tracking.uri", "tracking.experiment")
+
+
+def preflight(config: DictConfig, output_key: str, sweep: bool = False) -> None:
     try:
         # As typed: iterating the ListConfig would resolve a `${...}` inside an override string.
         for override in OmegaConf.to_container(config.hydra.overrides.task, resolve=False):  # type: ignore[union-attr]
             key, _, value = str(override).partition("=")
             check_no_secret(value, key.lstrip("+~"))
+        if sweep:
+            check_store_not_swept(config)
         try:
             resolved = {
                 key: OmegaConf.to_container(config[key], resolve=True)
@@ -52,6 +58,20 @@ def preflight(config: DictConfig, output_key: str) -> None:
     except UserError as error:
         print(f"error: {error}", file=sys.stderr, flush=True)
         raise SystemExit(2) from None
+
+
+def check_store_not_swept(config: DictConfig) -> None:
+    """A sweep over the store or experiment would put jobs where their parent run is not (each job also
+    checks this, for the cases an override cannot show: src/sweep.py)."""
+    from hydra.core.override_parser.overrides_parser import OverridesParser
+
+    overrides = OmegaConf.to_container(config.hydra.overrides.task, resolve=False)
+    for override in OverridesParser.create().parse_overrides([str(item) for item in overrides]):  # type: ignore[union-attr]
+        if override.key_or_group in ONE_PER_SWEEP and override.is_sweep_override():
+            raise UserError(
+                f"{override.key_or_group} cannot take several values in one sweep: every job is a child run of "
+                f"the sweep's one parent run, in one store and experiment; start one sweep per value"
+            )
 
 
 def check_writable(folder: Path, key: str) -> None:

@@ -27,19 +27,45 @@ log = logging.getLogger(__name__)
 
 PARENT_RUN_ENV = "RNNLAB_PARENT_RUN_ID"
 SWEEP_ID_ENV = "RNNLAB_SWEEP_ID"
+# Where the parent run is: a job must log there too (a URI that carries a secret never gets this far).
+SWEEP_URI_ENV = "RNNLAB_SWEEP_TRACKING_URI"
+SWEEP_EXPERIMENT_ENV = "RNNLAB_SWEEP_EXPERIMENT"
+SWEEP_ENVIRONMENT = (PARENT_RUN_ENV, SWEEP_ID_ENV, SWEEP_URI_ENV, SWEEP_EXPERIMENT_ENV)
 
 
 @dataclass(frozen=True)
 class SweepContext:
-    """What a job needs to join its sweep: the parent run and the sweep's id."""
+    """What a job needs to join its sweep: the parent run, the sweep's id, and the store and experiment
+    that hold the parent (empty where a launcher did not pass them on)."""
 
     parent_run_id: str
     sweep_id: str
+    tracking_uri: str = ""
+    experiment: str = ""
 
     @classmethod
     def from_environment(cls) -> SweepContext | None:
         parent, sweep = os.environ.get(PARENT_RUN_ENV), os.environ.get(SWEEP_ID_ENV)
-        return cls(parent, sweep) if parent and sweep else None
+        if not (parent and sweep):
+            return None
+        return cls(parent, sweep, os.environ.get(SWEEP_URI_ENV, ""), os.environ.get(SWEEP_EXPERIMENT_ENV, ""))
+
+    def check_same_store(self, uri: str, experiment: str) -> None:
+        """A job's run is a child of the sweep's parent run, so it must be in the parent's store and
+        experiment: a sweep over `tracking.uri` or `tracking.experiment` (or a value that interpolates one
+        of the swept keys) is refused, job by job, by name."""
+        from src.errors import UserError
+        from src.uris import redact
+
+        for key, mine, sweeps in (
+            ("tracking.uri", uri, self.tracking_uri),
+            ("tracking.experiment", experiment, self.experiment),
+        ):
+            if sweeps and mine != sweeps:
+                raise UserError(
+                    f"{key}={redact(mine)!r} differs from its sweep's ({redact(sweeps)!r}): every job of a sweep is "
+                    f"a child run of one parent run, in one store and experiment; start one sweep per {key}"
+                )
 
 
 class MlflowSweepCallback(Callback):
@@ -101,6 +127,7 @@ class MlflowSweepCallback(Callback):
         )
         self.parent_run_id = parent.info.run_id
         os.environ[PARENT_RUN_ENV], os.environ[SWEEP_ID_ENV] = self.parent_run_id, sweep_id
+        os.environ[SWEEP_URI_ENV], os.environ[SWEEP_EXPERIMENT_ENV] = self.uri, str(config.tracking.experiment)
         atexit.register(self._end_if_interrupted)
         log.info("sweep %s: parent MLflow run %s", sweep_id, self.parent_run_id)
 
@@ -133,7 +160,7 @@ class MlflowSweepCallback(Callback):
         finally:
             parent_run_id, sweep_id = self.parent_run_id, os.environ.get(SWEEP_ID_ENV, "")
             self.parent_run_id = None
-            for name in (PARENT_RUN_ENV, SWEEP_ID_ENV):
+            for name in SWEEP_ENVIRONMENT:
                 os.environ.pop(name, None)
         self._register_best(config, summary, parent_run_id, sweep_id)
         if all_failed:  # a sweep that produced nothing is not a success, whatever Hydra returns

@@ -16,13 +16,18 @@ import re
 import urllib.error
 import urllib.request
 from pathlib import Path
-from urllib.parse import parse_qsl, urlsplit, urlunsplit
+from urllib.parse import urlsplit, urlunsplit
 
 from src.errors import UserError
 from src.paths import DEFAULT_TRACKING_DB
 
-URL = re.compile(r"[A-Za-z][A-Za-z0-9+.-]*://[^\s'\"]+")
-SECRET_PARAMETER = re.compile(r"token|passw|pwd|secret|key|auth|sig|credential", re.IGNORECASE)
+# A URL ends at white space or a quote; read once more ending at commas too, for the values of a
+# Hydra sweep list (`a,b`): a secret in either reading is found and masked. (An escaped `\\:` as Hydra
+# writes overrides back still reads as a URL.)
+URLS = (re.compile(r"[A-Za-z][A-Za-z0-9+.-]*\\?://[^\s'\"]+"), re.compile(r"[A-Za-z][A-Za-z0-9+.-]*\\?://[^\s'\",]+"))
+SECRET_NAME = re.compile(r"token|pass|pwd|secret|key|auth|sig|credential|jwt|session|cookie|bearer", re.IGNORECASE)
+# A `name=value` after `?`, `&`, `;` or `#`: query parameters, matrix (path) parameters, fragments.
+PARAMETER = re.compile(r"[?&;#]([^=&;#?]*)=([^&;#]*)")
 # Stores MLflow can track to (a scheme may carry a driver: postgresql+psycopg2).
 TRACKING_SCHEMES = ("sqlite", "http", "https", "postgresql", "mysql", "mssql", "file", "databricks", "databricks-uc")
 CREDENTIALS_HINT = (
@@ -32,18 +37,31 @@ CREDENTIALS_HINT = (
 )
 
 
-def secret_in_uri(uri: str) -> str | None:
-    """What in `uri` is a secret, in words that do not repeat it; None when it carries none."""
-    if "://" not in uri:
-        return None
-    parts = urlsplit(uri.replace("\\", ""))  # Hydra escapes ':' in overrides it writes back
-    netloc = parts.netloc
-    if "@" in netloc:
-        userinfo = netloc.rpartition("@")[0]
-        return "a password" if ":" in userinfo else "a user name or token before '@'"
-    for name, _ in parse_qsl(parts.query, keep_blank_values=True):
-        if SECRET_PARAMETER.search(name):
-            return f"a {name!r} query parameter"
+def secrets_in_url(url: str) -> list[tuple[int, int, str]]:
+    """Where one URL carries a secret: (start, end, what) for the user information before `@` and for
+    the value of every parameter whose name looks like a credential. The refusal (`secret_in_uri`)
+    and the masking (`redact`) both read it, so they never disagree."""
+    scheme_end = url.index("://") + 3
+    authority_end = next((index for index in range(scheme_end, len(url)) if url[index] in "/?#;"), len(url))
+    found = []
+    at = url.rfind("@", scheme_end, authority_end)
+    if at >= 0:
+        user = url[scheme_end:at]
+        found.append((scheme_end, at, "a password" if ":" in user else "a user name or token before '@'"))
+    for parameter in PARAMETER.finditer(url, authority_end):
+        if SECRET_NAME.search(parameter.group(1)):
+            found.append((parameter.start(2), parameter.end(2), f"a {parameter.group(1)!r} parameter"))
+    return found
+
+
+def secret_in_uri(text: str) -> str | None:
+    """What a secret in any URL in `text` (a URI, or an override's value such as a sweep's list) is, in
+    words that do not repeat it; None when it carries none."""
+    unescaped = text.replace("\\", "")  # Hydra escapes ':', '=' and ',' in overrides it writes back
+    for pattern in URLS:
+        for url in pattern.findall(unescaped):
+            for _, _, what in secrets_in_url(url):
+                return what
     return None
 
 
@@ -87,24 +105,18 @@ def resolve_uri(configured: str | None, source: str = "tracking.uri") -> str:
 
 
 def redact(text: str) -> str:
-    """Every URL in `text` without user information or secret query values (`user:secret@` and
-    `token@` become `***@`, `token=x` becomes `token=***`): a second line of defence for messages."""
+    """Every URL in `text` without its secrets (`user:secret@` and `token@` become `***@`, `token=x`
+    becomes `token=***`): a second line of defence for messages, tags and params."""
 
     def hide(match: re.Match[str]) -> str:
         url = match.group(0)
-        scheme, _, rest = url.partition("://")
-        authority, slash, tail = rest.partition("/")
-        if "@" in authority:
-            authority = "***@" + authority.rpartition("@")[2]
-        tail = re.sub(
-            r"([?&;][^=&;#]*(?:token|passw|pwd|secret|key|auth|sig|credential)[^=&;#]*=)[^&;#]*",
-            r"\1***",
-            slash + tail,
-            flags=re.IGNORECASE,
-        )
-        return f"{scheme}://{authority}{tail}"
+        for start, end, _ in reversed(secrets_in_url(url)):
+            url = url[:start] + "***" + url[end:]
+        return url
 
-    return URL.sub(hide, text)
+    for pattern in URLS:
+        text = pattern.sub(hide, text)
+    return text
 
 
 def sqlite_path(uri: str) -> Path | None:

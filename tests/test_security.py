@@ -21,7 +21,7 @@ from src.frameworks.spec import ModelSpec
 from src.paths import PROJECT_ROOT
 from src.predictor import Predictor
 from src.uris import redact
-from tests.conftest import QUICK
+from tests.conftest import QUICK, run_cli
 
 SPEC = ModelSpec("gru", 4, 1, "tanh", 0.0, 2, 1)
 CANARY = "rnnlab-pickle-canary"
@@ -91,6 +91,37 @@ def test_redact_hides_user_information_and_secret_query_values_in_any_url() -> N
     assert redact("http://TOKEN123@host") == "http://***@host"
     assert redact("https://h/p?a=1&access_token=abc&b=2") == "https://h/p?a=1&access_token=***&b=2"
     assert redact("sqlite:////tmp/mlflow.db") == "sqlite:////tmp/mlflow.db"
+    assert redact("http://h/p;token=abc#x") == "http://h/p;token=***#x"  # a path (matrix) parameter
+    assert redact("http://h/#access_token=abc") == "http://h/#access_token=***"  # a fragment
+    assert redact("http://h/path@x?jwt=abc") == "http://h/path@x?jwt=***"  # '@' after the host is no user
+    assert redact("sqlite:///a.db,http://u:pw@h:1") == "sqlite:///a.db,http://***@h:1"  # a sweep's list
+    assert redact("http\\://u\\:pw@h") == "http\\://***@h"  # as Hydra writes overrides back
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "http://u:S3@h",
+        "http://S3@h",
+        "http://h/?a=1&token=S3",
+        "http://h/?a=1;password=S3",
+        "http://h/;token=S3",
+        "http://h/#token=S3",
+        "https://h/?jwt=S3",
+        "https://h/?session=S3",
+        "postgresql://u:S3@h1,h2/db",
+        "sqlite:///a.db,http://u:S3@h",
+        "http://h/?a=1,b&api_key=S3",
+        "http\\://h/?sig\\=S3",
+        "x=http://h/?Auth=S3",
+    ],
+)
+def test_every_secret_the_check_refuses_is_one_redact_masks_and_the_reverse(text: str) -> None:
+    from src.uris import secret_in_uri
+
+    assert secret_in_uri(text) is not None
+    assert "S3" not in redact(text)
+    assert secret_in_uri("http://h/p?a=1&b=2;c=3#d") is None and redact("http://h/p?a=1#d") == "http://h/p?a=1#d"
 
 
 SECRET = "S3cretPW42"
@@ -153,7 +184,30 @@ def test_a_secret_uri_in_the_environment_or_a_sweep_is_refused_too(tmp_path) -> 
         timeout=120,
     )
     assert sweep.returncode == 2 and sweep.stderr.startswith("error: tracking.uri carries a user name or token")
-    for result in (single, sweep):
+    # The secret as the second value of a sweep's list, and in a parameter after ';' or in a fragment.
+    later = [
+        run_cli(
+            *(["-m"] if index == 0 else []),
+            "trainer=quick",
+            f"tracking.uri={value}",
+            f"hydra.sweep.dir={tmp_path / f'c{index}'}",
+            f"hydra.run.dir={tmp_path / f'c{index}'}",
+        )
+        for index, value in enumerate(
+            [
+                f"sqlite:///{tmp_path}/x.db,{SECRET_URIS[0]}",
+                f"'http://127.0.0.1:9/?a=1;password={SECRET}'",
+                f"'http://127.0.0.1:9/#token={SECRET}'",
+            ]
+        )
+    ]
+    assert [result.returncode for result in later] == [2, 2, 2]
+    assert [result.stderr.split(";")[0] for result in later] == [
+        "error: tracking.uri carries a password",
+        "error: tracking.uri carries a 'password' parameter",
+        "error: tracking.uri carries a 'token' parameter",
+    ]
+    for result in (single, sweep, *later):
         assert SECRET not in result.stdout + result.stderr
     assert not any(tmp_path.rglob("*"))
 

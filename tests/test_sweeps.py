@@ -328,6 +328,51 @@ def test_a_sweep_whose_jobs_all_fail_exits_2_with_its_parent_failed(tmp_path: Pa
     assert all(child.info.run_name.startswith("failed-job-") for child in children)
 
 
+@pytest.mark.parametrize("swept", ["tracking.uri", "tracking.experiment", "tracking"])
+def test_a_sweep_over_the_store_or_experiment_is_refused_before_anything_is_written(tmp_path: Path, swept) -> None:
+    values = {
+        "tracking.uri": f"sqlite:///{tmp_path / 'a.db'},sqlite:///{tmp_path / 'b.db'}",
+        "tracking.experiment": "one,two",
+        "tracking": "default,server",
+    }[swept]
+    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    result = run_cli(
+        "-m",
+        f"{swept}={values}",
+        f"tracking.uri={uri}" if swept != "tracking.uri" else "trainer.seed=0",
+        f"hydra.sweep.dir={tmp_path / 'out'}",
+        *TINY,
+        env={"MLFLOW_TRACKING_URI": uri},
+    )
+    assert result.returncode == 2, result.stderr[-2000:]
+    assert result.stderr.strip() == (
+        f"error: {swept} cannot take several values in one sweep: every job is a child run of the sweep's one "
+        "parent run, in one store and experiment; start one sweep per value"
+    )
+    assert sorted(path.name for path in tmp_path.iterdir()) == []
+
+
+def test_a_job_whose_store_or_experiment_is_not_its_sweeps_fails_beside_the_parent(tmp_path: Path) -> None:
+    """What no override shows: an experiment named after a swept key. Every job but the one that matches the
+    parent's experiment fails by name, recorded as a FAILED child in the parent's store and experiment."""
+    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    result = run_cli(
+        "-m", "trainer.seed=0,1,2", "tracking.experiment=seed${trainer.seed}", f"tracking.uri={uri}", *TINY
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+    client, parent, children = sweep_of(uri)
+    check_grouped(parent, children)
+    assert sorted(experiment.name for experiment in client.search_experiments()) == ["Default", "seed0"]
+    assert sorted(child.info.status for child in children) == ["FAILED", "FAILED", "FINISHED"]
+    errors = sorted(child.data.tags["error"] for child in children if child.info.status == "FAILED")
+    assert errors == [
+        f"UserError: tracking.experiment='seed{seed}' differs from its sweep's ('seed0'): every job of a sweep is "
+        "a child run of one parent run, in one store and experiment; start one sweep per tracking.experiment"
+        for seed in (1, 2)
+    ]
+    assert parent.data.metrics["failed_jobs"] == 2
+
+
 def test_a_growing_objective_is_maximised_by_the_sweep_and_by_optuna(tmp_path: Path) -> None:
     from hydra import compose, initialize_config_dir
 
