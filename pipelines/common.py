@@ -14,7 +14,7 @@ from typing import Any
 import yaml
 
 from src.config import Config
-from src.errors import UserError, reading, stop_on_sigterm
+from src.errors import UserError, exit_interrupted, reading, stop_on_sigterm
 from src.paths import PROJECT_ROOT
 from src.settings import settings_from_params
 
@@ -87,5 +87,7 @@ def stage(function: Callable[..., None]) -> Callable[..., None]:
         except UserError as error:
             print(f"error: {error}", file=sys.stderr)
             sys.exit(2)
+        except KeyboardInterrupt as interruption:
+            exit_interrupted(interruption, "; run the stage again: dvc repro")
 
     return wrapper

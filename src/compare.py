@@ -18,7 +18,7 @@ import sys
 from collections.abc import Callable
 from pathlib import Path
 
-from src.errors import UserError, require
+from src.errors import UserError, exit_interrupted, require
 from src.leaderboard import aggregate, comparison_figure, leaderboard, render, render_aggregate, summarize_sweep
 from src.paths import PROJECT_ROOT
 from src.runs import read_store, select_runs, settings_that_vary, to_frame
@@ -126,4 +126,7 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    try:
+        sys.exit(main())
+    except KeyboardInterrupt as interruption:
+        exit_interrupted(interruption, "")

@@ -6,21 +6,48 @@ Every other exception is a bug and keeps its traceback. `require` is how a check
 here, at the bottom of the import graph, so that config, data and the stages can all use it.
 """
 
+import signal
+import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any
+from typing import Any, NoReturn
+
+# The signals that interrupted this process, in order (see `check_interrupted`).
+_interrupted_by: list[int] = []
 
 
 def stop_on_sigterm() -> None:
     """Turn SIGTERM (kill, timeout, a cancelled CI job, `dvc queue kill`) into KeyboardInterrupt, so a
-    run ends KILLED with its metrics, exactly as on Ctrl-C, instead of staying RUNNING forever."""
-    import signal
+    run ends KILLED with its metrics, exactly as on Ctrl-C, instead of staying RUNNING forever. Ctrl-C
+    gets the same handler, so that both are remembered (`check_interrupted`). Main thread only."""
 
     def interrupt(signum: int, frame: object) -> None:
+        _interrupted_by.append(signum)
         raise KeyboardInterrupt(f"signal {signum}")
 
-    signal.signal(signal.SIGTERM, interrupt)
+    for number in (signal.SIGTERM, signal.SIGINT):
+        if signal.getsignal(number) not in (signal.SIG_IGN, None):
+            signal.signal(number, interrupt)
+
+
+def check_interrupted() -> None:
+    """Raise again an interrupt Python swallowed: a KeyboardInterrupt raised while a `__del__` or a
+    weakref callback runs is only printed ("Exception ignored in ..."), and the run would go on to end
+    FINISHED. Called where a run logs an epoch and before it ends."""
+    if _interrupted_by:
+        raise KeyboardInterrupt(f"signal {_interrupted_by[-1]}")
+
+
+def exit_interrupted(interruption: KeyboardInterrupt, consequence: str) -> NoReturn:
+    """One line for Ctrl-C or SIGTERM, no traceback, and the shell's code for it (130 or 143); further
+    interrupts are ignored so that the exit (and a sweep's clean-up after it) is not cut short."""
+    number = _interrupted_by[0] if _interrupted_by else signal.SIGINT
+    for ignored in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(ignored, signal.SIG_IGN)
+    del interruption  # its message is the signal's number, said here by name
+    print(f"error: stopped by {signal.Signals(number).name}{consequence}", file=sys.stderr, flush=True)
+    sys.exit(128 + number)
 
 
 class UserError(Exception):

@@ -28,7 +28,7 @@ from typing import TYPE_CHECKING, Any
 
 import pandas as pd
 
-from src.errors import UserError
+from src.errors import UserError, exit_interrupted
 from src.resume import KEYS_WITHOUT_EFFECT
 
 if TYPE_CHECKING:
@@ -247,4 +247,7 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    try:
+        sys.exit(main())
+    except KeyboardInterrupt as interruption:
+        exit_interrupted(interruption, "")

@@ -13,7 +13,7 @@ import tempfile
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from src.errors import UserError
+from src.errors import UserError, exit_interrupted
 from src.serving import TEXT_PARAMS
 
 if TYPE_CHECKING:
@@ -162,4 +162,7 @@ def main(argv: list[str] | None = None) -> None:
 
 
 if __name__ == "__main__":
-    main()
+    try:
+        main()
+    except KeyboardInterrupt as interruption:
+        exit_interrupted(interruption, "")

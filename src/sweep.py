@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import atexit
 import contextlib
+import functools
 import logging
 import os
 import sys
@@ -252,7 +253,30 @@ def import_ray_first(config: DictConfig) -> None:
     runs before Ray's and shuts Ray down itself, with SIGINT and SIGTERM ignored (`shut_down_ray`)."""
     if uses_ray(config):
         with contextlib.suppress(ImportError):
-            import ray  # noqa: F401
+            import ray
+
+            keep_sigterm_after_ray_init(ray)
+
+
+def keep_sigterm_after_ray_init(ray: Any) -> None:
+    """`ray.init` makes SIGTERM `sys.exit` the driver (exit code 1, no word of what happened); put ours back
+    (src/errors.py) once it returns, so that SIGTERM stops a Ray sweep as it stops any other: one line,
+    exit 143, the runs ended KILLED by the exit handler."""
+    from src.errors import stop_on_sigterm
+
+    if getattr(ray.init, "_keeps_sigterm", False):
+        return
+    original = ray.init
+
+    @functools.wraps(original)
+    def init(*args: Any, **kwargs: Any) -> Any:
+        try:
+            return original(*args, **kwargs)
+        finally:
+            stop_on_sigterm()
+
+    init._keeps_sigterm = True  # type: ignore[attr-defined]
+    ray.init = init
 
 
 def shut_down_ray() -> None:

@@ -29,7 +29,7 @@ from mlflow.entities import RunStatus, RunTag
 from mlflow.exceptions import MlflowException
 
 from src.data.base import Splits
-from src.errors import TrackingUnavailable, UserError
+from src.errors import TrackingUnavailable, UserError, check_interrupted
 from src.frameworks.checkpoint import EpochResult
 from src.paths import PROJECT_ROOT
 from src.uris import is_server, redact, sqlite_path
@@ -392,6 +392,12 @@ class TrackedRun:
             # Its process is gone once we exit, so the next resume or cleanup ends it KILLED.
             _forget_active_run()
             return
+        swallowed = None
+        if kind is None:
+            try:
+                check_interrupted()
+            except KeyboardInterrupt as interruption:
+                kind, swallowed = KeyboardInterrupt, interruption
         if kind is None:
             status = RunStatus.to_string(RunStatus.FINISHED)
         elif issubclass(kind, KeyboardInterrupt):
@@ -413,6 +419,8 @@ class TrackedRun:
                 f"tracking server {redact(self.uri)} failed while ending run {self.run_id} "
                 f"({redact(str(failure).splitlines()[0])[:300]})"
             ) from failure
+        if swallowed is not None:
+            raise swallowed
 
     def _upload_checkpoint(self) -> None:
         """A server's run keeps its last checkpoint as an artifact; the local spool copy then goes."""
@@ -443,6 +451,7 @@ class TrackedRun:
         Epochs a resumed run already holds are skipped; a synchronous heartbeat every HEARTBEAT_SECONDS
         says the owner lives, and notices a server that stopped answering. `ended_at` (time.time()) is
         when the epoch ended, where that was in another process; now by default."""
+        check_interrupted()
         values = {"train_loss": result.train_loss, "val_loss": result.val_loss, "epoch_seconds": result.seconds}
         missing = {name: value for name, value in values.items() if result.epoch not in self.logged_steps.get(name, ())}
         if missing:

@@ -19,7 +19,7 @@ import hydra
 from hydra.core.hydra_config import HydraConfig
 from omegaconf import DictConfig
 
-from src.errors import TrackingUnavailable, UserError, stop_on_sigterm
+from src.errors import TrackingUnavailable, UserError, exit_interrupted, stop_on_sigterm
 from src.tasks import worst_value
 
 log = logging.getLogger(__name__)
@@ -78,4 +78,10 @@ if __name__ == "__main__":
     from src.training_process import prestart
 
     prestart(sys.argv[1:])
-    main()
+    try:
+        main()
+    except KeyboardInterrupt as interruption:
+        # The runs have ended KILLED (a sweep's are, by its exit handler, after this line).
+        exit_interrupted(
+            interruption, "; unfinished runs end KILLED with what they logged (tracking.resume=true continues them)"
+        )

@@ -71,8 +71,13 @@ def test_sigterm_ends_the_run_killed_and_stops_its_training_process(tmp_path) ->
     try:
         started = time.monotonic()
         process.send_signal(signal.SIGTERM)
-        process.communicate(timeout=60)
+        _, errors = process.communicate(timeout=60)
         assert time.monotonic() - started < 30
+        assert process.returncode == 128 + signal.SIGTERM
+        assert errors.strip().splitlines() == [
+            "error: stopped by SIGTERM; unfinished runs end KILLED with what they logged "
+            "(tracking.resume=true continues them)"
+        ]
         gone, alive = psutil.wait_procs([trainer], timeout=10)
         assert not alive
     finally:
