@@ -55,7 +55,8 @@ class UserError(Exception):
 
 
 class TrackingUnavailable(UserError):
-    """The tracking server stopped answering (or answered errors) while a run was under way."""
+    """The tracking server stopped answering (or answered errors), or a database store could no longer be
+    written (a full disk), while a run was under way."""
 
 
 class TrainingDiverged(UserError):

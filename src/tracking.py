@@ -16,6 +16,7 @@ import tempfile
 import time
 import uuid
 from collections.abc import Iterator, Mapping
+from concurrent.futures import Future
 from contextlib import contextmanager
 from importlib.metadata import version
 from pathlib import Path
@@ -65,6 +66,13 @@ def apply_mlflow_defaults() -> None:
     a user's own values win. (MLflow reads them at each call, so setting them here is early enough.)"""
     for name, value in MLFLOW_DEFAULTS.items():
         os.environ.setdefault(name, value)
+    # MLflow logs a database error with its traceback before raising it (a full disk: one per failed
+    # write); the error itself ends the run in one line (store_errors, server_errors).
+    logging.getLogger("mlflow.store.db.utils").setLevel(logging.CRITICAL)
+    # Likewise a failed background write of epoch metrics (TrackedRun._raise_failed_writes says it), and
+    # urllib3's "Retrying ..." for each retry of a server that stopped answering (bounded: HTTP_DEFAULTS).
+    logging.getLogger("mlflow.utils.async_logging.async_logging_queue").setLevel(logging.CRITICAL)
+    logging.getLogger("urllib3.connectionpool").setLevel(logging.ERROR)
 
 
 MODEL_CODE = Path(__file__).with_name("mlflow_model.py")
@@ -211,10 +219,6 @@ def create_store(database: Path) -> None:
 def store_errors(uri: str) -> Iterator[None]:
     """Opening or first writing to a store: a server's failure is TrackingUnavailable; a local store that is
     not one (garbage, truncated), is read-only or on a full disk is the user's to fix, in one line."""
-    # MLflow logs a database error with its traceback before raising it; the one line below says it.
-    database_log = logging.getLogger("mlflow.store.db.utils")
-    level = database_log.level
-    database_log.setLevel(logging.CRITICAL)
     with server_errors(uri):
         try:
             yield
@@ -226,8 +230,6 @@ def store_errors(uri: str) -> Iterator[None]:
             cause = getattr(error, "orig", None) or error  # SQLAlchemy keeps the database's own message there
             reason = redact(str(cause).splitlines()[0] if str(cause) else type(cause).__name__)[:300]
             raise UserError(f"cannot use the tracking store {redact(uri)}: {reason}") from None
-        finally:
-            database_log.setLevel(level)
 
 
 def ensure_experiment(uri: str, name: str) -> str:
@@ -285,17 +287,48 @@ EPOCH_METRICS = ("train_loss", "val_loss", "epoch_seconds")
 
 @contextmanager
 def server_errors(uri: str) -> Iterator[None]:
-    """On a tracking server, any failure inside the block becomes TrackingUnavailable (one line, the
-    server named, no secret); on a local store errors stay what they are."""
+    """Any failure of a tracking server inside the block, or a database store that can no longer be
+    written (a full disk, an I/O error, a file gone read-only), becomes TrackingUnavailable: one line,
+    the store named, no secret. Other errors of a local store stay what they are."""
     try:
         yield
     except UserError:
         raise
     except Exception as error:
-        if not is_server(uri):
+        failed = store_failure(uri, error)
+        if failed is None:
             raise
-        reason = redact(str(error).splitlines()[0] if str(error) else type(error).__name__)[:300]
-        raise TrackingUnavailable(f"tracking server {redact(uri)} failed ({reason})") from error
+        raise failed from error
+
+
+def store_failure(uri: str, error: BaseException) -> TrackingUnavailable | None:
+    """`error` as the store's failure, or None where it is not one (a bug, a refused value)."""
+    if is_server(uri):
+        where = f"tracking server {redact(uri)}"
+    elif _database_failed(error):
+        where = f"tracking store {redact(uri)}"
+    else:
+        return None
+    cause = _database_error(error) or error
+    cause = getattr(cause, "orig", None) or cause  # SQLAlchemy keeps the database's own message there
+    reason = redact(str(cause).splitlines()[0] if str(cause) else type(cause).__name__)[:300]
+    return TrackingUnavailable(f"{where} failed ({reason})")
+
+
+def _database_failed(error: BaseException) -> bool:
+    """The database refused to work (SQLAlchemy's OperationalError, which MLflow re-raises as
+    TEMPORARILY_UNAVAILABLE): SQLite's "database or disk is full", "disk I/O error", "attempt to write
+    a readonly database", "unable to open database file"; a database server that went away."""
+    return _database_error(error) is not None or getattr(error, "error_code", "") == "TEMPORARILY_UNAVAILABLE"
+
+
+def _database_error(error: BaseException | None) -> BaseException | None:
+    """The database's OperationalError among `error`'s causes, if any."""
+    for _ in range(10):
+        if error is None or type(error).__name__ == "OperationalError":
+            return error
+        error = error.__cause__ or error.__context__
+    return None
 
 
 # MLflow's SQL store looks a dataset up by (experiment, name, digest) and inserts it when absent: two runs
@@ -348,6 +381,7 @@ class TrackedRun:
         self.checkpoint: Path | None = None  # uploaded when the run ends, for a server
         self._last_heartbeat = 0.0
         self._server_failed = False
+        self._epoch_writes: list[Future] = []  # MLflow's background writes of epoch metrics, not yet seen done
 
     @_guarded
     def __enter__(self) -> TrackedRun:
@@ -409,16 +443,17 @@ class TrackedRun:
             except Exception:  # the reason is a courtesy; ending the run matters more
                 log.exception("could not record the error on run %s", self.run_id)
         try:
+            if kind is None:  # a run that ends FINISHED holds every epoch, or fails saying why it does not
+                mlflow.flush_async_logging()
+                self._raise_failed_writes()
             self._upload_checkpoint()
             mlflow.end_run(status=status)
         except Exception as failure:
-            if not is_server(self.uri) or kind is not None:
+            failed = store_failure(self.uri, failure)
+            if failed is None or kind is not None:
                 raise
             _forget_active_run()
-            raise TrackingUnavailable(
-                f"tracking server {redact(self.uri)} failed while ending run {self.run_id} "
-                f"({redact(str(failure).splitlines()[0])[:300]})"
-            ) from failure
+            raise TrackingUnavailable(f"{failed} while ending run {self.run_id}") from failure
         if swallowed is not None:
             raise swallowed
 
@@ -456,12 +491,26 @@ class TrackedRun:
         missing = {name: value for name, value in values.items() if result.epoch not in self.logged_steps.get(name, ())}
         if missing:
             timestamp = round(ended_at * 1000) if ended_at is not None else None
-            mlflow.log_metrics(missing, step=result.epoch, synchronous=False, timestamp=timestamp)
+            writes = mlflow.log_metrics(missing, step=result.epoch, synchronous=False, timestamp=timestamp)
+            self._epoch_writes += getattr(writes, "_operation_futures", None) or []  # private; pinned <4
+        self._raise_failed_writes()
         if time.monotonic() - self._last_heartbeat >= HEARTBEAT_SECONDS:
             mlflow.set_tags(
                 {"heartbeat.time": f"{time.time():.3f}", "heartbeat.epoch": str(result.epoch)}, synchronous=True
             )
             self._last_heartbeat = time.monotonic()
+
+    def _raise_failed_writes(self) -> None:
+        """An epoch's metrics that MLflow's background thread could not write (a full disk, a server gone)
+        stop the run at the next epoch, in one line: MLflow itself only logs the error and goes on, and
+        every later epoch would be lost the same way."""
+        pending = []
+        for write in self._epoch_writes:
+            if not write.done():
+                pending.append(write)
+            elif write.exception() is not None:
+                raise write.exception()  # type: ignore[misc]
+        self._epoch_writes = pending
 
     @_guarded
     def log_metrics(self, metrics: Mapping[str, float]) -> None:
