@@ -89,12 +89,40 @@ def check_store_exists(uri: str) -> None:
     import sqlite3
 
     try:
-        with contextlib.closing(sqlite3.connect(f"{database.as_uri()}?mode=ro", uri=True)) as connection:
-            tables = {row[0] for row in connection.execute("SELECT name FROM sqlite_master WHERE type='table'")}
+        tables = database_tables(database)
     except sqlite3.Error as error:
         raise UserError(f"{database} is not a readable SQLite tracking store ({error})") from None
-    if not {"alembic_version", "runs", "experiments"} <= tables:
+    if not MLFLOW_TABLES <= tables:
         raise UserError(f"{database} is not an MLflow tracking store (it lacks MLflow's tables)")
+
+
+MLFLOW_TABLES = {"alembic_version", "runs", "experiments"}
+
+
+def database_tables(database: Path) -> set[str]:
+    """The tables of a SQLite file, read without writing to it (sqlite3.Error where it is not one)."""
+    import sqlite3
+
+    with contextlib.closing(sqlite3.connect(f"{database.as_uri()}?mode=ro", uri=True)) as connection:
+        return {row[0] for row in connection.execute("SELECT name FROM sqlite_master WHERE type='table'")}
+
+
+def refuse_foreign_database(database: Path) -> None:
+    """A SQLite file that holds other tables than MLflow's is someone's database: MLflow would add its
+    ~50 tables to it. An empty database, or one MLflow made, is fine; one that cannot be read is left
+    to fail as it will, with the database's own reason (store_errors)."""
+    import sqlite3
+
+    try:
+        tables = database_tables(database)
+    except sqlite3.Error:
+        return
+    if tables and not MLFLOW_TABLES <= tables:
+        shown = ", ".join(sorted(tables)[:5]) + (", ..." if len(tables) > 5 else "")
+        raise UserError(
+            f"{database} is a SQLite database but not an MLflow tracking store (its tables: {shown}); "
+            f"give tracking.uri a new file or an existing MLflow store"
+        )
 
 
 def keep_credentials_off_screen(uri: str) -> None:
@@ -167,6 +195,8 @@ def open_client(uri: str) -> MlflowClient:
         database = sqlite_path(uri)
         if database is not None and (not database.exists() or database.stat().st_size == 0):
             create_store(database)
+        elif database is not None:
+            refuse_foreign_database(database)
         client = MlflowClient(uri)
         client.search_experiments(max_results=1)
     return client

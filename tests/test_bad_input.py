@@ -115,6 +115,28 @@ def test_bad_input_exits_2_with_one_line_and_no_run_left_running(inputs, tmp_pat
         assert "RUNNING" not in statuses
 
 
+def test_a_sqlite_database_that_is_not_a_store_is_refused_and_left_as_it_was(tmp_path) -> None:
+    """Not garbage, someone's database: MLflow would add its ~50 tables to it (it did, exit 0)."""
+    database = tmp_path / "notes.db"
+    with sqlite3.connect(database) as connection:
+        connection.execute("CREATE TABLE notes (text TEXT)")
+        connection.execute("INSERT INTO notes VALUES ('mine')")
+    before = database.read_bytes()
+    for sweep in ([], ["-m", "trainer.seed=0,1"]):
+        result = run_cli(*sweep, *QUICK, f"tracking.uri=sqlite:///{database}", f"hydra.run.dir={tmp_path / 'out'}",
+                         f"hydra.sweep.dir={tmp_path / 'sweep'}")  # fmt: skip
+        assert result.returncode == 2 and "Traceback" not in result.stderr, result.stderr[-2000:]
+        assert (
+            result.stderr.strip()
+            .splitlines()[-1]
+            .endswith(
+                f"{database} is a SQLite database but not an MLflow tracking store (its tables: notes); give "
+                "tracking.uri a new file or an existing MLflow store"
+            )
+        )
+    assert database.read_bytes() == before
+
+
 @pytest.mark.parametrize("override", ["trainer.epochs=abc", "model.cell=xyz", "dataset=nope", "optimiser=adam"])
 def test_hydra_composition_errors_name_the_key_without_a_traceback(tmp_path, override) -> None:
     result = run_cli(*QUICK, f"tracking.uri=sqlite:///{tmp_path / 'mlflow.db'}", override)
