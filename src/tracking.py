@@ -26,7 +26,7 @@ from typing import TYPE_CHECKING, Any
 import mlflow
 import numpy as np
 from mlflow import MlflowClient
-from mlflow.entities import RunStatus, RunTag
+from mlflow.entities import LoggedModelStatus, RunStatus, RunTag
 from mlflow.exceptions import MlflowException
 
 from src.data.base import Splits
@@ -408,6 +408,8 @@ class TrackedRun:
         self.model_uri: str | None = None
         self.experiment_id = ""
         self.logged_steps: dict[str, set[int]] = {}
+        self.logged_values: dict[str, float] = {}  # a resumed run's final metrics already in the store
+        self._logging_model = False  # between the start and the end of log_model
         self.checkpoint: Path | None = None  # uploaded when the run ends, for a server
         self._last_heartbeat = 0.0
         self._server_failed = False
@@ -472,6 +474,11 @@ class TrackedRun:
                 mlflow.set_tag("error", redact(f"{kind.__name__}: {error}")[:5000])
             except Exception:  # the reason is a courtesy; ending the run matters more
                 log.exception("could not record the error on run %s", self.run_id)
+        if kind is not None and self._logging_model:
+            try:
+                self._fail_unfinished_models()
+            except Exception:  # as above: ending the run matters more
+                log.exception("could not mark the unfinished model of run %s FAILED", self.run_id)
         try:
             if kind is None:  # a run that ends FINISHED holds every epoch, or fails saying why it does not
                 mlflow.flush_async_logging()
@@ -496,11 +503,30 @@ class TrackedRun:
 
     @_guarded
     def read_logged_steps(self) -> None:
-        """A resumed run: the epochs already in the store, so that none is logged twice."""
+        """A resumed run: the epochs, final metrics and model already in the store, so that none is logged
+        twice (a run cut short after training resumes straight into its evaluation: the same numbers and
+        the same weights). A model whose logging was cut short (kill -9) is marked FAILED."""
         client = MlflowClient(self.uri)
         self.logged_steps = {
             name: {point.step for point in client.get_metric_history(self.run_id, name)} for name in EPOCH_METRICS
         }
+        run = client.get_run(self.run_id)
+        self.logged_values = dict(run.data.metrics)
+        self._fail_unfinished_models()
+        model_uri = run.data.tags.get("model_uri")
+        if model_uri and client.get_logged_model(model_uri.rsplit("/", 1)[-1]).status == LoggedModelStatus.READY:
+            self.model_uri = model_uri
+
+    def _fail_unfinished_models(self) -> None:
+        """MLflow creates a logged model PENDING and marks it READY once saved: one whose logging was cut
+        short (Ctrl-C, SIGTERM, an error, kill -9) would stay PENDING for ever. FAILED says what it is."""
+        client = MlflowClient(self.uri)
+        # (A filter on status matches nothing in MLflow 3.17's SQL store: filtered here.)
+        for model in client.search_logged_models(
+            [self.experiment_id], filter_string=f"source_run_id = '{self.run_id}'"
+        ):
+            if model.status == LoggedModelStatus.PENDING:
+                client.finalize_logged_model(model.model_id, LoggedModelStatus.FAILED)
 
     @_guarded
     def has_tag(self, name: str) -> bool:
@@ -544,7 +570,10 @@ class TrackedRun:
 
     @_guarded
     def log_metrics(self, metrics: Mapping[str, float]) -> None:
-        mlflow.log_metrics(dict(metrics))
+        """Final metrics (step 0); on a resumed run only those not already logged with this value."""
+        fresh = {name: value for name, value in metrics.items() if self.logged_values.get(name) != value}
+        if fresh:
+            mlflow.log_metrics(fresh)
 
     @_guarded
     def set_tags(self, tags: Mapping[str, str]) -> None:
@@ -583,8 +612,13 @@ class TrackedRun:
 
     @_guarded
     def log_model(self, predictor: Predictor, input_example: np.ndarray) -> str:
-        """Log the predictor as a pyfunc model; returns (and tags) the URI that loads it."""
+        """Log the predictor as a pyfunc model; returns (and tags) the URI that loads it. A resumed run that
+        logged it before it was cut short keeps that one (`read_logged_steps`)."""
         from src.serving import interface
+
+        if self.model_uri is not None:
+            return self.model_uri
+        self._logging_model = True
 
         served = interface(predictor, input_example)
 
@@ -605,6 +639,7 @@ class TrackedRun:
 
         mlflow.set_tags({"model_uri": info.model_uri, DIGEST_TAG: logged_model_digest(info.model_uri)})
         self.model_uri = info.model_uri
+        self._logging_model = False
         return info.model_uri
 
 

@@ -568,6 +568,57 @@ def test_a_store_that_fills_up_mid_run_stops_it_in_one_line_and_the_resume_logs_
     assert sorted(steps) == list(range(1, 401))
 
 
+# src.train, signalled by itself once MLflow has created the logged model (PENDING) and is saving it.
+CUT_MODEL_SCRIPT = """
+import os, runpy, signal, sys, time
+import mlflow.pyfunc
+
+number = getattr(signal, sys.argv[1])
+original = mlflow.pyfunc.save_model
+
+def save_model(*args, **kwargs):
+    os.kill(os.getpid(), number)
+    time.sleep(5)
+    return original(*args, **kwargs)
+
+mlflow.pyfunc.save_model = save_model
+sys.argv = ["src.train", *sys.argv[2:]]
+runpy.run_module("src.train", run_name="__main__", alter_sys=True)
+"""
+
+
+@pytest.mark.parametrize("cut_by", ["SIGTERM", "SIGKILL"])
+def test_a_run_cut_while_logging_its_model_leaves_no_pending_model_and_resumes_without_duplicates(
+    tmp_path, cut_by
+) -> None:
+    """The model stayed PENDING for ever, and the resume logged a second one and every final metric twice."""
+    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    config = ["framework=numpy", "dataset=sum", "dataset.num_samples=300", "model.hidden_size=8", "trainer=quick",
+              f"tracking.uri={uri}"]  # fmt: skip
+    cut = subprocess.run(
+        [sys.executable, "-c", CUT_MODEL_SCRIPT, cut_by, *config], cwd=PROJECT_ROOT, capture_output=True, text=True,
+        timeout=300,
+    )  # fmt: skip
+    assert cut.returncode == (143 if cut_by == "SIGTERM" else -signal.SIGKILL), cut.stderr[-3000:]
+    client = MlflowClient(uri)
+    (run,) = all_runs(uri)
+
+    def models() -> list[str]:
+        found = client.search_logged_models([run.info.experiment_id])
+        return sorted(str(model.status).rsplit(".", 1)[-1] for model in found)
+
+    assert run.info.status == ("KILLED" if cut_by == "SIGTERM" else "RUNNING")
+    assert models() == (["FAILED"] if cut_by == "SIGTERM" else ["PENDING"])
+    resumed = run_cli(*config, "tracking.resume=true")
+    assert resumed.returncode == 0, resumed.stderr[-3000:]
+    (run,) = all_runs(uri)
+    assert run.info.status == "FINISHED" and models() == ["FAILED", "READY"]
+    ready = [model for model in client.search_logged_models([run.info.experiment_id]) if "READY" in str(model.status)]
+    assert run.data.tags["model_uri"] == f"models:/{ready[0].model_id}"
+    for name in ("test_mse", "best_val_loss", "epochs_trained", "val_mse"):
+        assert len(client.get_metric_history(run.info.run_id, name)) == 1, name
+
+
 def descendants(pid: int) -> list[psutil.Process]:
     try:
         return psutil.Process(pid).children(recursive=True)
