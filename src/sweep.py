@@ -210,11 +210,21 @@ class MlflowSweepCallback(Callback):
             shut_down_ray()
             stop_workers()
         finally:
-            self._end_running_runs()
-            log.warning(
-                "sweep interrupted: its workers stopped, its unfinished runs and parent %s ended KILLED",
-                self.parent_run_id,
-            )
+            try:
+                self._end_running_runs()
+            except Exception as error:  # the store is what failed (a server gone): say so in one line
+                from src.uris import redact
+
+                log.warning(
+                    "sweep interrupted: its workers stopped, but its runs could not be ended KILLED (%s); the "
+                    "next resume, sweep or `python -m src.runs cleanup` on that store ends them",
+                    redact(str(error).splitlines()[0] if str(error) else type(error).__name__)[:300],
+                )
+            else:
+                log.warning(
+                    "sweep interrupted: its workers stopped, its unfinished runs and parent %s ended KILLED",
+                    self.parent_run_id,
+                )
             self.parent_run_id = None
 
     def _end_running_runs(self) -> None:

@@ -487,9 +487,14 @@ class TrackedRun:
             mlflow.end_run(status=status)
         except Exception as failure:
             failed = store_failure(self.uri, failure)
-            if failed is None or kind is not None:
+            if failed is None:
                 raise
             _forget_active_run()
+            if kind is not None:  # the error that ends the run (an interrupt, a failure) is the one to report
+                log.warning(
+                    "%s while ending run %s %s: the next resume or cleanup ends it", failed, self.run_id, status
+                )
+                return
             raise TrackingUnavailable(f"{failed} while ending run {self.run_id}") from failure
         if swallowed is not None:
             raise swallowed

@@ -482,6 +482,44 @@ def test_a_server_that_dies_mid_training_keeps_the_weights_and_the_run_resumes(t
     assert not list(spool.glob("*.npz"))  # uploaded with the run, then removed from the spool
 
 
+def test_a_server_that_dies_during_a_joblib_sweep_stops_it_without_tracebacks_and_the_rerun_finishes(tmp_path):
+    """The record was right, but the output ended in tracebacks: a worker stopped while uploading its
+    checkpoint raised the server's error over its interrupt, and the sweep's exit handler could not end
+    the runs on the dead server."""
+    root = tmp_path / "server"
+    root.mkdir()
+    spool = tmp_path / "spool"
+    config = ["-m", "hydra/launcher=joblib_local", "hydra.launcher.n_jobs=2", "trainer.seed=0,1", "framework=numpy",
+              *SMALL, "trainer.epochs=400", "trainer.patience=0",
+              f"hydra.sweep.dir={tmp_path / 'multirun'}"]  # fmt: skip
+    environment = {**os.environ, "RNNLAB_SPOOL_DIR": str(spool)}
+    with mlflow_server(root) as url:
+        process = subprocess.Popen(
+            [sys.executable, "-m", "src.train", *config, f"tracking.uri={url}"],
+            cwd=PROJECT_ROOT, env=environment, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+        )  # fmt: skip
+        wait_for(lambda: len(list(spool.glob("*.npz"))) == 2, what="both jobs' first checkpoints")
+        time.sleep(1)
+    _, stderr = process.communicate(timeout=180)
+    assert process.returncode == 2, stderr[-3000:]
+    assert "Traceback" not in stderr and "Exception ignored" not in stderr, stderr[-3000:]
+    assert stderr.strip().splitlines()[-1].startswith("error: a sweep worker died"), stderr[-3000:]
+    port = int(url.rsplit(":", 1)[1])
+    with mlflow_server(root, port) as url:
+        again = subprocess.run(
+            [sys.executable, "-m", "src.train", *config, f"tracking.uri={url}", "tracking.skip_finished=true",
+             "tracking.resume=true"],
+            cwd=PROJECT_ROOT, env=environment, capture_output=True, text=True, timeout=600,
+        )  # fmt: skip
+        assert again.returncode == 0, again.stderr[-3000:]
+        jobs = [run for run in all_runs(url) if run.data.tags.get("sweep") != "parent"]
+        finished = [run for run in jobs if run.info.status == "FINISHED"]
+        assert len(finished) == 2 and not [run for run in jobs if run.info.status == "RUNNING"]
+        for run in finished:
+            steps = sorted(p.step for p in MlflowClient(url).get_metric_history(run.info.run_id, "val_loss"))
+            assert steps == list(range(1, 401))
+
+
 LOOPBACK = ("127.0.0.1", "::1", "::ffff:127.0.0.1")
 
 
