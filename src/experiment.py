@@ -45,6 +45,7 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 INPUT_EXAMPLE_ROWS = 5
+FEW_SAMPLES = 10  # below this many, a split's metrics are worth a warning
 
 
 @dataclass(frozen=True)
@@ -101,6 +102,9 @@ def check_ready(settings: Config, splits: Splits, check_device: bool = True) -> 
     which a training process does itself (`start_training`)."""
     task = tasks.get(splits.info.task)
     check_fits_data(settings, splits)
+    for name, split in splits.items():
+        if name != "train" and 0 < len(split) < FEW_SAMPLES:
+            log.warning("the %s split has %d sequences only: its metrics say little", name, len(split))
     check_objective(settings.objective, task, splits)
     if check_device:
         backend_class(settings.framework.name.value).check_device(settings.framework.device)

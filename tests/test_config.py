@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import pytest
 
+from src import data
 from src.config import Cell
 from src.data import DATASETS
 from src.errors import UserError
@@ -94,11 +95,16 @@ def test_seed_preset_sets_the_notebook_model(compose_cfg) -> None:
         ("model.dropout=1.5", "model.dropout"),
         ("dataset.seq_len=0", "dataset.seq_len"),
         ("objective=accuracy", "objective"),
+        # The key given, not another one the check also reads (these named val_fraction and num_samples).
+        ("dataset=sum dataset.test_fraction=0", "dataset.test_fraction"),
+        ("dataset=sum dataset.val_fraction=0.9", r"dataset.val_fraction \+ dataset.test_fraction"),
+        ("dataset=parity dataset.seq_len=1", "dataset.seq_len"),
     ],
 )
 def test_out_of_range_values_name_the_key(compose_cfg, override: str, key: str) -> None:
     with pytest.raises(UserError, match=rf"^{key}="):
-        settings_from(compose_cfg(override))
+        settings = settings_from(compose_cfg(*override.split()))
+        data.generate(settings.dataset, settings.trainer.seed)
 
 
 def test_adding_needs_two_steps(compose_cfg) -> None:

@@ -124,8 +124,10 @@ def check_split_fractions(val_fraction: float, test_fraction: float) -> None:
     """Both held-out fractions in (0, 1) with room left for training."""
     require_fraction(val_fraction, "dataset.val_fraction")
     require_fraction(test_fraction, "dataset.test_fraction")
-    require(val_fraction > 0 and test_fraction > 0 and val_fraction + test_fraction < 1, "dataset.val_fraction",
-            "val_fraction and test_fraction must be > 0 with a sum < 1", val_fraction)
+    for key, value in (("dataset.val_fraction", val_fraction), ("dataset.test_fraction", test_fraction)):
+        require(value > 0, key, "must be > 0: every split needs samples", value)
+    require(val_fraction + test_fraction < 1, "dataset.val_fraction + dataset.test_fraction",
+            "must be < 1, to leave samples for training", round(val_fraction + test_fraction, 6))
 
 
 def as_split(x: np.ndarray, y: np.ndarray) -> Split:

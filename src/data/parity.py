@@ -32,7 +32,10 @@ class Params(SplitParams):
 
     def __post_init__(self) -> None:
         super().__post_init__()
-        require(self.seq_len >= 1, "dataset.seq_len", "must be an integer >= 1", self.seq_len)
+        # Validation and test strings are held out of training: 2 bits give 4 strings, the fewest that
+        # leave one for each split and two to train on.
+        require(self.seq_len >= 2, "dataset.seq_len", "must be an integer >= 2 (parity holds distinct strings out)",
+                self.seq_len)
         require(self.task in TASKS, "dataset.task", f"must be one of {', '.join(TASKS)} for parity", self.task)
 
 
