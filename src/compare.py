@@ -15,6 +15,7 @@ import argparse
 import logging
 import re
 import sys
+import tempfile
 from collections.abc import Callable
 from pathlib import Path
 
@@ -44,6 +45,7 @@ def relative_to_cwd(path: Path) -> Path:
 
 
 def check_file(path: Path | None, option: str, suffixes: tuple[str, ...]) -> None:
+    """Before any work: a file of the right kind in a folder that exists and takes a new file."""
     if path is not None:
         require(
             path.suffix.lower() in suffixes and path.resolve().parent.is_dir() and not path.is_dir(),
@@ -51,6 +53,11 @@ def check_file(path: Path | None, option: str, suffixes: tuple[str, ...]) -> Non
             f"must be a {', '.join(suffixes)} file in an existing folder",
             str(path),
         )
+        try:
+            with tempfile.TemporaryFile(dir=path.resolve().parent):
+                pass
+        except OSError as error:
+            raise UserError(f"{option}={str(path)!r}: cannot write ({error.strerror}); give a writable path") from None
 
 
 def written(option: str, path: Path, write: Callable[[Path], object]) -> bool:

@@ -156,6 +156,9 @@ class TrainerConfig:
         )
 
 
+MAX_EXPERIMENT_NAME = 500  # MLflow refuses longer experiment names when it creates one
+
+
 @dataclass
 class TrackingConfig:
     # null: $MLFLOW_TRACKING_URI if set, else the SQLite file mlflow.db at the project root.
@@ -174,6 +177,12 @@ class TrackingConfig:
 
     def __post_init__(self) -> None:
         require(bool(self.experiment.strip()), "tracking.experiment", "must be a non-empty name", self.experiment)
+        require(
+            len(self.experiment) <= MAX_EXPERIMENT_NAME,
+            "tracking.experiment",
+            f"must be at most {MAX_EXPERIMENT_NAME} characters (MLflow's limit), not {len(self.experiment)}",
+            self.experiment[:40] + "...",
+        )
         if self.registered_model is not None:
             require(
                 bool(self.registered_model.strip()) and not set("/:") & set(self.registered_model),

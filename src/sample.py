@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from src.errors import UserError, exit_interrupted
-from src.serving import TEXT_PARAMS
+from src.serving import TEXT_PARAMS, text_params_problems
 
 if TYPE_CHECKING:
     from mlflow import MlflowClient
@@ -135,12 +135,8 @@ def main(argv: list[str] | None = None) -> None:
     sys.stdout.reconfigure(errors="backslashreplace")  # type: ignore[union-attr]
     logging.basicConfig(level=logging.WARNING)
     try:
-        if args.length < 0:
-            raise UserError(f"--length={args.length} is invalid: must be >= 0")
-        if not args.temperature > 0:
-            raise UserError(f"--temperature={args.temperature} is invalid: must be > 0")
-        if args.seed < 0:
-            raise UserError(f"--seed={args.seed} is invalid: must be >= 0")
+        for name, value, rule in text_params_problems(args.length, args.temperature, args.seed):
+            raise UserError(f"--{name}={value} is invalid: {rule}")
         if not args.prime:
             raise UserError("--prime must not be empty: the model continues it")
         import numpy as np

@@ -69,22 +69,29 @@ def primes(model_input: Any) -> list[str]:
     return [str(value) for value in values]
 
 
+def text_params_problems(length: int, temperature: float, seed: int) -> list[tuple[str, object, str]]:
+    """(name, value, what it must be) for each text param out of range: one rule for a served model's
+    requests and for `python -m src.sample`. The seed's range is trainer.seed's."""
+    return [
+        (name, value, rule)
+        for failed, name, value, rule in [
+            (not 0 <= length <= MAX_LENGTH, "length", length, f"must be in [0, {MAX_LENGTH}]"),
+            (not temperature > 0, "temperature", temperature, "must be > 0"),
+            (not 0 <= seed < 2**32, "seed", seed, "must be in [0, 2**32)"),
+        ]
+        if failed
+    ]
+
+
 def write_text(predictor: Predictor, prompts: list[str], params: dict[str, Any]) -> list[str]:
     from mlflow.exceptions import MlflowException
 
     from src.tasks.language_model import generate_text
 
     length, temperature, seed = int(params["length"]), float(params["temperature"]), int(params["seed"])
-    problems = [
-        message
-        for failed, message in [
-            (not 0 <= length <= MAX_LENGTH, f"length={length} must be in [0, {MAX_LENGTH}]"),
-            (not temperature > 0, f"temperature={temperature} must be > 0"),
-            (seed < 0, f"seed={seed} must be >= 0"),
-            (any(not prompt for prompt in prompts), "every prime must be a non-empty string"),
-        ]
-        if failed
-    ]
+    problems = [f"{name}={value} {rule}" for name, value, rule in text_params_problems(length, temperature, seed)]
+    if any(not prompt for prompt in prompts):
+        problems.append("every prime must be a non-empty string")
     if problems:
         raise MlflowException.invalid_parameter_value("; ".join(problems))
     return [generate_text(predictor, prompt, length, temperature, np.random.default_rng(seed)) for prompt in prompts]

@@ -56,7 +56,13 @@ def test_compare_refuses_bad_arguments_in_one_line(tmp_path, args: list[str], me
 
 def test_sample_refuses_a_negative_seed(tmp_path) -> None:
     result = command("src.sample", "0123abcd", "--seed", "-1", "--tracking-uri", f"sqlite:///{tmp_path / 'm.db'}")
-    assert result.returncode == 2 and result.stderr.strip() == "error: --seed=-1 is invalid: must be >= 0"
+    assert result.returncode == 2 and result.stderr.strip() == "error: --seed=-1 is invalid: must be in [0, 2**32)"
+    for option, value, rule in (
+        ("--seed", str(2**32), "must be in [0, 2**32)"),
+        ("--length", "10001", "must be in [0, 10000]"),
+    ):
+        result = command("src.sample", "0123abcd", option, value, "--tracking-uri", f"sqlite:///{tmp_path / 'm.db'}")
+        assert result.returncode == 2 and result.stderr.strip() == f"error: {option}={value} is invalid: {rule}"
 
 
 def test_readers_do_not_create_a_store_for_a_mistyped_path(tmp_path) -> None:
@@ -94,4 +100,6 @@ def test_compare_in_a_folder_it_cannot_write_fails_in_one_line(tmp_path) -> None
     MlflowClient(uri).create_run("1")
     result = command("src.compare", "rnnlab", "--tracking-uri", uri, "--output", "/proc/comparison.png")
     assert result.returncode == 2 and "Traceback" not in result.stderr
-    assert result.stderr.strip().splitlines()[-1].startswith("error: --output='/proc/comparison.png': cannot write")
+    # Checked before any work: one line, and no table printed first.
+    assert result.stderr.strip().startswith("error: --output='/proc/comparison.png': cannot write")
+    assert len(result.stderr.strip().splitlines()) == 1 and result.stdout == ""
