@@ -26,9 +26,31 @@ from typing import Any
 os.environ.setdefault("KERAS_BACKEND", "tensorflow")
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 
-import keras  # noqa: E402
+
+@contextlib.contextmanager
+def _native_output_hidden() -> Iterator[None]:
+    """TensorFlow's C++ library writes to file descriptor 2 while it loads ("All log messages before
+    absl::InitializeLog() ...", "oneDNN custom operations are on ..."), before TF_CPP_MIN_LOG_LEVEL
+    applies: two lines before every Keras run's output, and before a one-line error. A Python error
+    raised meanwhile still reaches stderr (its traceback is printed after this)."""
+    import sys
+
+    sys.stderr.flush()
+    saved = os.dup(2)
+    try:
+        with open(os.devnull, "w") as devnull:
+            os.dup2(devnull.fileno(), 2)
+        yield
+    finally:
+        os.dup2(saved, 2)
+        os.close(saved)
+
+
+with _native_output_hidden():
+    import keras
+    import tensorflow as tf
+
 import numpy as np  # noqa: E402
-import tensorflow as tf  # noqa: E402
 
 from src.config import Optimizer, TrainerConfig  # noqa: E402
 from src.data.base import Split  # noqa: E402
@@ -36,7 +58,7 @@ from src.errors import UserError, reading  # noqa: E402
 from src.frameworks import convert  # noqa: E402
 from src.frameworks.base import as_float32, load_arrays, predict_in_batches  # noqa: E402
 from src.frameworks.checkpoint import rng_state, set_rng_state  # noqa: E402
-from src.frameworks.initialization import initial_weights
+from src.frameworks.initialization import initial_weights  # noqa: E402
 from src.frameworks.numpy.network import LOSSES  # noqa: E402  (plain NumPy: the validation loss)
 from src.frameworks.spec import ModelSpec  # noqa: E402
 from src.frameworks.training import Checkpointing, EpochCallback, FitResult, TrainingSteps, run_epochs, shuffled_batches  # noqa: E402
