@@ -154,7 +154,9 @@ def comparison_figure(client: MlflowClient, frame: pd.DataFrame) -> Figure:
             points = sorted(history, key=lambda point: point.step)
             curves.plot([p.step for p in points], [p.value for p in points], label=label)
     curves.set(xlabel="epoch", ylabel="val_loss", title="validation loss", yscale="log")
-    if len(frame) <= 12:
+    if not curves.lines:  # every run failed before its first epoch
+        curves.text(0.5, 0.5, "no run logged a validation loss", ha="center", va="center", transform=curves.transAxes)
+    elif len(frame) <= 12:
         curves.legend(fontsize="small")
     main_test, baselines = main_test_columns(frame.columns)
     if main_test:
