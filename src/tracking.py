@@ -259,7 +259,25 @@ def store_errors(uri: str) -> Iterator[None]:
                 raise
             cause = getattr(error, "orig", None) or error  # SQLAlchemy keeps the database's own message there
             reason = redact(str(cause).splitlines()[0] if str(cause) else type(cause).__name__)[:300]
+            newer = newer_schema(str(cause))
+            if newer is not None:
+                reason = (
+                    f"its schema (revision {newer}) is newer than this MLflow ({mlflow.__version__}) knows: open "
+                    f"it with the MLflow version that wrote it or a later one, not 'mlflow db upgrade'"
+                )
             raise UserError(f"cannot use the tracking store {redact(uri)}: {reason}") from None
+
+
+def newer_schema(message: str) -> str | None:
+    """The store's schema revision when MLflow called it out of date but does not know it: a newer
+    MLflow wrote the store, and MLflow's advice ('mlflow db upgrade') cannot help."""
+    import re
+
+    found = re.search(r"out-of-date database schema \(found version (\w+)", message)
+    if found is None:
+        return None
+    versions = Path(mlflow.__file__).parent / "store" / "db_migrations" / "versions"
+    return None if list(versions.glob(f"{found.group(1)}_*.py")) else found.group(1)
 
 
 def ensure_experiment(uri: str, name: str) -> str:

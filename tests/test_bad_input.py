@@ -68,6 +68,11 @@ CASES = [
         ["tracking.uri=sqlite:///{tmp}/truncated.db"],
         "error: cannot use the tracking store sqlite:///{tmp}/truncated.db",
     ),
+    (
+        ["tracking.uri=sqlite:///{tmp}/future.db"],
+        "error: cannot use the tracking store sqlite:///{tmp}/future.db: its schema (revision ffffffffffff) is newer "
+        "than this MLflow",
+    ),
     (["tracking.uri=http://127.0.0.1:9"], "error: tracking server http://127.0.0.1:9 is unreachable"),
     (["tracking.uri=http://alice:pw@127.0.0.1:9"], "error: tracking.uri carries a password"),
     (["trainer.lr=${oc.env:RNNLAB_NO_SUCH_VARIABLE}"], "error: invalid config:"),
@@ -96,6 +101,9 @@ def inputs(tmp_path_factory) -> Path:
 
     open_client(f"sqlite:///{store}")
     (folder / "truncated.db").write_bytes(store.read_bytes()[:20000])
+    (folder / "future.db").write_bytes(store.read_bytes())
+    with sqlite3.connect(folder / "future.db") as connection:  # as a newer MLflow would leave it
+        connection.execute("UPDATE alembic_version SET version_num = 'ffffffffffff'")
     return folder
 
 
