@@ -26,6 +26,7 @@ def stop_on_sigterm() -> None:
         _interrupted_by.append(signum)
         raise KeyboardInterrupt(f"signal {signum}")
 
+    _interrupted_by.clear()  # a new job (a worker may run several): an earlier interrupt was dealt with
     for number in (signal.SIGTERM, signal.SIGINT):
         if signal.getsignal(number) not in (signal.SIG_IGN, None):
             signal.signal(number, interrupt)
