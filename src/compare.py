@@ -19,7 +19,7 @@ import tempfile
 from collections.abc import Callable
 from pathlib import Path
 
-from src.errors import UserError, exit_interrupted, require
+from src.errors import UserError, exit_interrupted, require, stop_on_sigterm
 from src.leaderboard import aggregate, comparison_figure, leaderboard, render, render_aggregate, summarize_sweep
 from src.paths import PROJECT_ROOT
 from src.runs import read_store, select_runs, settings_that_vary, to_frame
@@ -133,6 +133,7 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
+    stop_on_sigterm()  # SIGTERM as Ctrl-C: one line, exit 143
     try:
         sys.exit(main())
     except KeyboardInterrupt as interruption:

@@ -51,6 +51,23 @@ def exit_interrupted(interruption: KeyboardInterrupt, consequence: str) -> NoRet
     sys.exit(128 + number)
 
 
+def quiet_interrupt_while_starting() -> None:
+    """A command of this project run with `python -m`: Ctrl-C while it still imports (before its own
+    handler) prints one line, not the traceback of whatever import it cut. Python still ends the process
+    with SIGINT (the shell sees 130). Nothing changes when the package is imported as a library."""
+    if sys.argv[:1] != ["-m"]:  # Python sets argv[0] to "-m" while it looks for the module to run
+        return
+    original = sys.excepthook
+
+    def hook(kind: type[BaseException], value: BaseException, traceback: Any) -> None:
+        if issubclass(kind, KeyboardInterrupt):
+            print("error: stopped by SIGINT while starting", file=sys.stderr, flush=True)
+        else:
+            original(kind, value, traceback)
+
+    sys.excepthook = hook
+
+
 class UserError(Exception):
     """A mistake in configuration or input that the user can fix; the message says how."""
 

@@ -16,6 +16,9 @@ from pathlib import Path
 from src.errors import UserError
 
 DIGEST_TAG = "model_sha256"
+# The digest of the predictor's own files (weights, spec, scaling) inside the model: a resumed run whose
+# predictor has the same one keeps the model it logged before it was cut short.
+PREDICTOR_DIGEST_TAG = "predictor_sha256"
 
 
 def directory_digest(folder: Path) -> str:

@@ -28,7 +28,7 @@ from typing import TYPE_CHECKING, Any
 
 import pandas as pd
 
-from src.errors import UserError, exit_interrupted
+from src.errors import UserError, exit_interrupted, stop_on_sigterm
 from src.resume import KEYS_WITHOUT_EFFECT
 
 if TYPE_CHECKING:
@@ -247,6 +247,7 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
+    stop_on_sigterm()  # SIGTERM as Ctrl-C: one line, exit 143
     try:
         sys.exit(main())
     except KeyboardInterrupt as interruption:

@@ -13,7 +13,7 @@ import tempfile
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from src.errors import UserError, exit_interrupted
+from src.errors import UserError, exit_interrupted, stop_on_sigterm
 from src.serving import TEXT_PARAMS, text_params_problems
 
 if TYPE_CHECKING:
@@ -158,6 +158,7 @@ def main(argv: list[str] | None = None) -> None:
 
 
 if __name__ == "__main__":
+    stop_on_sigterm()  # SIGTERM as Ctrl-C: one line, exit 143
     try:
         main()
     except KeyboardInterrupt as interruption:

@@ -428,6 +428,7 @@ class TrackedRun:
         self.logged_steps: dict[str, set[int]] = {}
         self.logged_values: dict[str, float] = {}  # a resumed run's final metrics already in the store
         self._logging_model = False  # between the start and the end of log_model
+        self.logged_predictor: str | None = None  # a resumed run's READY model: its predictor files' digest
         self.checkpoint: Path | None = None  # uploaded when the run ends, for a server
         self._last_heartbeat = 0.0
         self._server_failed = False
@@ -497,10 +498,19 @@ class TrackedRun:
                 self._fail_unfinished_models()
             except Exception:  # as above: ending the run matters more
                 log.exception("could not mark the unfinished model of run %s FAILED", self.run_id)
+        lost: Exception | None = None
         try:
             if kind is None:  # a run that ends FINISHED holds every epoch, or fails saying why it does not
                 mlflow.flush_async_logging()
-                self._raise_failed_writes()
+                try:
+                    self._raise_failed_writes()
+                except Exception as error:
+                    if store_failure(self.uri, error) is not None:
+                        raise
+                    lost, status = error, RunStatus.to_string(RunStatus.FAILED)  # not the store: end it FAILED
+                    mlflow.set_tag(
+                        "error", redact(f"epoch metrics not written: {type(error).__name__}: {error}")[:5000]
+                    )
             self._upload_checkpoint()
             mlflow.end_run(status=status)
         except Exception as failure:
@@ -516,6 +526,8 @@ class TrackedRun:
             raise TrackingUnavailable(f"{failed} while ending run {self.run_id}") from failure
         if swallowed is not None:
             raise swallowed
+        if lost is not None:
+            raise lost
 
     def _upload_checkpoint(self) -> None:
         """A server's run keeps its last checkpoint as an artifact; the local spool copy then goes."""
@@ -529,6 +541,8 @@ class TrackedRun:
         """A resumed run: the epochs, final metrics and model already in the store, so that none is logged
         twice (a run cut short after training resumes straight into its evaluation: the same numbers and
         the same weights). A model whose logging was cut short (kill -9) is marked FAILED."""
+        from src.model_digest import PREDICTOR_DIGEST_TAG
+
         client = MlflowClient(self.uri)
         self.logged_steps = {
             name: {point.step for point in client.get_metric_history(self.run_id, name)} for name in EPOCH_METRICS
@@ -539,6 +553,7 @@ class TrackedRun:
         model_uri = run.data.tags.get("model_uri")
         if model_uri and client.get_logged_model(model_uri.rsplit("/", 1)[-1]).status == LoggedModelStatus.READY:
             self.model_uri = model_uri
+            self.logged_predictor = run.data.tags.get(PREDICTOR_DIGEST_TAG)
 
     def _fail_unfinished_models(self) -> None:
         """MLflow creates a logged model PENDING and marks it READY once saved: one whose logging was cut
@@ -636,12 +651,9 @@ class TrackedRun:
     @_guarded
     def log_model(self, predictor: Predictor, input_example: np.ndarray) -> str:
         """Log the predictor as a pyfunc model; returns (and tags) the URI that loads it. A resumed run that
-        logged it before it was cut short keeps that one (`read_logged_steps`)."""
+        logged this very predictor (the same weights' files) before it was cut short keeps that model."""
+        from src.model_digest import DIGEST_TAG, PREDICTOR_DIGEST_TAG, directory_digest, logged_model_digest
         from src.serving import interface
-
-        if self.model_uri is not None:
-            return self.model_uri
-        self._logging_model = True
 
         served = interface(predictor, input_example)
 
@@ -649,6 +661,10 @@ class TrackedRun:
             directory = Path(scratch) / "predictor"
             directory.mkdir()
             predictor.save(directory)
+            weights = directory_digest(directory)
+            if self.model_uri is not None and weights == self.logged_predictor:
+                return self.model_uri
+            self._logging_model = True
             info = mlflow.pyfunc.log_model(
                 name="model",
                 python_model=str(MODEL_CODE),
@@ -658,9 +674,13 @@ class TrackedRun:
                 input_example=served.input_example,
                 pip_requirements=model_requirements(predictor.backend.requirements()),
             )
-        from src.model_digest import DIGEST_TAG, logged_model_digest
-
-        mlflow.set_tags({"model_uri": info.model_uri, DIGEST_TAG: logged_model_digest(info.model_uri)})
+        mlflow.set_tags(
+            {
+                "model_uri": info.model_uri,
+                DIGEST_TAG: logged_model_digest(info.model_uri),
+                PREDICTOR_DIGEST_TAG: weights,
+            }
+        )
         self.model_uri = info.model_uri
         self._logging_model = False
         return info.model_uri

@@ -25,7 +25,11 @@ from src.paths import DEFAULT_TRACKING_DB
 # Hydra sweep list (`a,b`): a secret in either reading is found and masked. (An escaped `\\:` as Hydra
 # writes overrides back still reads as a URL.)
 URLS = (re.compile(r"[A-Za-z][A-Za-z0-9+.-]*\\?://[^\s'\"]+"), re.compile(r"[A-Za-z][A-Za-z0-9+.-]*\\?://[^\s'\",]+"))
-SECRET_NAME = re.compile(r"token|pass|pwd|secret|key|auth|sig|credential|jwt|session|cookie|bearer", re.IGNORECASE)
+# Parameter names that carry credentials. Not `passfile` (PostgreSQL's way to keep a password out of
+# the URI) nor `session_variables` (MySQL): `pass` alone and session ids only.
+SECRET_NAME = re.compile(
+    r"token|passw|^pass$|pwd|secret|key|auth|sig|credential|jwt|session_?id|cookie|bearer", re.IGNORECASE
+)
 # A `name=value` after `?`, `&`, `;` or `#`: query parameters, matrix (path) parameters, fragments.
 PARAMETER = re.compile(r"[?&;#]([^=&;#?]*)=([^&;#]*)")
 # Stores MLflow can track to (a scheme may carry a driver: postgresql+psycopg2).
@@ -42,13 +46,14 @@ def secrets_in_url(url: str) -> list[tuple[int, int, str]]:
     the value of every parameter whose name looks like a credential. The refusal (`secret_in_uri`)
     and the masking (`redact`) both read it, so they never disagree."""
     scheme_end = url.index("://") + 3
-    authority_end = next((index for index in range(scheme_end, len(url)) if url[index] in "/?#;"), len(url))
+    # User information ends at the last '@' before the path: a password may hold '?', '#' or ';'.
+    path_start = url.find("/", scheme_end)
+    at = url.rfind("@", scheme_end, path_start if path_start >= 0 else len(url))
     found = []
-    at = url.rfind("@", scheme_end, authority_end)
     if at >= 0:
         user = url[scheme_end:at]
         found.append((scheme_end, at, "a password" if ":" in user else "a user name or token before '@'"))
-    for parameter in PARAMETER.finditer(url, authority_end):
+    for parameter in PARAMETER.finditer(url, at + 1 if at >= 0 else scheme_end):
         if SECRET_NAME.search(parameter.group(1)):
             found.append((parameter.start(2), parameter.end(2), f"a {parameter.group(1)!r} parameter"))
     return found

@@ -611,21 +611,29 @@ CUT_MODEL_SCRIPT = """
 import os, runpy, signal, sys, time
 import mlflow.pyfunc
 
-number = getattr(signal, sys.argv[1])
-original = mlflow.pyfunc.save_model
+number = getattr(signal, sys.argv[1].removesuffix("-after"))
+original, set_tags = mlflow.pyfunc.save_model, mlflow.set_tags
 
 def save_model(*args, **kwargs):
     os.kill(os.getpid(), number)
     time.sleep(5)
     return original(*args, **kwargs)
 
-mlflow.pyfunc.save_model = save_model
+def set_tags_then_die(tags, *args, **kwargs):  # the model logged READY and tagged, the run not yet ended
+    set_tags(tags, *args, **kwargs)
+    if "model_uri" in tags:
+        os.kill(os.getpid(), number)
+
+if sys.argv[1].endswith("-after"):
+    mlflow.set_tags = set_tags_then_die
+else:
+    mlflow.pyfunc.save_model = save_model
 sys.argv = ["src.train", *sys.argv[2:]]
 runpy.run_module("src.train", run_name="__main__", alter_sys=True)
 """
 
 
-@pytest.mark.parametrize("cut_by", ["SIGTERM", "SIGKILL"])
+@pytest.mark.parametrize("cut_by", ["SIGTERM", "SIGKILL", "SIGKILL-after"])
 def test_a_run_cut_while_logging_its_model_leaves_no_pending_model_and_resumes_without_duplicates(
     tmp_path, cut_by
 ) -> None:
@@ -638,6 +646,7 @@ def test_a_run_cut_while_logging_its_model_leaves_no_pending_model_and_resumes_w
         timeout=300,
     )  # fmt: skip
     assert cut.returncode == (143 if cut_by == "SIGTERM" else -signal.SIGKILL), cut.stderr[-3000:]
+    logged_before = cut_by == "SIGKILL-after"  # READY and tagged: the resume keeps it
     client = MlflowClient(uri)
     (run,) = all_runs(uri)
 
@@ -646,11 +655,11 @@ def test_a_run_cut_while_logging_its_model_leaves_no_pending_model_and_resumes_w
         return sorted(str(model.status).rsplit(".", 1)[-1] for model in found)
 
     assert run.info.status == ("KILLED" if cut_by == "SIGTERM" else "RUNNING")
-    assert models() == (["FAILED"] if cut_by == "SIGTERM" else ["PENDING"])
+    assert models() == {"SIGTERM": ["FAILED"], "SIGKILL": ["PENDING"], "SIGKILL-after": ["READY"]}[cut_by]
     resumed = run_cli(*config, "tracking.resume=true")
     assert resumed.returncode == 0, resumed.stderr[-3000:]
     (run,) = all_runs(uri)
-    assert run.info.status == "FINISHED" and models() == ["FAILED", "READY"]
+    assert run.info.status == "FINISHED" and models() == (["READY"] if logged_before else ["FAILED", "READY"])
     ready = [model for model in client.search_logged_models([run.info.experiment_id]) if "READY" in str(model.status)]
     assert run.data.tags["model_uri"] == f"models:/{ready[0].model_id}"
     for name in ("test_mse", "best_val_loss", "epochs_trained", "val_mse"):

@@ -108,7 +108,10 @@ def test_redact_hides_user_information_and_secret_query_values_in_any_url() -> N
         "http://h/;token=S3",
         "http://h/#token=S3",
         "https://h/?jwt=S3",
-        "https://h/?session=S3",
+        "https://h/?sessionid=S3",
+        "http://u:S3;x@h",
+        "http://u:S3#x@h",
+        "http://h?token=S3",
         "postgresql://u:S3@h1,h2/db",
         "sqlite:///a.db,http://u:S3@h",
         "http://h/?a=1,b&api_key=S3",
@@ -122,6 +125,16 @@ def test_every_secret_the_check_refuses_is_one_redact_masks_and_the_reverse(text
     assert secret_in_uri(text) is not None
     assert "S3" not in redact(text)
     assert secret_in_uri("http://h/p?a=1&b=2;c=3#d") is None and redact("http://h/p?a=1#d") == "http://h/p?a=1#d"
+
+
+@pytest.mark.parametrize(
+    "uri",
+    ["postgresql://db/mlflow?passfile=/home/me/.pgpass", "mysql://db/x?session_variables=foo", "http://h/path@x/y"],
+)
+def test_uris_that_only_look_secret_are_not_refused(uri: str) -> None:
+    from src.uris import secret_in_uri
+
+    assert secret_in_uri(uri) is None and redact(uri) == uri
 
 
 SECRET = "S3cretPW42"

@@ -31,19 +31,30 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 def _native_output_hidden() -> Iterator[None]:
     """TensorFlow's C++ library writes to file descriptor 2 while it loads ("All log messages before
     absl::InitializeLog() ...", "oneDNN custom operations are on ..."), before TF_CPP_MIN_LOG_LEVEL
-    applies: two lines before every Keras run's output, and before a one-line error. A Python error
-    raised meanwhile still reaches stderr (its traceback is printed after this)."""
+    applies: two lines before every Keras run's output, and before a one-line error. They go to a
+    temporary file instead, written out after all if the import fails (its explanation may be there)."""
     import sys
+    import tempfile
 
-    sys.stderr.flush()
-    saved = os.dup(2)
     try:
-        with open(os.devnull, "w") as devnull:
-            os.dup2(devnull.fileno(), 2)
+        if sys.stderr is not None:
+            sys.stderr.flush()
+        saved = os.dup(2)
+    except OSError:  # no stderr at all: nothing to hide
         yield
-    finally:
-        os.dup2(saved, 2)
-        os.close(saved)
+        return
+    with tempfile.TemporaryFile() as captured:
+        os.dup2(captured.fileno(), 2)
+        try:
+            yield
+        except BaseException:
+            os.dup2(saved, 2)
+            captured.seek(0)
+            os.write(2, captured.read())
+            raise
+        finally:
+            os.dup2(saved, 2)
+            os.close(saved)
 
 
 with _native_output_hidden():
