@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import signal
 import subprocess
 import sys
 import time
@@ -103,3 +104,22 @@ def test_compare_in_a_folder_it_cannot_write_fails_in_one_line(tmp_path) -> None
     # Checked before any work: one line, and no table printed first.
     assert result.stderr.strip().startswith("error: --output='/proc/comparison.png': cannot write")
     assert len(result.stderr.strip().splitlines()) == 1 and result.stdout == ""
+
+
+# Ctrl-C while `python -m src.<command>` (or `pipelines.<stage>`) still imports: Python runs the package's
+# __init__ with argv[0] == "-m"; the interrupt here stands for one that lands inside any import after it.
+INTERRUPTED_WHILE_STARTING = "import sys; sys.argv[0] = '-m'; import {package}; raise KeyboardInterrupt"
+
+
+@pytest.mark.parametrize("package", ["src", "pipelines"])
+def test_ctrl_c_while_a_command_starts_is_one_line(package: str) -> None:
+    result = subprocess.run(
+        [sys.executable, "-c", INTERRUPTED_WHILE_STARTING.format(package=package)],
+        cwd=PROJECT_ROOT, capture_output=True, text=True, timeout=120,
+    )  # fmt: skip
+    assert result.returncode == -signal.SIGINT  # Python's own exit for an uncaught Ctrl-C: 130 in a shell
+    assert result.stderr == "error: stopped by SIGINT while starting\n"
+    library = subprocess.run(
+        [sys.executable, "-c", "import src; raise KeyboardInterrupt"], cwd=PROJECT_ROOT, capture_output=True, text=True
+    )
+    assert "Traceback" in library.stderr  # imported as a library, nothing changes
