@@ -105,6 +105,10 @@ def check_ready(settings: Config, splits: Splits, check_device: bool = True) -> 
     for name, split in splits.items():
         if name != "train" and 0 < len(split) < FEW_SAMPLES:
             log.warning("the %s split has %d sequences only: its metrics say little", name, len(split))
+    if settings.model.dropout > 0 and settings.model.num_layers == 1:
+        log.warning(
+            "model.dropout=%s does nothing with one layer: it acts between stacked layers", settings.model.dropout
+        )
     check_objective(settings.objective, task, splits)
     if check_device:
         backend_class(settings.framework.name.value).check_device(settings.framework.device)
