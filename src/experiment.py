@@ -209,6 +209,7 @@ def run(
         raise
     if claim is None:
         log.info("starting a new run (run_key %s)", tags[RUN_KEY_TAG])
+    checkpointing: Checkpointing | None = None
     try:
         with TrackedRun(
             uri,
@@ -237,17 +238,19 @@ def run(
                 checkpoint_path(uri, tracked.run_id), settings.trainer.checkpoint_every, claim.checkpoint
             )
             tracked.checkpoint = checkpointing.path if settings.trainer.checkpoint_every else None
-            try:
-                trained = train(settings, task, splits, tracked, checkpointing, trainer)
-                evaluation, metrics = report(
-                    trained.predictor, splits, tracked, settings.tracking.log_model, trained.predictions
-                )
-            except TrackingUnavailable as error:
-                raise TrackingUnavailable(
-                    f"{error}; {saved_state(checkpointing)}resume with: python -m src.train "
-                    f"{redact(' '.join(overrides or []))} tracking.resume=true".rstrip()
-                ) from error
+            trained = train(settings, task, splits, tracked, checkpointing, trainer)
+            evaluation, metrics = report(
+                trained.predictor, splits, tracked, settings.tracking.log_model, trained.predictions
+            )
             outcome = Outcome(tracked.run_id, {**trained.metrics, **metrics}, evaluation, tracked.model_uri)
+    except TrackingUnavailable as error:
+        if checkpointing is None:  # before training: nothing to resume, the command runs again as it is
+            raise
+        # During training, evaluation, or as the run ended (the last epochs' writes): where the state is.
+        raise TrackingUnavailable(
+            f"{error}; {saved_state(checkpointing)}resume with: python -m src.train "
+            f"{redact(' '.join(overrides or []))} tracking.resume=true".rstrip()
+        ) from error
     finally:
         if claim is not None:
             claim.release()
