@@ -14,7 +14,7 @@ from collections.abc import Sequence
 from mlflow import MlflowClient
 from mlflow.entities.model_registry import ModelVersion
 
-from src.uris import redact
+from src.uris import one_line
 
 log = logging.getLogger(__name__)
 
@@ -59,7 +59,7 @@ def register_run_model(
         for tagged in (run_id, *also_tag):
             client.set_tag(tagged, REGISTERED_TAG, f"{name}/{version.version}")
     except Exception as error:
-        reason = redact(str(error).splitlines()[0] if str(error) else type(error).__name__)[:300]
+        reason = one_line(error)
         log.warning("run %s finished, but its model was not registered as %r: %s", run_id, name, reason)
         return None
     log.info(

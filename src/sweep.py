@@ -88,11 +88,11 @@ class MlflowSweepCallback(Callback):
         try:
             self._open_parent(config)
         except Exception as error:
-            from src.uris import redact
+            from src.uris import one_line
 
             log.debug("parent run not created", exc_info=True)
             forget_composed_jobs()
-            message = redact(str(error).splitlines()[0] if str(error) else type(error).__name__)
+            message = one_line(error, limit=None)
             print(
                 f"error: the sweep's parent run could not be created, no job was started: {message}",
                 file=sys.stderr,
@@ -213,12 +213,12 @@ class MlflowSweepCallback(Callback):
             try:
                 self._end_running_runs()
             except Exception as error:  # the store is what failed (a server gone): say so in one line
-                from src.uris import redact
+                from src.uris import one_line
 
                 log.warning(
                     "sweep interrupted: its workers stopped, but its runs could not be ended KILLED (%s); the "
                     "next resume, sweep or `python -m src.runs cleanup` on that store ends them",
-                    redact(str(error).splitlines()[0] if str(error) else type(error).__name__)[:300],
+                    one_line(error),
                 )
             else:
                 log.warning(

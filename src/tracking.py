@@ -33,7 +33,7 @@ from src.data.base import Splits
 from src.errors import TrackingUnavailable, UserError, check_interrupted
 from src.frameworks.checkpoint import EpochResult
 from src.paths import PROJECT_ROOT
-from src.uris import is_server, redact, sqlite_path
+from src.uris import is_server, one_line, redact, sqlite_path
 
 if TYPE_CHECKING:
     from matplotlib.figure import Figure
@@ -258,7 +258,7 @@ def store_errors(uri: str) -> Iterator[None]:
             if is_server(uri):
                 raise
             cause = getattr(error, "orig", None) or error  # SQLAlchemy keeps the database's own message there
-            reason = redact(str(cause).splitlines()[0] if str(cause) else type(cause).__name__)[:300]
+            reason = one_line(cause)
             newer = newer_schema(str(cause))
             if newer is not None:
                 reason = (
@@ -359,7 +359,7 @@ def store_failure(uri: str, error: BaseException) -> TrackingUnavailable | None:
         return None
     cause = _database_error(error) or error
     cause = getattr(cause, "orig", None) or cause  # SQLAlchemy keeps the database's own message there
-    reason = redact(str(cause).splitlines()[0] if str(cause) else type(cause).__name__)[:300]
+    reason = one_line(cause)
     return TrackingUnavailable(f"{where} failed ({reason})")
 
 

@@ -124,6 +124,14 @@ def redact(text: str) -> str:
     return text
 
 
+def one_line(error: BaseException, limit: int | None = 300) -> str:
+    """An error as one line for a message or a tag: its first line (its type's name when it has no
+    text), every URL in it redacted, at most `limit` characters."""
+    text = str(error)
+    line = redact(text.splitlines()[0] if text else type(error).__name__)
+    return line[:limit] if limit is not None else line
+
+
 def sqlite_path(uri: str) -> Path | None:
     """The database file of a `sqlite:///` URI; None for any other store."""
     return Path(uri.removeprefix("sqlite:///")).resolve() if uri.startswith("sqlite:///") else None
