@@ -42,10 +42,12 @@ class Measurement:
 
 
 def measure(command: list[str], cwd: Path, env: dict[str, str] | None = None) -> Measurement:
-    """Run `command` in `cwd` (with PYTHONPATH set so that `-m src.train` works from anywhere)."""
+    """Run `command` in `cwd` (with the project first on PYTHONPATH so that `-m src.train` works from
+    anywhere; packages the caller put on PYTHONPATH stay importable)."""
     cwd.mkdir(parents=True, exist_ok=True)
     report, out, err = cwd / "measurement.json", cwd / "stdout.txt", cwd / "stderr.txt"
-    environment = {**os.environ, **(env or {}), "PYTHONPATH": str(PROJECT_ROOT)}
+    inherited = [path for path in os.environ.get("PYTHONPATH", "").split(os.pathsep) if path]
+    environment = {**os.environ, **(env or {}), "PYTHONPATH": os.pathsep.join([str(PROJECT_ROOT), *inherited])}
     subprocess.run(
         [sys.executable, "-m", "benchmarks.measured", str(report), str(out), str(err), "--", *command],
         cwd=cwd,

@@ -229,8 +229,13 @@ def test_cross_entropy_training_steps_give_the_same_weights(cell: str, activatio
     start = numpy_model.get_weights()
     torch_fit = torch_model.fit(train, val, trainer, lambda epoch: None)
     numpy_fit = numpy_model.fit(train, val, trainer, lambda epoch: None)
-    assert max_difference(torch_model.get_weights(), numpy_model.get_weights()) <= 1e-5
-    assert max_difference(start, numpy_model.get_weights()) > 2e-4
+    # Adam divides each gradient by its running RMS, so float rounding in a weight whose gradients stay
+    # near zero is amplified into its step: one weight of the LSTM language model ends 1.4e-5 apart on an
+    # AMD EPYC (every other weight of every case under 5e-7; with SGD 1.5e-8), and which BLAS kernels
+    # round how differs between CPUs. A wrong gradient moves a weight by the order of lr: the bound is a
+    # thousandth of it, and every case moves some weight by more than lr.
+    assert max_difference(torch_model.get_weights(), numpy_model.get_weights()) <= 1e-3 * trainer.lr
+    assert max_difference(start, numpy_model.get_weights()) > trainer.lr
     for numpy_epoch, torch_epoch in zip(numpy_fit.history, torch_fit.history):
         assert numpy_epoch.train_loss == pytest.approx(torch_epoch.train_loss, rel=1e-5)
         assert numpy_epoch.val_loss == pytest.approx(torch_epoch.val_loss, rel=1e-5)
