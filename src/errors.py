@@ -15,6 +15,9 @@ from typing import Any, NoReturn
 
 # The signals that interrupted this process, in order (see `check_interrupted`).
 _interrupted_by: list[int] = []
+# How many `interrupts_deferred` sections are open, and the signal that arrived inside one.
+_deferring = 0
+_deferred: list[int] = []
 
 
 def stop_on_sigterm() -> None:
@@ -24,12 +27,32 @@ def stop_on_sigterm() -> None:
 
     def interrupt(signum: int, frame: object) -> None:
         _interrupted_by.append(signum)
+        if _deferring:  # inside a write that must not be cut: raised as it ends
+            _deferred.append(signum)
+            return
         raise KeyboardInterrupt(f"signal {signum}")
 
     _interrupted_by.clear()  # a new job (a worker may run several): an earlier interrupt was dealt with
     for number in (signal.SIGTERM, signal.SIGINT):
         if signal.getsignal(number) not in (signal.SIG_IGN, None):
             signal.signal(number, interrupt)
+
+
+@contextmanager
+def interrupts_deferred() -> Iterator[None]:
+    """Let a short write finish before SIGTERM or Ctrl-C lands (with `stop_on_sigterm`'s handler): the
+    interrupt is raised as the section ends. A worker stopped inside `np.savez` left the zip half
+    written, and its finaliser printed a traceback after the one-line message."""
+    global _deferring
+    _deferring += 1
+    try:
+        yield
+    finally:
+        _deferring -= 1
+        if not _deferring and _deferred:
+            signum = _deferred[-1]
+            _deferred.clear()
+            raise KeyboardInterrupt(f"signal {signum}")
 
 
 def check_interrupted() -> None:

@@ -73,6 +73,8 @@ def apply_mlflow_defaults() -> None:
     # urllib3's "Retrying ..." for each retry of a server that stopped answering (bounded: HTTP_DEFAULTS).
     logging.getLogger("mlflow.utils.async_logging.async_logging_queue").setLevel(logging.CRITICAL)
     logging.getLogger("urllib3.connectionpool").setLevel(logging.ERROR)
+    # "Validating input example against model signature" on stderr in every run that logs a model.
+    logging.getLogger("mlflow.pyfunc").setLevel(logging.WARNING)
 
 
 MODEL_CODE = Path(__file__).with_name("mlflow_model.py")

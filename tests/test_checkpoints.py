@@ -3,6 +3,9 @@ pickle-free, and that a fit continued from one equals an uninterrupted fit (earl
 
 from __future__ import annotations
 
+import subprocess
+import sys
+
 import numpy as np
 import pytest
 
@@ -13,6 +16,7 @@ from src.frameworks.checkpoint import Checkpoint
 from src.frameworks.spec import ModelSpec
 from src.frameworks.training import Checkpointing
 from src.optuna_storage import JournalStorage
+from src.paths import PROJECT_ROOT
 from src.resume import run_key
 
 SPEC = ModelSpec("gru", 6, 2, "tanh", 0.3, 1, 1)
@@ -94,6 +98,50 @@ def test_a_failed_write_leaves_the_previous_checkpoint_whole(tmp_path, data, mon
     with pytest.raises(OSError):
         Checkpoint.load(path).save(path)
     assert path.read_bytes() == before and list(tmp_path.iterdir()) == [path]
+
+
+SIGTERM_DURING_THE_WRITE = """
+import os, signal, sys
+import numpy as np
+from src.errors import stop_on_sigterm
+from src.frameworks.checkpoint import Checkpoint, EpochResult
+
+stop_on_sigterm()
+write = np.savez
+
+
+def hit_by_sigterm(handle, **arrays):
+    os.kill(os.getpid(), signal.SIGTERM)  # delivered to this (main) thread inside the write
+    write(handle, **arrays)
+
+
+np.savez = hit_by_sigterm
+weights = {"w": np.arange(6.0).reshape(2, 3)}
+checkpoint = Checkpoint("numpy", 1, [EpochResult(1, 0.5, 0.25, 0.1)], 1, 0.25, weights, {"weights/w": weights["w"]})
+try:
+    checkpoint.save(__import__("pathlib").Path(sys.argv[1]))
+except KeyboardInterrupt as interruption:
+    print("interrupted after the write:", interruption)
+"""
+
+
+def test_sigterm_during_a_checkpoint_write_lands_after_it(tmp_path) -> None:
+    """A worker stopped inside np.savez left a half-written zip whose finaliser printed a traceback
+    ("Exception ignored in: ZipFile.__del__") after the sweep's one-line message."""
+    path = tmp_path / "c.npz"
+    result = subprocess.run(
+        [sys.executable, "-c", SIGTERM_DURING_THE_WRITE, str(path)],
+        cwd=PROJECT_ROOT,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip() == "interrupted after the write: signal 15"
+    assert result.stderr == ""
+    loaded = Checkpoint.load(path)
+    assert loaded.epoch == 1 and np.array_equal(loaded.state["weights/w"], np.arange(6.0).reshape(2, 3))
+    assert list(tmp_path.iterdir()) == [path]
 
 
 @pytest.mark.parametrize("framework", ["numpy", "torch", "keras"])

