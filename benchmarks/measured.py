@@ -46,7 +46,7 @@ def measure(command: list[str], cwd: Path, env: dict[str, str] | None = None) ->
     anywhere; packages the caller put on PYTHONPATH stay importable)."""
     cwd.mkdir(parents=True, exist_ok=True)
     report, out, err = cwd / "measurement.json", cwd / "stdout.txt", cwd / "stderr.txt"
-    inherited = [path for path in os.environ.get("PYTHONPATH", "").split(os.pathsep) if path]
+    inherited = [os.path.abspath(path) for path in os.environ.get("PYTHONPATH", "").split(os.pathsep) if path]
     environment = {**os.environ, **(env or {}), "PYTHONPATH": os.pathsep.join([str(PROJECT_ROOT), *inherited])}
     subprocess.run(
         [sys.executable, "-m", "benchmarks.measured", str(report), str(out), str(err), "--", *command],

@@ -33,6 +33,7 @@ def stop_on_sigterm() -> None:
         raise KeyboardInterrupt(f"signal {signum}")
 
     _interrupted_by.clear()  # a new job (a worker may run several): an earlier interrupt was dealt with
+    _deferred.clear()
     for number in (signal.SIGTERM, signal.SIGINT):
         if signal.getsignal(number) not in (signal.SIG_IGN, None):
             signal.signal(number, interrupt)
@@ -48,11 +49,15 @@ def interrupts_deferred() -> Iterator[None]:
     try:
         yield
     finally:
-        _deferring -= 1
-        if not _deferring and _deferred:
-            signum = _deferred[-1]
+        # Taken before the section closes: a signal landing just after raises at once and leaves
+        # nothing behind for a later job of the same worker (`check_interrupted` sees any it missed).
+        outermost = _deferring == 1
+        pending = list(_deferred) if outermost else []
+        if outermost:
             _deferred.clear()
-            raise KeyboardInterrupt(f"signal {signum}")
+        _deferring -= 1
+        if pending:
+            raise KeyboardInterrupt(f"signal {pending[-1]}")
 
 
 def check_interrupted() -> None:

@@ -18,7 +18,6 @@ def test_a_measured_command_keeps_the_callers_pythonpath_after_the_project(tmp_p
     monkeypatch.setenv("PYTHONPATH", f"{extra}{os.pathsep}")
     measured = measure([sys.executable, "-c", PRINT_PATH], cwd=tmp_path / "run").check("print")
     assert measured.stdout.strip().split(os.pathsep) == [str(PROJECT_ROOT), str(extra)]
-    assert measured.seconds > 0 and measured.max_rss_mib > 0
 
 
 def test_without_a_pythonpath_the_project_alone_is_on_it(tmp_path, monkeypatch) -> None:

@@ -1,6 +1,8 @@
 """On a CUDA device, a torch fit resumed from its checkpoint equals an uninterrupted one, stacked
-dropout included (cuDNN's own dropout state cannot be checkpointed; the backend trains those without
-cuDNN). Skipped without CUDA; run on an H100 on 2026-11-26: the LSTM case failed before that fix."""
+dropout included (cuDNN's own dropout state cannot be checkpointed; the backend trains those one layer
+at a time, torch's dropout between layers). Skipped without CUDA; run on an H100 on 2026-11-26 (the
+LSTM case failed before the backend handled stacked dropout) and on an H200 on 2026-11-27 with the
+layer-by-layer training."""
 
 from __future__ import annotations
 
