@@ -8,7 +8,8 @@ Pieces (each a module here with a `rows()` function):
   checkpoints  what a checkpoint each epoch costs on the medium task, per framework
   cuda         torch on CUDA against torch on the CPU, on the workflow's task (one "skipped" row
                when torch sees no CUDA device)
-Run: .venv/bin/python -m benchmarks.run [--repeats N] [--only workflow,numpy_speed,sweep,checkpoints,cuda]
+  new_store    a new SQLite store: MLflow's migrations against a copy of the migrated schema
+Run: .venv/bin/python -m benchmarks.run [--repeats N] [--only workflow,numpy_speed,sweep,checkpoints,cuda,new_store]
 Progress goes to stderr, the table to stdout; the last line says how much CPU other processes took
 meanwhile (0 on an idle machine). Timings on a shared machine are noisy: compare the ratios (each
 measured within one run, the compared commands alternating), not the seconds across runs.
@@ -20,10 +21,10 @@ import argparse
 import sys
 import time
 
-from benchmarks import checkpoint_cost, cuda, numpy_speed, sweep, workflow
+from benchmarks import checkpoint_cost, cuda, new_store, numpy_speed, sweep, workflow
 from benchmarks.table import Row, cpu_seconds_busy, format_table, machine, others_load
 
-PIECES = ("workflow", "numpy_speed", "sweep", "checkpoints", "cuda")
+PIECES = ("workflow", "numpy_speed", "sweep", "checkpoints", "cuda", "new_store")
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -51,6 +52,8 @@ def main(argv: list[str] | None = None) -> None:
             rows += checkpoint_cost.rows(repeats=args.repeats)
         elif piece == "cuda":
             rows += cuda.rows(repeats=args.repeats)
+        elif piece == "new_store":
+            rows += new_store.rows(repeats=args.repeats)
         else:
             rows += sweep.rows(repeats=args.repeats)
     print(f"machine: {described}; torch device: {workflow.torch_cuda()}")

@@ -469,14 +469,17 @@ def report(
     log_model: bool = True,
     predictions: Mapping[str, np.ndarray] | None = None,
 ) -> tuple[Evaluation, dict[str, float]]:
-    """Evaluate against the baselines and log metrics, predictions, the table, the task's plots and
-    artifacts, and the model. `predictions`: the predictor's outputs per split, where already made."""
+    """Log the model, then evaluate against the baselines and log metrics, predictions, the table and
+    the task's plots and artifacts. `predictions`: the predictor's outputs per split, where already
+    made or (a training process) still being made: the model is logged first, while they come."""
     task = predictor.task
     made = predictions or {}
 
     def predicted(name: str, x: np.ndarray) -> np.ndarray:
         return made[name] if name in made else predictor.predict(x)
 
+    if log_model:
+        tracked.log_model(predictor, splits.test.x[:INPUT_EXAMPLE_ROWS])
     evaluation = evaluate(task, splits, predicted("test", splits.test.x))
     tracked.log_text(task.predictions_csv(evaluation), "predictions.csv")
     tracked.log_text(evaluation.table() + "\n", "results.txt")
@@ -491,8 +494,6 @@ def report(
         metrics.update({f"val_{name}": value for name, value in val.items() if f"val_{name}" not in FINAL_LOSS_METRICS})
     metrics.update(evaluation.flat())
     tracked.log_metrics(metrics)
-    if log_model:
-        tracked.log_model(predictor, splits.test.x[:INPUT_EXAMPLE_ROWS])
     return evaluation, metrics
 
 

@@ -239,8 +239,11 @@ def _refuse_inherited_connection(dbapi_connection: Any, record: Any, proxy: Any)
 def create_store(database: Path) -> None:
     """Create and migrate a new SQLite store in a temporary file, then rename it into place: a process
     killed during MLflow's migrations leaves no store rather than a half-migrated one for good."""
+    from src.store_template import copy_template
+
     temporary = database.with_name(f".{database.name}.creating-{os.getpid()}")
     try:
+        copy_template(temporary)  # the migrated schema, where this machine has it (src/store_template.py)
         MlflowClient(f"sqlite:///{temporary}").search_experiments(max_results=1)
         os.replace(temporary, database)
     finally:

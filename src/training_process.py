@@ -14,8 +14,8 @@ The protocol, over one pipe: the child sends ("ready", device) once its network 
 ("epoch", EpochResult) per epoch, ("done", FitResult) as soon as training ends, ("trained", directory,
 split names) with the trained predictor saved in a temporary directory, and ("predicted", name,
 outputs) for the test inputs, then the validation inputs; or ("error", exception). Meanwhile the
-parent logs the final metrics and the loss curve, then evaluates the test split while the child still
-predicts the validation split: the two cores share the work after training too. The parent sends
+parent logs the final metrics, the loss curve and the model, then evaluates the test split while the
+child may still predict the validation split: the two cores share the work after training too. The parent sends
 ("go", checkpoint path, checkpoint to resume from) once the run exists: a plain run starts training
 without waiting for it (the child waits only when its first checkpoint is due), a resumed or possibly
 reused run waits for it first.

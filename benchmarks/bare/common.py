@@ -1,5 +1,9 @@
 """What the bare scripts share: the workflow's data made with NumPy alone, the trainer's settings, and
-a JSON line of timestamps on stdout that benchmarks.workflow reads.
+a JSON line of timestamps and the test MSE on stdout that benchmarks.workflow reads.
+
+Each script does what issue 16 compares the workflow with: it trains the same model on the same data
+(a validation pass per epoch) and reports its test MSE in the data's own units, as the workflow's
+results table does; so both sides predict the test split.
 
 `sine_splits` repeats src/data/sine.generate (seed 0), src/data/base.random_split and
 src/data/scaling.Standardizer step by step without importing them (so a bare script pays no import
@@ -9,6 +13,7 @@ of the project); benchmarks.workflow.check_bare_data proves the arrays are ident
 from __future__ import annotations
 
 import json
+from typing import NamedTuple
 
 import numpy as np
 
@@ -18,8 +23,19 @@ HIDDEN_SIZE, BATCH_SIZE, EPOCHS, LR, GRAD_CLIP = 32, 64, 5, 0.005, 1.0  # conf/t
 VAL_BATCH = 4096  # keras: the backends' PREDICT_BATCH, the whole validation split in one call (numpy: its own)
 
 
-def sine_splits() -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
-    """Standardised (train x, train y, val x, val y), float32, x shaped (samples, steps, 1)."""
+class SineSplits(NamedTuple):
+    """Standardised float32 splits (x shaped (samples, steps, 1)) and the targets' scale."""
+
+    x: np.ndarray
+    y: np.ndarray
+    val_x: np.ndarray
+    val_y: np.ndarray
+    test_x: np.ndarray
+    test_y: np.ndarray
+    y_std: float  # a standardised MSE times y_std**2 is the MSE in the data's units
+
+
+def sine_splits() -> SineSplits:
     rng = np.random.default_rng(SEED)
     period = rng.uniform(MIN_PERIOD, MAX_PERIOD, size=(NUM_SAMPLES, 1))
     phase = rng.uniform(0.0, 2 * np.pi, size=(NUM_SAMPLES, 1))
@@ -27,16 +43,27 @@ def sine_splits() -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
     waves = np.sin(2 * np.pi * steps / period + phase) + NOISE * rng.standard_normal((NUM_SAMPLES, SEQ_LEN + 1))
     num_val, num_test = round(NUM_SAMPLES * VAL_FRACTION), round(NUM_SAMPLES * TEST_FRACTION)
     order = rng.permutation(NUM_SAMPLES)
-    train, val = order[: NUM_SAMPLES - num_val - num_test], order[NUM_SAMPLES - num_val - num_test : -num_test]
+    train, val, test = (
+        order[: NUM_SAMPLES - num_val - num_test],
+        order[NUM_SAMPLES - num_val - num_test : -num_test],
+        order[-num_test:],
+    )
     x = waves[:, :-1, None].astype(np.float32)
     y = waves[:, -1:].astype(np.float32)
     x_train, y_train = x[train].astype(np.float64), y[train].astype(np.float64)
     x_mean, x_std, y_mean, y_std = x_train.mean(), x_train.std(), y_train.mean(), y_train.std()
-    return (
-        ((x[train] - x_mean) / x_std).astype(np.float32),
-        ((y[train] - y_mean) / y_std).astype(np.float32),
-        ((x[val] - x_mean) / x_std).astype(np.float32),
-        ((y[val] - y_mean) / y_std).astype(np.float32),
+
+    def scaled(values: np.ndarray, mean: float, std: float) -> np.ndarray:
+        return ((values - mean) / std).astype(np.float32)
+
+    return SineSplits(
+        scaled(x[train], x_mean, x_std),
+        scaled(y[train], y_mean, y_std),
+        scaled(x[val], x_mean, x_std),
+        scaled(y[val], y_mean, y_std),
+        scaled(x[test], x_mean, x_std),
+        scaled(y[test], y_mean, y_std),
+        float(y_std),
     )
 
 

@@ -13,7 +13,7 @@ import keras  # noqa: E402
 from benchmarks.bare.common import BATCH_SIZE, EPOCHS, GRAD_CLIP, HIDDEN_SIZE, LR, SEED, VAL_BATCH, report, sine_splits  # noqa: E402
 
 imported = time.time()
-x, y, val_x, val_y = sine_splits()
+x, y, val_x, val_y, test_x, test_y, y_std = sine_splits()
 keras.utils.set_random_seed(SEED)
 model = keras.Sequential([keras.Input(shape=(None, 1)), keras.layers.LSTM(HIDDEN_SIZE), keras.layers.Dense(1)])
 model.compile(optimizer=keras.optimizers.Adam(learning_rate=LR, epsilon=1e-8, global_clipnorm=GRAD_CLIP), loss="mse")
@@ -30,4 +30,11 @@ history = model.fit(
     callbacks=[keras.callbacks.LambdaCallback(on_epoch_begin=lambda *_: epoch_starts.append(time.time()))],
 )
 train_end = time.time()
-report(imported=imported, train_start=epoch_starts[0], train_end=train_end, val_losses=history.history["val_loss"])
+test_mse = float(model.evaluate(test_x, test_y, batch_size=VAL_BATCH, verbose=0)) * y_std**2
+report(
+    imported=imported,
+    train_start=epoch_starts[0],
+    train_end=train_end,
+    val_losses=history.history["val_loss"],
+    test_mse=test_mse,
+)

@@ -12,12 +12,22 @@ from src.frameworks.numpy.optimizers import Adam, clip_grad_norm, flatten, unfla
 from src.frameworks.spec import ModelSpec, canonical_shapes
 
 imported = time.time()
-x, y, val_x, val_y = sine_splits()
+x, y, val_x, val_y, test_x, test_y, y_std = sine_splits()
 spec = ModelSpec("lstm", HIDDEN_SIZE, 1, "tanh", 0.0, num_features=1, num_outputs=1)
 params = initial_weights(spec, np.random.default_rng(SEED))
 shapes = canonical_shapes(spec)
 optimizer = Adam(LR)
 rng = np.random.default_rng(SEED)
+
+
+def predict(inputs: np.ndarray) -> np.ndarray:
+    return np.concatenate(
+        [
+            network.forward(params, spec, inputs[start : start + network.INFERENCE_BATCH])[0]
+            for start in range(0, len(inputs), network.INFERENCE_BATCH)
+        ]
+    )
+
 
 train_start = time.time()
 val_losses = []
@@ -28,12 +38,7 @@ for _epoch in range(EPOCHS):
         loss, grads, _ = network.loss_and_gradients(params, spec, x[batch], y[batch])
         g, _ = clip_grad_norm(flatten(grads, shapes), GRAD_CLIP)
         params = unflatten(optimizer.step(flatten(params, shapes), g), shapes)
-    prediction = np.concatenate(
-        [
-            network.forward(params, spec, val_x[start : start + network.INFERENCE_BATCH])[0]
-            for start in range(0, len(val_x), network.INFERENCE_BATCH)
-        ]
-    )
-    val_losses.append(network.mse(prediction, val_y)[0])
+    val_losses.append(network.mse(predict(val_x), val_y)[0])
 train_end = time.time()
-report(imported=imported, train_start=train_start, train_end=train_end, val_losses=val_losses)
+test_mse = network.mse(predict(test_x), test_y)[0] * y_std**2
+report(imported=imported, train_start=train_start, train_end=train_end, val_losses=val_losses, test_mse=test_mse)

@@ -25,7 +25,8 @@ class Network(nn.Module):
         return self.head(outputs[:, -1])
 
 
-x, y, val_x, val_y = (torch.as_tensor(array, device=device) for array in sine_splits())
+splits = sine_splits()
+x, y, val_x, val_y, test_x, test_y = (torch.as_tensor(array, device=device) for array in splits[:6])
 network = Network().to(device)
 optimizer = torch.optim.Adam(network.parameters(), lr=LR)
 loss_fn = nn.MSELoss()
@@ -49,4 +50,13 @@ for _epoch in range(EPOCHS):
     with torch.no_grad():
         val_losses.append(loss_fn(network(val_x), val_y).item())  # 3000 sequences: one call, as the backend
 train_end = time.time()
-report(imported=imported, train_start=train_start, train_end=train_end, val_losses=val_losses, device=str(device))
+with torch.no_grad():
+    test_mse = loss_fn(network(test_x), test_y).item() * splits.y_std**2
+report(
+    imported=imported,
+    train_start=train_start,
+    train_end=train_end,
+    val_losses=val_losses,
+    test_mse=test_mse,
+    device=str(device),
+)
