@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import http.server
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -91,7 +92,7 @@ def test_kill_9_mid_training_then_resume_finishes_that_run_like_an_uninterrupted
         *longer_epochs({"numpy": 3000, "torch": 1500, "keras": 1000}[framework]),
         "model.num_layers=2",
         "model.dropout=0.2",
-        "trainer.epochs=15",
+        "trainer.epochs=30",
         "trainer.patience=0",
     ]
     uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
@@ -101,7 +102,10 @@ def test_kill_9_mid_training_then_resume_finishes_that_run_like_an_uninterrupted
     assert killed.info.status == "RUNNING"  # nothing could end it
     resumed = run_cli(*config, f"tracking.uri={uri}", "tracking.resume=true")
     assert resumed.returncode == 0, resumed.stderr[-3000:]
-    assert f"resuming run {killed.info.run_id} (KILLED) from its checkpoint at epoch" in resumed.stdout
+    resumed_from = re.search(
+        rf"resuming run {killed.info.run_id} \(KILLED\) from its checkpoint at epoch (\d+)", resumed.stdout
+    )
+    assert resumed_from and int(resumed_from.group(1)) < 30, resumed.stdout  # the kill landed mid-training
 
     reference_uri = f"sqlite:///{tmp_path / 'reference.db'}"
     reference = run_cli(*config, f"tracking.uri={reference_uri}")
@@ -112,7 +116,7 @@ def test_kill_9_mid_training_then_resume_finishes_that_run_like_an_uninterrupted
     assert run.info.run_id == killed.info.run_id and run.info.status == "FINISHED"
     assert run.data.tags["run_key"] == uninterrupted.data.tags["run_key"]
     history = MlflowClient(uri).get_metric_history(run.info.run_id, "train_loss")
-    assert sorted(point.step for point in history) == list(range(1, 16))  # no gap, no duplicate
+    assert sorted(point.step for point in history) == list(range(1, 31))  # no gap, no duplicate
     reference_history = MlflowClient(reference_uri).get_metric_history(uninterrupted.info.run_id, "train_loss")
     assert sorted((p.step, p.value) for p in history) == sorted((p.step, p.value) for p in reference_history)
     for name, value in uninterrupted.data.metrics.items():
@@ -200,8 +204,9 @@ def test_six_job_sweep_killed_after_three_reruns_only_what_is_missing(tmp_path) 
 
 
 def test_four_processes_started_at_once_on_a_new_store_all_finish(tmp_path) -> None:
-    """The first attempt also starts without the store template (src/store_template.py): one process
-    makes it while the others wait for it."""
+    """The first attempt also starts without the store template (src/store_template.py): the process
+    that holds the store's lock makes it (tests/test_store_template.py: processes making different new
+    stores at once share one)."""
     for attempt in range(3):
         uri = f"sqlite:///{tmp_path / f'new{attempt}.db'}"
         cache = {"XDG_CACHE_HOME": str(tmp_path / "cache")} if attempt == 0 else {}
@@ -620,8 +625,8 @@ CUT_MODEL_SCRIPT = """
 import os, runpy, signal, sys, time
 import mlflow.pyfunc
 
-number = getattr(signal, sys.argv[1].removesuffix("-after"))
-original, set_tags = mlflow.pyfunc.save_model, mlflow.set_tags
+number = getattr(signal, sys.argv[1].removesuffix("-after").removesuffix("-metrics"))
+original, set_tags, log_metrics = mlflow.pyfunc.save_model, mlflow.set_tags, mlflow.log_metrics
 
 def save_model(*args, **kwargs):
     os.kill(os.getpid(), number)
@@ -633,8 +638,16 @@ def set_tags_then_die(tags, *args, **kwargs):  # the model logged READY and tagg
     if "model_uri" in tags:
         os.kill(os.getpid(), number)
 
+def log_metrics_then_die(metrics, *args, **kwargs):  # the model and the test metrics logged, the run not ended
+    logged = log_metrics(metrics, *args, **kwargs)
+    if "test_mse" in metrics:
+        os.kill(os.getpid(), number)
+    return logged
+
 if sys.argv[1].endswith("-after"):
     mlflow.set_tags = set_tags_then_die
+elif sys.argv[1].endswith("-metrics"):
+    mlflow.log_metrics = log_metrics_then_die
 else:
     mlflow.pyfunc.save_model = save_model
 sys.argv = ["src.train", *sys.argv[2:]]
@@ -642,7 +655,7 @@ runpy.run_module("src.train", run_name="__main__", alter_sys=True)
 """
 
 
-@pytest.mark.parametrize("cut_by", ["SIGTERM", "SIGKILL", "SIGKILL-after"])
+@pytest.mark.parametrize("cut_by", ["SIGTERM", "SIGKILL", "SIGKILL-after", "SIGKILL-metrics"])
 def test_a_run_cut_while_logging_its_model_leaves_no_pending_model_and_resumes_without_duplicates(
     tmp_path, cut_by
 ) -> None:
@@ -655,7 +668,7 @@ def test_a_run_cut_while_logging_its_model_leaves_no_pending_model_and_resumes_w
         timeout=300,
     )  # fmt: skip
     assert cut.returncode == (143 if cut_by == "SIGTERM" else -signal.SIGKILL), cut.stderr[-3000:]
-    logged_before = cut_by == "SIGKILL-after"  # READY and tagged: the resume keeps it
+    logged_before = cut_by in ("SIGKILL-after", "SIGKILL-metrics")  # READY and tagged: the resume keeps it
     client = MlflowClient(uri)
     (run,) = all_runs(uri)
 
@@ -664,7 +677,11 @@ def test_a_run_cut_while_logging_its_model_leaves_no_pending_model_and_resumes_w
         return sorted(str(model.status).rsplit(".", 1)[-1] for model in found)
 
     assert run.info.status == ("KILLED" if cut_by == "SIGTERM" else "RUNNING")
-    assert models() == {"SIGTERM": ["FAILED"], "SIGKILL": ["PENDING"], "SIGKILL-after": ["READY"]}[cut_by]
+    assert models() == {"SIGTERM": ["FAILED"], "SIGKILL": ["PENDING"]}.get(cut_by, ["READY"])
+    if (
+        cut_by == "SIGKILL-metrics"
+    ):  # the final metrics are in the store before the cut: the resume must not repeat them
+        assert "test_mse" in client.get_run(run.info.run_id).data.metrics
     resumed = run_cli(*config, "tracking.resume=true")
     assert resumed.returncode == 0, resumed.stderr[-3000:]
     (run,) = all_runs(uri)

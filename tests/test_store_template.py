@@ -13,10 +13,12 @@ import time
 from contextlib import closing
 from pathlib import Path
 
+import mlflow.store.db.utils
+import pytest
 from mlflow import MlflowClient
 
 from src.paths import PROJECT_ROOT
-from src.store_template import template_path
+from src.store_template import ensure_template, template_path
 from src.tracking import ensure_experiment, open_client
 from tests.conftest import run_cli
 
@@ -48,6 +50,12 @@ def test_a_new_store_is_the_store_mlflow_migrates_with_its_own_default_experimen
     MlflowClient(f"sqlite:///{migrated}").search_experiments()  # MLflow alone: every migration
 
     first, second = tmp_path / "a" / "mlflow.db", tmp_path / "b" / "mlflow.db"
+    ensure_template()
+
+    def no_migrations(engine) -> None:
+        raise AssertionError("a new store ran MLflow's migrations instead of copying the template")
+
+    monkeypatch.setattr(mlflow.store.db.utils, "_initialize_tables", no_migrations)
     for database in (first, second):
         database.parent.mkdir()
         monkeypatch.chdir(database.parent)
@@ -85,8 +93,10 @@ def test_a_run_killed_while_the_template_is_made_leaves_neither_and_the_next_run
         [sys.executable, "-m", "src.train", *SMALL, f"tracking.uri={uri}"],
         cwd=PROJECT_ROOT, env=environment, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
     )  # fmt: skip
+    deadline = time.monotonic() + 120
     try:
         while process.poll() is None and not list((cache / "rnnlab").glob(".mlflow-*-empty-store.db.*")):
+            assert time.monotonic() < deadline, "no template was being made after 120 s"
             time.sleep(0.01)  # the migrations take seconds
         assert process.poll() is None, "the run ended before its store's template was being made"
     finally:
@@ -102,19 +112,19 @@ def test_a_run_killed_while_the_template_is_made_leaves_neither_and_the_next_run
     assert [run.info.status for run in runs] == ["FINISHED"]
 
 
-# src.train, killed by itself once the template is copied to the new store's temporary file.
+# src.train, killed by itself once the template is copied to the new store's temporary file and opened.
 KILLED_AFTER_COPY = """
 import os, runpy, signal, sys
 import src.store_template as store_template
 
-copy = store_template.copy_template
+copy = store_template.store_from_template
 
 def copy_then_die(target):
     copied = copy(target)
     os.kill(os.getpid(), signal.SIGKILL)
     return copied
 
-store_template.copy_template = copy_then_die
+store_template.store_from_template = copy_then_die
 sys.argv = ["src.train", *sys.argv[1:]]
 runpy.run_module("src.train", run_name="__main__", alter_sys=True)
 """
@@ -133,3 +143,66 @@ def test_a_run_killed_while_its_store_is_copied_leaves_no_store_and_the_next_run
     client = MlflowClient(uri)
     runs = client.search_runs([experiment.experiment_id for experiment in client.search_experiments()])
     assert [run.info.status for run in runs] == ["FINISHED"]
+
+
+def new_store_names(database: Path) -> list[str]:
+    return [experiment.name for experiment in open_client(f"sqlite:///{database}").search_experiments()]
+
+
+@pytest.mark.parametrize("damage", ["truncated", "not sqlite", "another database", "an experiment in it"])
+def test_a_template_that_is_not_whole_or_not_mlflows_is_made_again(tmp_path, monkeypatch, damage) -> None:
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
+    template = ensure_template()
+    good = template.read_bytes()
+    if damage == "truncated":
+        template.write_bytes(good[: len(good) // 3])
+    elif damage == "not sqlite":
+        template.write_text("not a database")
+    elif damage == "another database":
+        template.unlink()
+        with closing(sqlite3.connect(template)) as connection, connection:
+            connection.execute("CREATE TABLE notes (text TEXT)")
+    else:
+        with closing(sqlite3.connect(template)) as connection, connection:
+            connection.execute("INSERT INTO experiments (experiment_id, name) VALUES (7, 'stray')")
+    assert new_store_names(tmp_path / "mlflow.db") == ["Default"]
+    assert [name for _, name, _, _ in schema(tmp_path / "mlflow.db") if name == "notes"] == []
+    assert rows(template, "experiments") == [] and len(rows(template, "alembic_version")) == 1
+
+
+def test_a_template_mlflow_refuses_is_dropped_and_the_store_migrated_in_place(tmp_path, monkeypatch, caplog) -> None:
+    """A template of another schema version under this version's name (an MLflow development build):
+    MLflow refuses to open the copy; the store is made the slow way, and the next one remakes the template."""
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
+    template = ensure_template()
+    with closing(sqlite3.connect(template)) as connection, connection:
+        connection.execute("UPDATE alembic_version SET version_num = 'a0000000000b'")
+    assert new_store_names(tmp_path / "first.db") == ["Default"]
+    assert "no usable store template" in caplog.text and not template.exists()
+    assert new_store_names(tmp_path / "second.db") == ["Default"]
+    assert template.is_file() and rows(template, "alembic_version") == rows(tmp_path / "second.db", "alembic_version")
+    assert not list(tmp_path.glob(".*"))  # no temporary store left
+
+
+OPEN_A_STORE = "import sys; from src.tracking import open_client; open_client(sys.argv[1])"
+
+
+def test_processes_making_new_stores_at_once_share_one_template(tmp_path) -> None:
+    environment = {**os.environ, "XDG_CACHE_HOME": str(tmp_path / "cache")}
+    processes = [
+        subprocess.Popen(
+            [sys.executable, "-c", OPEN_A_STORE, f"sqlite:///{tmp_path / f'store{index}.db'}"],
+            cwd=PROJECT_ROOT,
+            env=environment,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )  # fmt: skip
+        for index in range(3)
+    ]
+    outputs = [process.communicate(timeout=300) for process in processes]
+    assert [process.returncode for process in processes] == [0, 0, 0], [err[-2000:] for _, err in outputs]
+    assert all("no usable store template" not in err for _, err in outputs)
+    assert len(list((tmp_path / "cache" / "rnnlab").glob("*.db"))) == 1
+    for index in range(3):
+        assert new_store_names(tmp_path / f"store{index}.db") == ["Default"]
