@@ -1,15 +1,15 @@
 """New SQLite stores from a migrated empty schema, made once per MLflow version on this machine.
 
 MLflow builds a new SQLite store by running every schema migration in turn (some 60 of them, each
-rewriting tables): about 4.5 s on the 2-core machine, paid by every first run into a new store (a
-project's first run, a sweep or a test into a fresh folder). The result is the same file each time,
-less the Default experiment MLflow adds (its artifact location depends on the folder it was created
-from). So the migrations run once, the Default experiment is taken out, and the file is kept in the
-user's cache folder ($XDG_CACHE_HOME/rnnlab, else ~/.cache/rnnlab) under the MLflow version's name;
-a new store is a copy of it, to which MLflow adds its Default experiment as it opens it (about 0.2 s).
-A template that is not whole or not MLflow's is made again; where the cache cannot be written, or
-MLflow refuses the copy (it checks the schema version of every store it opens), the template is
-dropped and the store is migrated in place as before.
+rewriting tables): about 3 s on the 2-core machine (benchmarks/new_store.py), paid by every first
+run into a new store (a project's first run, a sweep or a test into a fresh folder). The result is
+the same file each time, less the Default experiment MLflow adds (its artifact location depends on
+the folder it was created from). So the migrations run once, the Default experiment is taken out,
+and the file is kept in the user's cache folder ($XDG_CACHE_HOME/rnnlab, else ~/.cache/rnnlab) under
+the MLflow version's name; a new store is a copy of it, to which MLflow adds its Default experiment
+as it opens it (about 0.2 s). A template that is not whole or not MLflow's is made again; where the
+cache cannot be written, or MLflow refuses the copy (it checks the schema version of every store it
+opens), the template is dropped and the store is migrated in place as before.
 """
 
 from __future__ import annotations
@@ -38,8 +38,9 @@ def template_path() -> Path:
     return cache_folder() / f"mlflow-{mlflow.__version__}-empty-store.db"
 
 
-def migrate(database: Path) -> None:
-    """MLflow's own creation of a store: every migration, then its Default experiment."""
+def open_with_mlflow(database: Path) -> None:
+    """Have MLflow open the SQLite file `database`: it runs every migration on a new one and adds its
+    Default experiment to one that lacks it (and refuses a schema version it does not know)."""
     from mlflow import MlflowClient
 
     MlflowClient(f"sqlite:///{database}").search_experiments(max_results=1)
@@ -51,11 +52,9 @@ def store_from_template(target: Path) -> bool:
     cache folder, a template MLflow refuses, a full disk), with `target` removed and the template too
     (the next store makes it again): the caller then lets MLflow migrate a store in place, which
     reports a real problem with the store's own folder as it always did."""
-    from mlflow import MlflowClient
-
     try:
         shutil.copyfile(ensure_template(), target)
-        MlflowClient(f"sqlite:///{target}").search_experiments(max_results=1)
+        open_with_mlflow(target)
     except Exception as error:
         target.unlink(missing_ok=True)
         with contextlib.suppress(Exception):
@@ -95,7 +94,7 @@ def ensure_template() -> Path:
         # A name of its own: MLflow keeps every store it opened for the life of the process, by URI.
         scratch = template.with_name(f".{template.name}.{os.getpid()}-{uuid.uuid4().hex[:8]}")
         try:
-            migrate(scratch)
+            open_with_mlflow(scratch)
             with contextlib.closing(sqlite3.connect(scratch)) as connection, connection:
                 connection.execute("DELETE FROM experiments")  # MLflow adds its Default one to each copy
             os.replace(scratch, template)

@@ -239,7 +239,7 @@ def _refuse_inherited_connection(dbapi_connection: Any, record: Any, proxy: Any)
 def create_store(database: Path) -> None:
     """Create and migrate a new SQLite store in a temporary file, then rename it into place: a process
     killed during MLflow's migrations leaves no store rather than a half-migrated one for good."""
-    from src.store_template import store_from_template
+    from src.store_template import open_with_mlflow, store_from_template
 
     # Names of their own: MLflow keeps every store it opened for the life of the process, by URI.
     unique = f"{os.getpid()}-{uuid.uuid4().hex[:8]}"
@@ -249,7 +249,7 @@ def create_store(database: Path) -> None:
         if store_from_template(temporary):  # src/store_template.py: 0.2 s instead of 3-4 s
             os.replace(temporary, database)
         else:
-            MlflowClient(f"sqlite:///{migrated}").search_experiments(max_results=1)
+            open_with_mlflow(migrated)
             os.replace(migrated, database)
     finally:
         temporary.unlink(missing_ok=True)
