@@ -23,12 +23,20 @@ _deferred: list[int] = []
 def stop_on_sigterm() -> None:
     """Turn SIGTERM (kill, timeout, a cancelled CI job, `dvc queue kill`) into KeyboardInterrupt, so a
     run ends KILLED with its metrics, exactly as on Ctrl-C, instead of staying RUNNING forever. Ctrl-C
-    gets the same handler, so that both are remembered (`check_interrupted`). Main thread only."""
+    gets the same handler, so that both are remembered (`check_interrupted`). Main thread only.
+
+    A signal that lands while an earlier interrupt is being handled (in an `except` or `finally` on the
+    way out) is only remembered: that one already stops the process, and a second KeyboardInterrupt
+    raised inside its clean-up cut the clean-up short (a SIGTERM every millisecond made a sweep exit 1
+    with a traceback instead of its one line). Once the handling ends, the next signal raises again, so
+    a second Ctrl-C still gets out of a library that swallowed the first."""
 
     def interrupt(signum: int, frame: object) -> None:
         _interrupted_by.append(signum)
         if _deferring:  # inside a write that must not be cut: raised as it ends
             _deferred.append(signum)
+            return
+        if isinstance(sys.exc_info()[1], KeyboardInterrupt):
             return
         raise KeyboardInterrupt(f"signal {signum}")
 

@@ -15,7 +15,9 @@ import contextlib
 import functools
 import logging
 import os
+import signal
 import sys
+import threading
 import uuid
 from dataclasses import dataclass
 from datetime import datetime
@@ -32,6 +34,9 @@ SWEEP_ID_ENV = "RNNLAB_SWEEP_ID"
 SWEEP_URI_ENV = "RNNLAB_SWEEP_TRACKING_URI"
 SWEEP_EXPERIMENT_ENV = "RNNLAB_SWEEP_EXPERIMENT"
 SWEEP_ENVIRONMENT = (PARENT_RUN_ENV, SWEEP_ID_ENV, SWEEP_URI_ENV, SWEEP_EXPERIMENT_ENV)
+INTERRUPTS = frozenset({signal.SIGINT, signal.SIGTERM})
+# True while `ray.init` runs with interrupts blocked (see `keep_sigterm_after_ray_init`).
+_starting_ray = False
 
 
 @dataclass(frozen=True)
@@ -191,15 +196,15 @@ class MlflowSweepCallback(Callback):
         """Ctrl-C, SIGTERM or a crash of the sweeper: end the jobs' RUNNING runs and the parent KILLED,
         stop every worker, then end KILLED any run a worker opened meanwhile.
 
-        The runs are ended first, so the record is right even if this process dies during the rest: a
-        second SIGTERM can still kill it while Ray tears itself down (Ray's core worker puts SIGTERM's
-        default action back for a moment), and Ray's processes then die with it (they share its fate).
-        With Ray this runs before Ray's own exit handler (`import_ray_first`) and shuts Ray down before
-        stopping its processes (`shut_down_ray`): killing them under a connected driver aborts it."""
+        The runs are ended first, so the record is right even if this process dies during the rest
+        (kill -9). With Ray this runs before Ray's own exit handler (`import_ray_first`) and shuts Ray
+        down itself, after a finished sweep too (`shut_down_ray`: Ray's handler would run part of its
+        shutdown with SIGTERM fatal)."""
         from src.composed_jobs import forget_composed_jobs
 
         forget_composed_jobs()
         if self.parent_run_id is None:
+            shut_down_ray()
             return
         ignore_interrupts()  # a second Ctrl-C must not cut the clean-up short
         try:
@@ -276,59 +281,68 @@ def keep_sigterm_after_ray_init(ray: Any) -> None:
 
     if getattr(ray.init, "_keeps_sigterm", False):
         return
+    os.register_at_fork(after_in_child=_unblock_interrupts_in_child)
     original = ray.init
 
     @functools.wraps(original)
     def init(*args: Any, **kwargs: Any) -> Any:
+        global _starting_ray
+        # Ray's threads start now and keep this thread's signal mask: with Ctrl-C and SIGTERM blocked in
+        # all of them, those signals reach the main thread alone, and `shut_down_ray` can hold them back
+        # from the whole process. The processes Ray starts get them back (`_unblock_interrupts_in_child`).
+        signal.pthread_sigmask(signal.SIG_BLOCK, INTERRUPTS)
+        _starting_ray = True
         try:
             return original(*args, **kwargs)
         finally:
             stop_on_sigterm()
+            _starting_ray = False
+            signal.pthread_sigmask(signal.SIG_UNBLOCK, INTERRUPTS)  # one that came meanwhile is raised now
 
     init._keeps_sigterm = True  # type: ignore[attr-defined]
     ray.init = init
 
 
-def shut_down_ray() -> None:
-    """Disconnect this process from Ray, then stop the Ray processes it started, with SIGINT and SIGTERM
-    ignored throughout.
+def _unblock_interrupts_in_child() -> None:
+    """A process Ray starts while `ray.init` runs (its GCS, raylet) gets Ctrl-C and SIGTERM back, so that
+    `ray stop` and Ray's own shutdown can still stop it. Runs in the child of every fork made from Python,
+    and of every `subprocess` child with a `preexec_fn`, as all of Ray's are."""
+    if _starting_ray:
+        signal.pthread_sigmask(signal.SIG_UNBLOCK, INTERRUPTS)
 
-    Before anything kills Ray's processes: terminating the GCS or raylet under a connected driver makes
-    Ray's core worker abort this whole process (SIGABRT), before the sweep's runs are ended. Ray's own
-    exit handler would shut it down too, but a second SIGTERM (Ray's SIGTERM handler calls `sys.exit`)
-    can cut that short half-way, with the same abort to follow. And Ray's core worker, as it is torn
-    down, resets SIGTERM to its default action: during the second or so that `ray.shutdown` then spends
-    stopping Ray's processes, a second SIGTERM would kill this process. So `ray.shutdown` only
-    disconnects here, and Ray's processes are stopped once signals are ignored again."""
+
+def shut_down_ray() -> None:
+    """Shut Ray down with Ctrl-C and SIGTERM held back, then ignored: the sweep's clean-up and exit are
+    not cut short by an impatient second signal.
+
+    Ray's core worker, as `ray.shutdown` tears it down, puts SIGTERM's default action back (the C++ side
+    uninstalls its failure-signal handlers), and the rest of the shutdown (a second or so stopping Ray's
+    processes) then ran with SIGTERM fatal: a second SIGTERM killed this process (exit -15, not 143, seen
+    in CI) and left Ray's dashboard and runtime-env agents running with no parent. Blocking the signals
+    in this thread holds them back from the whole process, since every thread Ray started blocks them
+    (`keep_sigterm_after_ray_init`); ignoring them before unblocking drops one that came meanwhile.
+    `ray.shutdown` disconnects before it stops Ray's processes: killing the GCS or raylet under a
+    connected driver makes Ray's core worker abort this process (SIGABRT)."""
     ray = sys.modules.get("ray")
     if ray is None or not ray.is_initialized():
         return
-    worker = sys.modules.get("ray._private.worker")
-    node = getattr(worker, "_global_node", None)
+    main_thread = threading.current_thread() is threading.main_thread()
+    if main_thread:
+        signal.pthread_sigmask(signal.SIG_BLOCK, INTERRUPTS)
     try:
-        if node is not None:
-            worker._global_node = None  # type: ignore[union-attr]  # ray.shutdown: disconnect, no more
         ray.shutdown()
     except Exception:  # a broken connection: stop_workers still stops what Ray started
         log.debug("ray.shutdown failed during the sweep's clean-up", exc_info=True)
     finally:
         ignore_interrupts()
-    if node is not None:
-        try:  # what ray.shutdown would have done next
-            if node.is_head():
-                node.destroy_external_storage()
-            node.kill_all_processes(check_alive=False, allow_graceful=True)
-        except Exception:
-            log.debug("Ray's processes could not be stopped by Ray; stop_workers stops them", exc_info=True)
+        if main_thread:
+            signal.pthread_sigmask(signal.SIG_UNBLOCK, INTERRUPTS)
 
 
 def ignore_interrupts() -> None:
     """Ctrl-C and SIGTERM no longer interrupt this process (its clean-up), in the main thread only."""
-    import signal
-    import threading
-
     if threading.current_thread() is threading.main_thread():
-        for number in (signal.SIGINT, signal.SIGTERM):
+        for number in INTERRUPTS:
             signal.signal(number, signal.SIG_IGN)
 
 

@@ -743,10 +743,15 @@ def test_sigterm_to_a_sweep_leaves_no_worker_and_no_running_run(tmp_path, launch
             assert {"gcs_server", "raylet"} <= {name for _, name in listening}
         process.send_signal(signal.SIGTERM)
         time.sleep(0.3)
-        if process.poll() is None:  # an impatient second signal must not cut the clean-up short
+        # An impatient user or a scheduler repeating itself: more SIGTERMs, every millisecond until the sweep has
+        # exited, must not cut its clean-up short. With Ray, one landing while Ray's core worker had put
+        # SIGTERM's default action back killed the sweep (exit -15) and left Ray's agents running.
+        deadline = time.monotonic() + 30
+        while process.poll() is None and time.monotonic() < deadline:
             process.send_signal(signal.SIGTERM)
+            time.sleep(0.001)
         _, errors = process.communicate(timeout=30)
-        # The clean-up ran to its end: the sweep was not killed by the second SIGTERM, nor aborted by Ray;
+        # The clean-up ran to its end: the sweep was not killed by the later SIGTERMs, nor aborted by Ray;
         # it says so in one line, no traceback, and exits with the shell's code for SIGTERM.
         assert process.returncode == 128 + signal.SIGTERM, (process.returncode, errors[-3000:])
         assert STOPPED_BY_SIGTERM in errors.splitlines(), errors[-3000:]
