@@ -12,7 +12,7 @@ import pytest
 from src.config import TrainerConfig
 from src.data.base import Split
 from src.frameworks import backend_class
-from src.frameworks.checkpoint import Checkpoint
+from src.frameworks.checkpoint import Checkpoint, EpochResult
 from src.frameworks.spec import ModelSpec
 from src.frameworks.training import Checkpointing
 from src.optuna_storage import JournalStorage
@@ -123,6 +123,50 @@ try:
 except KeyboardInterrupt as interruption:
     print("interrupted after the write:", interruption)
 """
+
+
+KILLED_DURING_THE_WRITE = """
+import sys, time
+from pathlib import Path
+import numpy as np
+from src.frameworks.checkpoint import Checkpoint, EpochResult
+
+
+def stuck(handle, **arrays):
+    handle.write(b"PK half a zip")
+    handle.flush()
+    print("writing", flush=True)
+    time.sleep(600)
+
+
+np.savez = stuck
+weights = {"w": np.arange(6.0).reshape(2, 3)}
+Checkpoint("numpy", 1, [EpochResult(1, 0.5, 0.25, 0.1)], 1, 0.25, weights, {"weights/w": weights["w"]}).save(
+    Path(sys.argv[1])
+)
+"""
+
+
+def test_the_next_write_removes_what_a_writer_killed_mid_write_left_behind(tmp_path) -> None:
+    """A training process killed inside a checkpoint write (SIGKILL after its stop grace, kill -9, OOM)
+    left its temporary file for ever; the run's next write removes it, and no other checkpoint's."""
+    path = tmp_path / "c.npz"
+    writer = subprocess.Popen(
+        [sys.executable, "-c", KILLED_DURING_THE_WRITE, str(path)], cwd=PROJECT_ROOT, stdout=subprocess.PIPE, text=True
+    )
+    try:
+        assert writer.stdout is not None and writer.stdout.readline().strip() == "writing"
+    finally:
+        writer.kill()
+        writer.wait(timeout=30)
+    (stale,) = tmp_path.glob(".c.npz.*.tmp")
+    assert stale.read_bytes() == b"PK half a zip" and not path.exists()
+    other = tmp_path / ".d.npz.writing.tmp"  # another run's write under way
+    other.write_bytes(b"PK")
+    weights = {"w": np.ones((2, 3))}
+    Checkpoint("numpy", 1, [EpochResult(1, 0.5, 0.25, 0.1)], 1, 0.25, weights, {"weights/w": weights["w"]}).save(path)
+    assert sorted(tmp_path.iterdir()) == [other, path]
+    assert Checkpoint.load(path).epoch == 1
 
 
 def test_sigterm_during_a_checkpoint_write_lands_after_it(tmp_path) -> None:

@@ -13,6 +13,7 @@ Nothing here knows about MLflow or Hydra: the experiment decides where checkpoin
 
 from __future__ import annotations
 
+import glob
 import json
 import os
 import tempfile
@@ -75,6 +76,7 @@ class Checkpoint:
             except BaseException:
                 Path(temporary).unlink(missing_ok=True)
                 raise
+        remove_stale_temporaries(path)
 
     @classmethod
     def load(cls, path: Path) -> Checkpoint:
@@ -103,6 +105,14 @@ class Checkpoint:
             raise UserError(f"checkpoint missing: {path}") from None
         except Exception as error:
             raise UserError(f"checkpoint corrupt: {path} ({type(error).__name__}: {error})") from None
+
+
+def remove_stale_temporaries(path: Path) -> None:
+    """Temporary files of earlier writes of `path` that a kill left behind (SIGKILL after the training
+    process's stop grace, kill -9, OOM): only the run's own training process writes its checkpoint, so
+    once a write has landed, any other temporary of the same name is a dead writer's."""
+    for stale in path.parent.glob(f".{glob.escape(path.name)}.*.tmp"):
+        stale.unlink(missing_ok=True)
 
 
 def rng_state(generator: np.random.Generator) -> np.ndarray:
