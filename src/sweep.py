@@ -10,6 +10,7 @@ the number of failed jobs and a leaderboard on the parent, then ends it.
 
 from __future__ import annotations
 
+import _thread
 import atexit
 import contextlib
 import functools
@@ -35,8 +36,9 @@ SWEEP_URI_ENV = "RNNLAB_SWEEP_TRACKING_URI"
 SWEEP_EXPERIMENT_ENV = "RNNLAB_SWEEP_EXPERIMENT"
 SWEEP_ENVIRONMENT = (PARENT_RUN_ENV, SWEEP_ID_ENV, SWEEP_URI_ENV, SWEEP_EXPERIMENT_ENV)
 INTERRUPTS = frozenset({signal.SIGINT, signal.SIGTERM})
-# True while `ray.init` runs with interrupts blocked (see `keep_sigterm_after_ray_init`).
-_starting_ray = False
+# True once `ray.init` has blocked Ctrl-C and SIGTERM in the main thread (see `keep_sigterm_after_ray_init`).
+_holding_interrupts = False
+RELAY_THREAD = "rnnlab-interrupt-relay"
 
 
 @dataclass(frozen=True)
@@ -169,6 +171,7 @@ class MlflowSweepCallback(Callback):
             for name in SWEEP_ENVIRONMENT:
                 os.environ.pop(name, None)
         self._register_best(config, summary, parent_run_id, sweep_id)
+        shut_down_ray()  # the record is whole: from here a Ray sweep only exits
         if all_failed:  # a sweep that produced nothing is not a success, whatever Hydra returns
             print(
                 f"error: all {summary['jobs']} jobs of the sweep failed (their runs' `error` tags say why)",
@@ -200,13 +203,13 @@ class MlflowSweepCallback(Callback):
         (kill -9). With Ray this runs before Ray's own exit handler (`import_ray_first`) and shuts Ray
         down itself, after a finished sweep too (`shut_down_ray`: Ray's handler would run part of its
         shutdown with SIGTERM fatal)."""
+        ignore_interrupts()  # the process only exits now: a Ctrl-C or SIGTERM must not cut that short
         from src.composed_jobs import forget_composed_jobs
 
         forget_composed_jobs()
         if self.parent_run_id is None:
             shut_down_ray()
             return
-        ignore_interrupts()  # a second Ctrl-C must not cut the clean-up short
         try:
             self._end_running_runs()
         except Exception:  # the store may be what failed: stop the workers anyway, then try again
@@ -276,7 +279,16 @@ def import_ray_first(config: DictConfig) -> None:
 def keep_sigterm_after_ray_init(ray: Any) -> None:
     """`ray.init` makes SIGTERM `sys.exit` the driver (exit code 1, no word of what happened); put ours back
     (src/errors.py) once it returns, so that SIGTERM stops a Ray sweep as it stops any other: one line,
-    exit 143, the runs ended KILLED by the exit handler."""
+    exit 143, the runs ended KILLED by the exit handler.
+
+    And from `ray.init` on, Ctrl-C and SIGTERM stay blocked in the main thread, so in every thread Ray
+    starts (they inherit the mask); one thread takes them (`_relay_interrupts`) and hands them to the main
+    thread as Python's own handler would. Ray's core worker, as `ray.shutdown` tears it down, puts
+    SIGTERM's default action back (its C++ side uninstalls its failure-signal handlers, even over an
+    ignored SIGTERM), and a SIGTERM then delivered to any thread that did not block it killed the sweep
+    (exit -15, seen in CI) and left Ray's dashboard and runtime-env agents running with no parent.
+    Blocking only during the shutdown was not enough: Ray starts threads after `ray.init` too (the first
+    task submitted starts one), with whatever mask the main thread had."""
     from src.errors import stop_on_sigterm
 
     if getattr(ray.init, "_keeps_sigterm", False):
@@ -286,57 +298,56 @@ def keep_sigterm_after_ray_init(ray: Any) -> None:
 
     @functools.wraps(original)
     def init(*args: Any, **kwargs: Any) -> Any:
-        global _starting_ray
-        # Ray's threads start now and keep this thread's signal mask: with Ctrl-C and SIGTERM blocked in
-        # all of them, those signals reach the main thread alone, and `shut_down_ray` can hold them back
-        # from the whole process. The processes Ray starts get them back (`_unblock_interrupts_in_child`).
+        global _holding_interrupts
         signal.pthread_sigmask(signal.SIG_BLOCK, INTERRUPTS)
-        _starting_ray = True
+        _holding_interrupts = True
         try:
             return original(*args, **kwargs)
         finally:
             stop_on_sigterm()
-            _starting_ray = False
-            signal.pthread_sigmask(signal.SIG_UNBLOCK, INTERRUPTS)  # one that came meanwhile is raised now
+            if not any(thread.name == RELAY_THREAD for thread in threading.enumerate()):
+                threading.Thread(target=_relay_interrupts, name=RELAY_THREAD, daemon=True).start()
 
     init._keeps_sigterm = True  # type: ignore[attr-defined]
     ray.init = init
 
 
+def _relay_interrupts() -> None:
+    """Take each Ctrl-C and SIGTERM (blocked in every other thread) and raise it in the main thread as if
+    it had arrived there: the handler Python has for it runs (src/errors.py's, raising KeyboardInterrupt),
+    or nothing once the sweep's clean-up ignores it. A thread's `sigwait` takes a blocked signal whatever
+    its action, so SIGTERM's default action, put back by Ray for a moment, never applies."""
+    while True:
+        number = signal.sigwait(INTERRUPTS)
+        if signal.getsignal(number) not in (signal.SIG_IGN, signal.SIG_DFL, None):
+            _thread.interrupt_main(signal.Signals(number))
+
+
 def _unblock_interrupts_in_child() -> None:
-    """A process Ray starts while `ray.init` runs (its GCS, raylet) gets Ctrl-C and SIGTERM back, so that
-    `ray stop` and Ray's own shutdown can still stop it. Runs in the child of every fork made from Python,
-    and of every `subprocess` child with a `preexec_fn`, as all of Ray's are."""
-    if _starting_ray:
+    """A process started from the main thread once it holds Ctrl-C and SIGTERM back (Ray's GCS and raylet)
+    gets them back, so that `ray stop`, Ray's own shutdown and `stop_workers` can still stop it. Runs in
+    the child of every fork made from Python, and of every `subprocess` child with a `preexec_fn`, as all
+    of Ray's are."""
+    if _holding_interrupts:
         signal.pthread_sigmask(signal.SIG_UNBLOCK, INTERRUPTS)
 
 
 def shut_down_ray() -> None:
-    """Shut Ray down with Ctrl-C and SIGTERM held back, then ignored: the sweep's clean-up and exit are
-    not cut short by an impatient second signal.
-
-    Ray's core worker, as `ray.shutdown` tears it down, puts SIGTERM's default action back (the C++ side
-    uninstalls its failure-signal handlers), and the rest of the shutdown (a second or so stopping Ray's
-    processes) then ran with SIGTERM fatal: a second SIGTERM killed this process (exit -15, not 143, seen
-    in CI) and left Ray's dashboard and runtime-env agents running with no parent. Blocking the signals
-    in this thread holds them back from the whole process, since every thread Ray started blocks them
-    (`keep_sigterm_after_ray_init`); ignoring them before unblocking drops one that came meanwhile.
-    `ray.shutdown` disconnects before it stops Ray's processes: killing the GCS or raylet under a
-    connected driver makes Ray's core worker abort this process (SIGABRT)."""
+    """Shut Ray down with Ctrl-C and SIGTERM ignored from here to the exit: the sweep's clean-up and exit
+    are not cut short by an impatient second signal. Ignored first, so that the relay drops them
+    (`keep_sigterm_after_ray_init`); ignored again after, as Ray's shutdown leaves SIGTERM's default
+    action in place. `ray.shutdown` disconnects before it stops Ray's processes: killing the GCS or raylet
+    under a connected driver makes Ray's core worker abort this process (SIGABRT)."""
     ray = sys.modules.get("ray")
     if ray is None or not ray.is_initialized():
         return
-    main_thread = threading.current_thread() is threading.main_thread()
-    if main_thread:
-        signal.pthread_sigmask(signal.SIG_BLOCK, INTERRUPTS)
+    ignore_interrupts()
     try:
         ray.shutdown()
     except Exception:  # a broken connection: stop_workers still stops what Ray started
         log.debug("ray.shutdown failed during the sweep's clean-up", exc_info=True)
     finally:
         ignore_interrupts()
-        if main_thread:
-            signal.pthread_sigmask(signal.SIG_UNBLOCK, INTERRUPTS)
 
 
 def ignore_interrupts() -> None:

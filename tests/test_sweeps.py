@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 from pathlib import Path
 
 import pytest
@@ -252,11 +253,69 @@ def test_optuna_search_minimises_and_survives_failed_trials(tmp_path: Path) -> N
     assert parent.data.metrics["best_val_loss"] == pytest.approx(min(c.data.metrics["best_val_loss"] for c in finished))
 
 
+def parent_status(database: Path) -> str | None:
+    """The sweep's parent run's status, read straight from the SQLite store (None before it exists)."""
+    import sqlite3
+
+    if not database.exists():
+        return None
+    try:
+        with contextlib.closing(sqlite3.connect(database, timeout=5)) as connection:
+            row = connection.execute(
+                "SELECT status FROM runs JOIN tags ON tags.run_uuid = runs.run_uuid "
+                "WHERE tags.key = 'sweep' AND tags.value = 'parent'"
+            ).fetchone()
+    except sqlite3.Error:  # the store is being created
+        return None
+    return row[0] if row else None
+
+
 @pytest.mark.serial
 def test_ray_launcher_runs_jobs_as_children(tmp_path: Path) -> None:
-    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
-    result = run_cli("-m", "hydra/launcher=ray_local", "framework=numpy,torch", f"tracking.uri={uri}", *TINY)
-    assert result.returncode == 0, result.stderr[-3000:]
+    """And SIGTERM every millisecond from the moment Ray's processes stop until the sweep has exited: a
+    finished Ray sweep exits without a traceback and leaves none of Ray's processes (Ray's shutdown put
+    SIGTERM's default action back: the sweep died with -15 and left Ray's agents running)."""
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    import psutil
+
+    from src.paths import PROJECT_ROOT
+
+    database = tmp_path / "mlflow.db"
+    uri = f"sqlite:///{database}"
+    process = subprocess.Popen(
+        [sys.executable, "-m", "src.train", "-m", "hydra/launcher=ray_local", "framework=numpy,torch"]
+        + [f"tracking.uri={uri}", *TINY],
+        cwd=PROJECT_ROOT,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        deadline = time.monotonic() + 300
+        while parent_status(database) != "FINISHED" and process.poll() is None and time.monotonic() < deadline:
+            time.sleep(0.05)
+        tree: list[psutil.Process] = []
+        with contextlib.suppress(psutil.NoSuchProcess):  # a sweep that has already exited: nothing to sample
+            tree = psutil.Process(process.pid).children(recursive=True)
+        # From the moment Ray starts stopping its processes: its shutdown, where it had put SIGTERM's
+        # default action back, runs in the sweep's exit (a signal before it stops the sweep as usual).
+        while all(child.is_running() for child in tree) and process.poll() is None and time.monotonic() < deadline:
+            time.sleep(0.005)
+        while process.poll() is None and time.monotonic() < deadline:  # (none if it had already exited)
+            process.send_signal(signal.SIGTERM)
+            time.sleep(0.001)
+        _, errors = process.communicate(timeout=60)
+    finally:
+        process.kill()
+    # A signal may still land before the sweep's record was whole: it then stops the sweep as any other.
+    assert process.returncode in (0, 128 + signal.SIGTERM), (process.returncode, errors[-3000:])
+    assert "Traceback" not in errors, errors[-3000:]
+    _, alive = psutil.wait_procs(tree, timeout=5)
+    assert not alive, [(child.pid, child.name()) for child in alive]
     _, parent, children = sweep_of(uri)
     check_grouped(parent, children)
     assert sorted(child.data.tags["framework"] for child in children) == ["numpy", "torch"]
