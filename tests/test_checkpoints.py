@@ -3,6 +3,7 @@ pickle-free, and that a fit continued from one equals an uninterrupted fit (earl
 
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
 
@@ -149,7 +150,8 @@ Checkpoint("numpy", 1, [EpochResult(1, 0.5, 0.25, 0.1)], 1, 0.25, weights, {"wei
 
 def test_the_next_write_removes_what_a_writer_killed_mid_write_left_behind(tmp_path) -> None:
     """A training process killed inside a checkpoint write (SIGKILL after its stop grace, kill -9, OOM)
-    left its temporary file for ever; the run's next write removes it, and no other checkpoint's."""
+    left its temporary file for ever; the run's next write removes it, and neither another checkpoint's
+    nor one whose writer still lives."""
     path = tmp_path / "c.npz"
     writer = subprocess.Popen(
         [sys.executable, "-c", KILLED_DURING_THE_WRITE, str(path)], cwd=PROJECT_ROOT, stdout=subprocess.PIPE, text=True
@@ -161,11 +163,13 @@ def test_the_next_write_removes_what_a_writer_killed_mid_write_left_behind(tmp_p
         writer.wait(timeout=30)
     (stale,) = tmp_path.glob(".c.npz.*.tmp")
     assert stale.read_bytes() == b"PK half a zip" and not path.exists()
-    other = tmp_path / ".d.npz.writing.tmp"  # another run's write under way
-    other.write_bytes(b"PK")
+    other = tmp_path / ".d.npz.1.writing.tmp"  # another checkpoint's write
+    living = tmp_path / f".c.npz.{os.getpid()}.writing.tmp"  # a write of this path by a process still alive
+    for under_way in (other, living):
+        under_way.write_bytes(b"PK")
     weights = {"w": np.ones((2, 3))}
     Checkpoint("numpy", 1, [EpochResult(1, 0.5, 0.25, 0.1)], 1, 0.25, weights, {"weights/w": weights["w"]}).save(path)
-    assert sorted(tmp_path.iterdir()) == [other, path]
+    assert sorted(tmp_path.iterdir()) == sorted([other, living, path])
     assert Checkpoint.load(path).epoch == 1
 
 

@@ -21,6 +21,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 import numpy as np
+import psutil
 
 from src.errors import UserError, interrupts_deferred
 
@@ -66,7 +67,8 @@ class Checkpoint:
         arrays.update({f"best/{name}": value for name, value in self.best_weights.items()})
         arrays["meta"] = np.array(json.dumps(meta))
         with interrupts_deferred():  # an interrupt lands after the write, not inside the zip
-            descriptor, temporary = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+            prefix = f".{path.name}.{os.getpid()}."  # its writer, for `remove_stale_temporaries`
+            descriptor, temporary = tempfile.mkstemp(prefix=prefix, suffix=".tmp", dir=path.parent)
             try:
                 with os.fdopen(descriptor, "wb") as handle:
                     np.savez(handle, **arrays)  # type: ignore[arg-type]  # numpy's stubs
@@ -109,10 +111,14 @@ class Checkpoint:
 
 def remove_stale_temporaries(path: Path) -> None:
     """Temporary files of earlier writes of `path` that a kill left behind (SIGKILL after the training
-    process's stop grace, kill -9, OOM): only the run's own training process writes its checkpoint, so
-    once a write has landed, any other temporary of the same name is a dead writer's."""
-    for stale in path.parent.glob(f".{glob.escape(path.name)}.*.tmp"):
-        stale.unlink(missing_ok=True)
+    process's stop grace, kill -9, OOM): each is named after its writer's process id, and one whose
+    writer is gone is removed. A living writer's is left alone (two processes writing one path, which a
+    run's claim should prevent, must not delete each other's file half-way)."""
+    prefix = f".{path.name}."
+    for stale in path.parent.glob(f"{glob.escape(prefix)}*.tmp"):
+        writer = stale.name.removeprefix(prefix).split(".", 1)[0]
+        if not (writer.isdigit() and psutil.pid_exists(int(writer))):
+            stale.unlink(missing_ok=True)
 
 
 def rng_state(generator: np.random.Generator) -> np.ndarray:
