@@ -341,6 +341,7 @@ def shut_down_ray() -> None:
     ray = sys.modules.get("ray")
     if ray is None or not ray.is_initialized():
         return
+    global _holding_interrupts
     ignore_interrupts()
     try:
         ray.shutdown()
@@ -348,6 +349,11 @@ def shut_down_ray() -> None:
         log.debug("ray.shutdown failed during the sweep's clean-up", exc_info=True)
     finally:
         ignore_interrupts()
+        if _holding_interrupts and threading.current_thread() is threading.main_thread():
+            # Ignored now, so no longer held: a process started from here on (by a later exit handler)
+            # must not inherit them blocked, as subprocess's children do without a preexec_fn.
+            signal.pthread_sigmask(signal.SIG_UNBLOCK, INTERRUPTS)
+            _holding_interrupts = False
 
 
 def ignore_interrupts() -> None:

@@ -3,6 +3,7 @@ store, a tracking server that hangs or dies, and SIGTERM to a sweep."""
 
 from __future__ import annotations
 
+import contextlib
 import http.server
 import os
 import re
@@ -699,6 +700,21 @@ def descendants(pid: int) -> list[psutil.Process]:
         return []
 
 
+def threads_taking_interrupts(pid: int) -> list[str]:
+    """What each thread of `pid` that does not block SIGINT and SIGTERM is waiting in (/proc's wchan): a
+    thread inside sigwait shows them unblocked while it waits ("sigtimedwait" in the kernel)."""
+    interrupts = (1 << (signal.SIGINT - 1)) | (1 << (signal.SIGTERM - 1))
+    waiting = []
+    for task in sorted(Path(f"/proc/{pid}/task").iterdir()):
+        with contextlib.suppress(FileNotFoundError):  # a thread that ended meanwhile
+            status = (task / "status").read_text()
+            blocked = int(re.search(r"^SigBlk:\s*([0-9a-f]+)", status, re.MULTILINE).group(1), 16)
+            if blocked & interrupts != interrupts:
+                wchan = (task / "wchan").read_text()
+                waiting.append("sigtimedwait" if "sigtimedwait" in wchan else wchan or "running")
+    return waiting
+
+
 @pytest.mark.parametrize("launcher", ["basic", "joblib_local", pytest.param("ray_local", marks=pytest.mark.serial)])
 def test_sigterm_to_a_sweep_leaves_no_worker_and_no_running_run(tmp_path, launcher) -> None:
     uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
@@ -741,6 +757,10 @@ def test_sigterm_to_a_sweep_leaves_no_worker_and_no_running_run(tmp_path, launch
         assert all(ip in LOOPBACK for ip, _ in listening), listening
         if launcher == "ray_local":
             assert {"gcs_server", "raylet"} <= {name for _, name in listening}
+            # Every thread of the sweep's process blocks Ctrl-C and SIGTERM but the one that waits for them
+            # (sigwait) and hands them to the main thread: one delivered to another thread while Ray's
+            # shutdown had put SIGTERM's default action back killed the sweep (-15) and left Ray's agents.
+            assert threads_taking_interrupts(process.pid) == ["sigtimedwait"], threads_taking_interrupts(process.pid)
         process.send_signal(signal.SIGTERM)
         time.sleep(0.3)
         # An impatient user or a scheduler repeating itself: more SIGTERMs, every millisecond until the sweep has
