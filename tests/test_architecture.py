@@ -134,3 +134,33 @@ def test_conf_shows_every_default_value_the_schema_has() -> None:
         assert {k: v for k, v in shown.items() if k not in choosing} == {
             k: v for k, v in defaults.items() if k not in choosing
         }, path
+
+
+def test_every_package_the_code_imports_is_a_declared_dependency() -> None:
+    """A package that arrives only with another one (psutil with dvc, say) can vanish in the next release
+    of that one, or be missing where the project is installed another way: what src/ and the plugins,
+    benchmarks and pipelines import is named in pyproject.toml itself."""
+    import sys
+    from importlib.metadata import packages_distributions, requires
+
+    def canonical(name: str) -> str:
+        return re.sub(r"[-_.]+", "-", name).lower()
+
+    requirements = [line for line in requires("rnnlab") or [] if "extra ==" not in line]  # as installed from pyproject
+    declared = {canonical(re.split(r"[\[<>=!~ ;(]", line, maxsplit=1)[0]) for line in requirements}
+    ours = {"src", "hydra_plugins", "benchmarks", "pipelines", "tests"}
+    distributions = packages_distributions()
+    undeclared = set()
+    for folder in ("src", "hydra_plugins", "benchmarks", "pipelines"):
+        for path in (PROJECT_ROOT / folder).rglob("*.py"):
+            for node in ast.walk(ast.parse(path.read_text())):
+                if isinstance(node, ast.Import):
+                    names = [alias.name for alias in node.names]
+                elif isinstance(node, ast.ImportFrom) and node.level == 0 and node.module:
+                    names = [node.module]
+                else:
+                    continue
+                for top in {name.split(".")[0] for name in names} - ours - set(sys.stdlib_module_names):
+                    if not {canonical(name) for name in distributions.get(top, [top])} & declared:
+                        undeclared.add(f"{top} ({path.relative_to(PROJECT_ROOT)})")
+    assert not undeclared
