@@ -67,7 +67,7 @@ def warm_up() -> None:
     """Draw and save, in memory, figures like a run's. The first figure a process saves loads fonts,
     mathtext and the Agg renderer: measured in a torch run, the two figures logged after training took
     0.9 s cold against about 0.4 s warm. A run with a training process does this while the child
-    trains, so that cost no longer comes after training."""
+    trains, so that cost no longer comes after training (and not at all once training has ended)."""
     import io
 
     from src.frameworks.checkpoint import EpochResult

@@ -124,9 +124,13 @@ class TrainingProcess:
 
     def results(self, on_epoch: Callable[[EpochResult, float], None]) -> FitResult:
         """Pass each epoch to `on_epoch` as the child finishes it; the fit, once training ends.
-        Meanwhile this process imports what evaluation needs (the framework, matplotlib)."""
-        warm_up(self.settings.framework.name.value)
+        Meanwhile, whenever no message waits, this process takes the next step of its warm-up (imports
+        evaluation needs, a throw-away figure); steps training outlasted are skipped: the imports happen
+        when used, and a throw-away figure drawn after training would only add its cost."""
+        preparations = warm_up_steps(self.settings.framework.name.value)
         while True:
+            while preparations and not self.connection.poll():
+                preparations.pop(0)()
             kind, *values = self._receive()
             if kind == "epoch":
                 on_epoch(*values)  # the result and when it ended
@@ -240,15 +244,20 @@ def fit_here(
         )
 
 
-def warm_up(framework: str) -> None:
-    """Import now, while the child trains on the other core, what the parent needs after training,
-    and draw a figure once (the first one a process saves loads fonts and the renderer)."""
-    backend_class(framework)
-    import matplotlib.backends.backend_agg  # noqa: F401  # mlflow.log_figure draws with Agg
+def warm_up_steps(framework: str) -> list[Callable[[], object]]:
+    """What the parent can do while the child trains on the other core, in order: import what it
+    needs after training, then draw a figure once (the first one a process saves loads fonts and the
+    renderer: 0.5 s of the two figures a run logs after training)."""
 
-    from src import plots
+    def import_plotting() -> None:
+        import matplotlib.backends.backend_agg  # noqa: F401  # mlflow.log_figure draws with Agg
 
-    plots.warm_up()
+    def draw_a_figure() -> None:
+        from src import plots
+
+        plots.warm_up()
+
+    return [lambda: backend_class(framework), import_plotting, draw_a_figure]
 
 
 _prestarted: tuple[int, Connection] | None = None

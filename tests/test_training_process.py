@@ -237,3 +237,53 @@ def test_a_job_the_prestarted_process_cannot_take_goes_to_one_forked_with_it() -
     )
     assert result.returncode == 0, result.stderr[-2000:]
     assert result.stdout.split("\n")[-2] == "False True False cpu"
+
+
+WARM_UP_SCRIPT = """
+import sys, time
+import psutil
+from hydra import compose, initialize_config_dir
+from src import data, plots, tasks, training_process
+from src.paths import CONF_DIR
+from src.settings import settings_from
+
+drawn = []
+warm_up = plots.warm_up
+plots.warm_up = lambda: drawn.append(warm_up())
+with initialize_config_dir(config_dir=str(CONF_DIR), version_base="1.3"):
+    cfg = compose("config", overrides=["framework=numpy", "dataset=sum", "model.hidden_size=8", "trainer.patience=0",
+                                       *sys.argv[1:]])
+settings = settings_from(cfg)
+splits = data.generate(settings.dataset, 0)
+trainer = training_process.TrainingProcess.start(settings, splits, tasks.get(splits.info.task), wait_for_go=True)
+trainer.wait_ready()
+trainer.go(None, None)
+if settings.trainer.epochs < 5:  # wait until the child has trained, predicted and exited
+    deadline = time.monotonic() + 120
+    while psutil.Process(trainer.pid).status() != psutil.STATUS_ZOMBIE and time.monotonic() < deadline:
+        time.sleep(0.05)
+epochs = []
+fit = trainer.results(lambda result, ended_at: epochs.append(result.epoch))
+trainer.trained()[1]["test"]
+print(len(drawn), epochs == list(range(1, settings.trainer.epochs + 1)), len(fit.history))
+"""
+
+
+@pytest.mark.parametrize(
+    ("overrides", "expected"),
+    [
+        (["dataset.num_samples=300", "trainer.epochs=2"], "0 True 2"),  # trained before the parent asked
+        (["dataset.num_samples=3000", "trainer.epochs=30"], "1 True 30"),  # still training meanwhile
+    ],
+)
+def test_the_parent_draws_its_warm_up_figure_only_while_the_child_still_trains(overrides, expected) -> None:
+    """Drawn after training, the throw-away figure would only add its cost (about 0.3 s of CPU)."""
+    result = subprocess.run(
+        [sys.executable, "-c", WARM_UP_SCRIPT, *overrides],
+        cwd=PROJECT_ROOT,
+        capture_output=True,
+        text=True,
+        timeout=180,
+    )
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert result.stdout.split("\n")[-2] == expected
