@@ -18,12 +18,17 @@ import sys
 import tempfile
 from collections.abc import Callable
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-from src.errors import UserError, exit_interrupted, require, stop_on_sigterm
+from src.errors import TrackingUnavailable, UserError, exit_interrupted, require, stop_on_sigterm
 from src.leaderboard import aggregate, comparison_figure, leaderboard, render, render_aggregate, summarize_sweep
 from src.paths import PROJECT_ROOT
 from src.runs import read_store, select_runs, settings_that_vary, to_frame
 from src.tasks import OBJECTIVES
+from src.tracking import server_errors, store_writable
+
+if TYPE_CHECKING:
+    from mlflow import MlflowClient
 
 # Where the figure goes unless --output says otherwise: inside outputs/, which git ignores.
 OUTPUT_DIR = PROJECT_ROOT / "outputs" / "compare"
@@ -114,22 +119,37 @@ def main(argv: list[str] | None = None) -> int:
     table = aggregate(runs, args.over) if args.over else frame
     print(render_aggregate(table, args.over) if args.over else render(frame, args.objective))
     output = args.output or default_output(args.target)
+    try:
+        with server_errors(uri):  # the figure reads every run's curve; a sweep's parent is written
+            figure = comparison_figure(client, frame)
 
-    def save_figure(path: Path) -> None:
-        path.parent.mkdir(parents=True, exist_ok=True)  # outputs/compare/; a given --output's folder exists
-        comparison_figure(client, frame).savefig(path)
+            def save_figure(path: Path) -> None:
+                path.parent.mkdir(parents=True, exist_ok=True)  # outputs/compare/; a given --output's folder exists
+                figure.savefig(path)
 
-    if args.csv is not None and not written("--csv", args.csv, lambda path: table.to_csv(path, index=False)):
-        return 2
-    if not written("--output", output, save_figure):
-        return 2
-    if args.csv is not None:
-        print(f"table: {args.csv}")
-    print(f"comparison plot: {relative_to_cwd(output)}")
-    if selection.sweep_parent is not None and args.filter is None:
-        summarize_sweep(client, selection.sweep_parent.info.run_id, args.objective)
-        print(f"logged to the sweep's parent run {selection.sweep_parent.info.run_id}")
+            if args.csv is not None and not written("--csv", args.csv, lambda path: table.to_csv(path, index=False)):
+                return 2
+            if not written("--output", output, save_figure):
+                return 2
+            if args.csv is not None:
+                print(f"table: {args.csv}")
+            print(f"comparison plot: {relative_to_cwd(output)}")
+            if selection.sweep_parent is not None and args.filter is None:
+                log_to_parent(client, uri, selection.sweep_parent.info.run_id, args.objective)
+    except TrackingUnavailable as error:  # the server died, or the store failed, part-way
+        print(f"error: {error}", file=sys.stderr)
+        return 3
     return 0
+
+
+def log_to_parent(client: MlflowClient, uri: str, parent_run_id: str, objective: str) -> None:
+    """Record the leaderboard on the sweep's parent run, unless the store cannot be written: a reader of
+    a read-only store (an archive, a read-only mount) gets its comparison and a note."""
+    if not store_writable(uri):
+        print(f"not logged to the sweep's parent run {parent_run_id}: the tracking store is read-only")
+        return
+    summarize_sweep(client, parent_run_id, objective)
+    print(f"logged to the sweep's parent run {parent_run_id}")
 
 
 if __name__ == "__main__":

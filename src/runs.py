@@ -237,8 +237,10 @@ def main(argv: list[str] | None = None) -> int:
     except UserError as error:
         print(f"error: {error}", file=sys.stderr)
         return 2
-    except Exception as error:  # a store that cannot be read: one line, the URI without secrets
-        print(f"error: cannot clean up {redact(uri)}: {redact(str(error).splitlines()[0])}", file=sys.stderr)
+    except Exception as error:  # a store that cannot be read or written: one line, the URI without secrets
+        from src.tracking import failure_reason
+
+        print(f"error: cannot clean up {redact(uri)}: {failure_reason(error)}", file=sys.stderr)
         return 2
     for run_id, name, experiment in ended:
         print(f"ended KILLED: {run_id} {name} (experiment {experiment})")

@@ -187,6 +187,14 @@ def store_lock(uri: str) -> Iterator[None]:
         lock.release()
 
 
+def store_writable(uri: str) -> bool:
+    """Whether this process may write a SQLite store (the file, and its folder for SQLite's journal): not
+    on a read-only mount, nor without permission. A server, or any other store, is taken as writable:
+    its refusal comes as an error."""
+    database = sqlite_path(uri)
+    return database is None or (os.access(database, os.W_OK) and os.access(database.parent, os.W_OK))
+
+
 def open_client(uri: str) -> MlflowClient:
     """An MlflowClient whose store is opened (created and migrated, for a new SQLite file) under the
     store lock, so that no reader or writer ever sees, or migrates, a half-created store. MLflow keeps
@@ -368,10 +376,15 @@ def store_failure(uri: str, error: BaseException) -> TrackingUnavailable | None:
         where = f"tracking store {redact(uri)}"
     else:
         return None
+    return TrackingUnavailable(f"{where} failed ({failure_reason(error)})")
+
+
+def failure_reason(error: BaseException) -> str:
+    """A store's error in one line: the database's own words where a database failed (SQLAlchemy and
+    MLflow wrap them in lines about autoflush and sessions), else the error's first line."""
     cause = _database_error(error) or error
     cause = getattr(cause, "orig", None) or cause  # SQLAlchemy keeps the database's own message there
-    reason = one_line(cause)
-    return TrackingUnavailable(f"{where} failed ({reason})")
+    return one_line(cause)
 
 
 def _database_failed(error: BaseException) -> bool:

@@ -8,6 +8,7 @@ import shutil
 import sqlite3
 import subprocess
 import sys
+import tempfile
 from pathlib import Path
 
 import pytest
@@ -108,7 +109,7 @@ def inputs(tmp_path_factory) -> Path:
 
 
 @pytest.mark.parametrize("overrides, expected", CASES, ids=[" ".join(case[0]) for case in CASES])
-def test_bad_input_exits_2_with_one_line_and_no_run_left_running(inputs, tmp_path, overrides, expected) -> None:
+def test_bad_input_exits_2_with_one_line_and_creates_no_run(inputs, tmp_path, overrides, expected) -> None:
     store = tmp_path / "mlflow.db"
     arguments = [*QUICK, f"tracking.uri=sqlite:///{store}", f"hydra.run.dir={tmp_path / 'out'}"]
     arguments += [override.replace("{tmp}", str(inputs)) for override in overrides]
@@ -120,7 +121,7 @@ def test_bad_input_exits_2_with_one_line_and_no_run_left_running(inputs, tmp_pat
     if store.exists():
         with sqlite3.connect(store) as connection:
             statuses = [row[0] for row in connection.execute("SELECT status FROM runs")]
-        assert "RUNNING" not in statuses
+        assert statuses == []
 
 
 def test_a_sqlite_database_that_is_not_a_store_is_refused_and_left_as_it_was(tmp_path) -> None:
@@ -172,26 +173,44 @@ needs_mounts = pytest.mark.skipif(
 
 @needs_mounts
 def test_a_read_only_store_is_read_by_compare_and_refused_by_train_in_one_line(tmp_path) -> None:
+    """Readers read a store on a read-only disk; whatever would write there (a run, the sweep summary
+    compare logs to a sweep's parent, cleanup ending a run) is one line or a note, never a traceback."""
+    from mlflow import MlflowClient
+
     uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
-    trained = run_cli(*QUICK, "dataset=sum", f"tracking.uri={uri}")
-    assert trained.returncode == 0, trained.stderr[-2000:]
+    swept = run_cli("-m", *QUICK, "dataset=sum", "trainer.seed=0,1", f"tracking.uri={uri}")
+    assert swept.returncode == 0, swept.stderr[-2000:]
+    client = MlflowClient(uri)
+    experiment = client.get_experiment_by_name("rnnlab").experiment_id
+    (parent,) = [run for run in client.search_runs([experiment]) if run.data.tags.get("sweep") == "parent"]
+    abandoned = client.create_run(experiment).info.run_id  # RUNNING, no heartbeat: only --stale-minutes ends it
+    before = (tmp_path / "mlflow.db").read_bytes()
     train = read_only(tmp_path, sys.executable, "-m", "src.train", *QUICK, "dataset=sum", f"tracking.uri={uri}")
     assert train.returncode == 2 and "Traceback" not in train.stderr, train.stderr[-2000:]
     assert train.stderr.strip().splitlines()[-1].startswith("error: ")
-    compare = read_only(
-        tmp_path,
-        sys.executable,
-        "-m",
-        "src.compare",
-        "rnnlab",
-        "--tracking-uri",
-        uri,
-        "--output",
-        "/tmp/rnnlab-read-only-compare.png",
+    for target in ("rnnlab", parent.data.tags["sweep_id"]):
+        compare = read_only(
+            tmp_path, sys.executable, "-m", "src.compare", target, "--tracking-uri", uri, "--output", str(OUTSIDE_PNG)
+        )
+        assert compare.returncode == 0 and not compare.stderr.strip(), compare.stderr[-2000:]
+        assert f"comparison plot: {OUTSIDE_PNG}" in compare.stdout
+    assert compare.stdout.splitlines()[-1] == (
+        f"not logged to the sweep's parent run {parent.info.run_id}: the tracking store is read-only"
     )
-    assert compare.returncode == 0, compare.stderr[-2000:]
-    statuses = [row[0] for row in sqlite3.connect(tmp_path / "mlflow.db").execute("SELECT status FROM runs")]
-    assert statuses == ["FINISHED"]
+    cleanup = read_only(
+        tmp_path, sys.executable, "-m", "src.runs", "cleanup", "--stale-minutes", "0.0001", "--tracking-uri", uri
+    )
+    assert cleanup.returncode == 2 and cleanup.stderr.strip().splitlines() == [
+        f"error: cannot clean up {uri}: attempt to write a readonly database"
+    ], cleanup.stderr[-2000:]
+    assert (tmp_path / "mlflow.db").read_bytes() == before
+    assert client.get_run(abandoned).info.status == "RUNNING"
+    ended = run_cli("cleanup", "--stale-minutes", "0.0001", "--tracking-uri", uri, module="src.runs")
+    assert ended.returncode == 0 and ended.stdout.splitlines()[-1] == "1 dead run(s) ended", ended.stderr[-2000:]
+    assert client.get_run(abandoned).info.status == "KILLED"  # the same store, writable again
+
+
+OUTSIDE_PNG = Path(tempfile.gettempdir()) / "rnnlab-read-only-compare.png"
 
 
 @needs_mounts

@@ -21,6 +21,7 @@ from mlflow import MlflowClient
 from src.paths import PROJECT_ROOT
 from src.tracking import ensure_experiment, open_client
 from tests.conftest import mlflow_server, run_cli
+from tests.test_bad_input import needs_mounts
 
 pytestmark = pytest.mark.slow
 
@@ -619,6 +620,30 @@ def test_a_store_that_fills_up_mid_run_stops_it_in_one_line_and_the_resume_logs_
     assert run.info.run_id == cut.info.run_id and run.info.status == "FINISHED"
     steps = [point.step for point in MlflowClient(uri).get_metric_history(run.info.run_id, "val_loss")]
     assert sorted(steps) == list(range(1, epochs + 1))
+
+
+@needs_mounts
+def test_compare_on_a_store_whose_disk_is_full_prints_the_comparison_then_fails_in_one_line(tmp_path) -> None:
+    """A sweep's comparison is logged to its parent run: with no room left on the store's disk that write
+    fails (a traceback with exit 1 before); the table and the figure were made already."""
+    original = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    swept = run_cli("-m", *SMALL, "framework=numpy", "trainer=quick", "trainer.seed=0,1", f"tracking.uri={original}")
+    assert swept.returncode == 0, swept.stderr[-2000:]
+    (parent,) = [run for run in all_runs(original) if run.data.tags.get("sweep") == "parent"]
+    disk, figure = tmp_path / "disk", tmp_path / "comparison.png"
+    disk.mkdir()
+    uri = f"sqlite:///{disk / 'mlflow.db'}"
+    script = (
+        f'mount -t tmpfs -o size=4m tmpfs "{disk}" && cp "{tmp_path / "mlflow.db"}" "{disk}" && '
+        f'(dd if=/dev/zero of="{disk / "filler"}" bs=4k 2>/dev/null; true) && '
+        f'"{sys.executable}" -m src.compare {parent.data.tags["sweep_id"]} --tracking-uri {uri} --output "{figure}"'
+    )
+    compare = subprocess.run(
+        ["unshare", "-m", "sh", "-c", script], cwd=PROJECT_ROOT, capture_output=True, text=True, timeout=300
+    )
+    assert compare.returncode == 3, compare.stderr[-2000:]
+    assert compare.stderr.strip().splitlines() == [f"error: tracking store {uri} failed (database or disk is full)"]
+    assert parent.data.tags["best_run_id"][:8] in compare.stdout and figure.is_file()
 
 
 # src.train, signalled by itself once MLflow has created the logged model (PENDING) and is saving it.
