@@ -62,24 +62,43 @@ def _decode(value: Any) -> Any:
     return value
 
 
+# Journals a sweep has claimed for the storage Hydra builds next (src/sweep.py), which takes the lock over.
+_claimed: dict[Path, Any] = {}
+
+
+def claim_study(path: str) -> None:
+    """Take the journal's lock now, or refuse in one line: a sweep claims its study before it opens its
+    parent run, since Hydra builds the storage only after that, and reports a failure there in several
+    lines. The JournalStorage made next for `path` holds the lock; the process's end releases it too."""
+    journal = Path(path).resolve()
+    if journal not in _claimed:
+        _claimed[journal] = _lock_study(journal)
+
+
+def _lock_study(journal: Path) -> Any:
+    """One search at a time per journal (each holds its study in memory)."""
+    from filelock import FileLock, Timeout
+
+    journal.parent.mkdir(parents=True, exist_ok=True)
+    lock = FileLock(f"{journal}.lock", timeout=0)
+    try:
+        lock.acquire()
+    except Timeout:
+        raise UserError(
+            f"the Optuna study in {journal} is being searched by another process; wait for it to "
+            f"end, or run this search against another tracking store"
+        ) from None
+    return lock
+
+
 class JournalStorage(InMemoryStorage):
     """In-memory storage whose every change is also appended to `path` and replayed on opening."""
 
     def __init__(self, path: str) -> None:
-        from filelock import FileLock, Timeout
-
         super().__init__()
         self._path = Path(path)
-        self._path.parent.mkdir(parents=True, exist_ok=True)
-        # One search at a time per journal (each holds its study in memory); released when the process ends.
-        self._study_lock = FileLock(f"{path}.lock", timeout=0)
-        try:
-            self._study_lock.acquire()
-        except Timeout:
-            raise UserError(
-                f"the Optuna study in {path} is being searched by another process; wait for it to "
-                f"end, or run this search against another tracking store"
-            ) from None
+        journal = self._path.resolve()
+        self._study_lock = _claimed.pop(journal, None) or _lock_study(journal)
         self._replaying = True
         if self._path.is_file():
             try:

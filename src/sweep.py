@@ -85,6 +85,7 @@ class MlflowSweepCallback(Callback):
         """Open the parent run, or stop the whole sweep (one line, exit 2) before any job runs: jobs
         without their parent would run ungrouped, and Hydra only warns when a callback fails."""
         from src.composed_jobs import compose_each_job_once, forget_composed_jobs
+        from src.errors import UserError
         from src.training_process import discard_prestarted
 
         discard_prestarted()  # a sweep made by a config file, not `-m`: each job trains in its own way
@@ -92,6 +93,12 @@ class MlflowSweepCallback(Callback):
         keep_local_ray_on_loopback(config)
         import_ray_first(config)
         adopt_orphaned_descendants()
+        try:
+            claim_optuna_study(config)
+        except UserError as error:  # the same search already runs: refused before any run exists
+            forget_composed_jobs()
+            print(f"error: {error}", file=sys.stderr, flush=True)
+            raise SystemExit(2) from None
         try:
             self._open_parent(config)
         except Exception as error:
@@ -375,6 +382,17 @@ def keep_local_ray_on_loopback(config: DictConfig) -> None:
         return
     if OmegaConf.select(config, "hydra.launcher.ray.init.address") in (None, "", "local"):
         os.environ.setdefault("RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER", "0")
+
+
+def claim_optuna_study(config: DictConfig) -> None:
+    """An Optuna search (hparams_search=optuna) claims its study's journal now, so that the same search
+    started twice at once is refused in one line before either opens a parent run (src/optuna_storage.py).
+    Any other sweeper, or an Optuna storage of the user's own, is left alone."""
+    storage = OmegaConf.select(config, "hydra.sweeper.storage")
+    if isinstance(storage, DictConfig) and storage.get("_target_") == "src.optuna_storage.JournalStorage":
+        from src.optuna_storage import claim_study
+
+        claim_study(str(storage.path))
 
 
 def adopt_orphaned_descendants() -> None:

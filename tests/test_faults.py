@@ -949,6 +949,27 @@ def test_a_damaged_checkpoint_resumes_the_run_from_the_start(tmp_path) -> None:
     assert steps == list(range(1, 41))
 
 
+def test_the_same_optuna_search_started_twice_at_once_is_refused_in_one_line_before_any_run(tmp_path) -> None:
+    """Hydra builds the study's storage after the sweep's parent run is open: the second search used to
+    end in Hydra's several-line instantiation error, exit 1, leaving a parent run behind."""
+    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    search = ["-m", "hparams_search=optuna", "hydra.sweeper.n_trials=200", "framework=numpy", *SMALL, "trainer=quick"]
+    first = start_cli(*search, f"tracking.uri={uri}", f"hydra.sweep.dir={tmp_path / 'a'}")
+    try:
+        wait_for(lambda: any(tmp_path.glob("optuna-rnnlab-*.jsonl")), what="the first search's journal")
+        second = run_cli(*search, f"tracking.uri={uri}", f"hydra.sweep.dir={tmp_path / 'b'}")
+        assert first.poll() is None, "the first search ended before the second started"
+    finally:
+        first.send_signal(signal.SIGTERM)
+        first.communicate(timeout=120)
+    assert second.returncode == 2, second.stderr[-2000:]
+    (line,) = second.stderr.strip().splitlines()
+    assert line.startswith("error: the Optuna study in ") and "is being searched by another process" in line, line
+    parents = [run for run in all_runs(uri) if run.data.tags.get("sweep") == "parent"]
+    assert [run.data.tags["heartbeat.pid"] for run in parents] == [str(first.pid)]  # none of the second's
+    assert first.returncode == 143
+
+
 def test_two_optuna_searches_at_once_on_one_store_both_finish_and_each_resumes(tmp_path) -> None:
     uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
     search = [
