@@ -128,6 +128,45 @@ def test_kill_9_mid_training_then_resume_finishes_that_run_like_an_uninterrupted
             assert run.data.metrics[name] == value, name
 
 
+def test_a_living_run_is_never_taken_over_and_two_resumes_at_once_never_share_a_run(tmp_path) -> None:
+    """README: two processes never resume the same run (a lock beside its checkpoint), and a RUNNING run
+    whose process lives is nobody's to resume."""
+    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    config = [
+        "framework=numpy",
+        *longer_epochs(6000),
+        "trainer.epochs=150",
+        "trainer.patience=0",
+        f"tracking.uri={uri}",
+    ]
+    first = start_cli(*config)
+    try:
+        wait_for(lambda: epochs_logged(uri, tmp_path / "mlflow.db") >= 3, what="3 epochs")
+        second = start_cli(*config, "tracking.resume=true")
+        try:
+            decision = next(line for line in second.stdout if "unfinished run" in line or "resuming run" in line)
+            assert "no unfinished run with run_key" in decision, decision  # the living run is not taken over
+            wait_for(lambda: len(all_runs(uri)) == 2, what="the second process's own run")
+            assert first.poll() is None, "the first run ended before the second decided"
+        finally:
+            second.send_signal(signal.SIGTERM)  # its own new run ends KILLED: a second run to resume
+            second.communicate(timeout=60)
+        kill_9_when(first, lambda: True, "now")
+    finally:
+        first.kill()
+    killed = {run.info.run_id for run in all_runs(uri)}
+    assert len(killed) == 2
+    resumes = [start_cli(*config, "tracking.resume=true") for _ in range(2)]
+    outputs = [process.communicate(timeout=300) for process in resumes]
+    assert [process.returncode for process in resumes] == [0, 0], [err[-2000:] for _, err in outputs]
+    taken = [re.findall(r"resuming run ([0-9a-f]{32})", out) for out, _ in outputs]
+    assert sorted(run_id for found in taken for run_id in found) == sorted(killed), taken  # one each
+    for run in all_runs(uri):
+        assert run.info.status == "FINISHED"
+        history = MlflowClient(uri).get_metric_history(run.info.run_id, "train_loss")
+        assert sorted(point.step for point in history) == list(range(1, 151))  # no gap, no duplicate
+
+
 def test_resume_without_an_unfinished_run_starts_a_new_one_and_says_so(tmp_path) -> None:
     uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
     result = run_cli("framework=numpy", *SMALL, "trainer=quick", f"tracking.uri={uri}", "tracking.resume=true")
