@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import http.server
 import signal
 import subprocess
 import sys
+import threading
 import time
 
 import pytest
@@ -123,3 +125,42 @@ def test_ctrl_c_while_a_command_starts_is_one_line(package: str) -> None:
         [sys.executable, "-c", "import src; raise KeyboardInterrupt"], cwd=PROJECT_ROOT, capture_output=True, text=True
     )
     assert "Traceback" in library.stderr  # imported as a library, nothing changes
+
+
+@pytest.mark.parametrize(
+    "arguments",
+    [["src.compare", "rnnlab"], ["src.runs", "cleanup"], ["src.sample", "0123456789abcdef0123456789abcdef"]],
+    ids=["compare", "cleanup", "sample"],
+)
+def test_sigterm_to_a_command_waiting_on_its_store_is_one_line_and_143(arguments) -> None:
+    """A scheduler's or a terminal's SIGTERM while the command waits on a tracking server that stopped
+    answering (it answers /health only): one line, exit 143, as for src.train."""
+    from tests.test_faults import HangingTracker
+
+    asked = threading.Event()
+
+    class Tracker(HangingTracker):
+        def do_GET(self) -> None:  # noqa: N802
+            if not self.path.endswith("/health"):
+                asked.set()
+            super().do_GET()
+
+        do_POST = do_GET  # noqa: N815
+
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Tracker)
+    server.daemon_threads = True
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    uri = f"http://127.0.0.1:{server.server_address[1]}"
+    process = subprocess.Popen(
+        [sys.executable, "-m", *arguments, "--tracking-uri", uri],
+        cwd=PROJECT_ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+    )  # fmt: skip
+    try:
+        assert asked.wait(timeout=120), "the command never asked the server"
+        process.send_signal(signal.SIGTERM)
+        _, errors = process.communicate(timeout=60)
+    finally:
+        process.kill()
+        server.shutdown()
+    assert process.returncode == 128 + signal.SIGTERM, errors[-2000:]
+    assert errors.strip().splitlines() == ["error: stopped by SIGTERM"]

@@ -66,16 +66,17 @@ def training_run(tmp_path, *config: str) -> tuple:
     return process, trainer, uri
 
 
-def test_sigterm_ends_the_run_killed_and_stops_its_training_process(tmp_path) -> None:
+@pytest.mark.parametrize("number", [signal.SIGTERM, signal.SIGINT], ids=["SIGTERM", "Ctrl-C"])
+def test_sigterm_or_ctrl_c_ends_the_run_killed_and_stops_its_training_process(tmp_path, number) -> None:
     process, trainer, uri = training_run(tmp_path)
     try:
         started = time.monotonic()
-        process.send_signal(signal.SIGTERM)
+        process.send_signal(number)
         _, errors = process.communicate(timeout=60)
         assert time.monotonic() - started < 30
-        assert process.returncode == 128 + signal.SIGTERM
+        assert process.returncode == 128 + number  # 143, 130: what a shell reports for these signals
         assert errors.strip().splitlines() == [
-            "error: stopped by SIGTERM; unfinished runs end KILLED with what they logged "
+            f"error: stopped by {signal.Signals(number).name}; unfinished runs end KILLED with what they logged "
             "(tracking.resume=true continues them)"
         ]
         gone, alive = psutil.wait_procs([trainer], timeout=10)
