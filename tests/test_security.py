@@ -246,3 +246,20 @@ def test_an_impossible_spec_or_wrong_shaped_weights_are_refused_by_name(framewor
     spec_file.write_text(json.dumps({**spec, "hidden_size": spec["hidden_size"] + 3}))  # weights no longer fit
     with pytest.raises(UserError, match=r"model file corrupt: .*weights\."):
         Predictor.load(directory)
+
+
+@pytest.mark.parametrize("sweep", [[], ["-m", "trainer.seed=0,1"]], ids=["run", "sweep"])
+def test_a_secret_uri_in_a_config_file_is_refused_before_anything_is_written(tmp_path, sweep) -> None:
+    """A user's own config group file (`--config-dir`), not the command line, holds the secret."""
+    config_dir, out = tmp_path / "conf", tmp_path / "out"
+    (config_dir / "tracking").mkdir(parents=True)
+    (config_dir / "tracking" / "team.yaml").write_text(f"defaults:\n  - default\n  - _self_\nuri: {SECRET_URIS[0]}\n")
+    result = run_cli(
+        "--config-dir", str(config_dir), *sweep, "tracking=team", "trainer=quick",
+        f"hydra.run.dir={out}", f"hydra.sweep.dir={out}",
+    )  # fmt: skip
+    assert result.returncode == 2, result.stderr[-2000:]
+    (line,) = result.stderr.strip().splitlines()
+    assert line.startswith("error: tracking.uri carries a password")
+    assert SECRET not in result.stdout + result.stderr
+    assert not out.exists()

@@ -306,3 +306,19 @@ def test_sampling_carries_the_state_and_writes_what_rerunning_the_text_would(lan
     )
     assert generate_text(predictor, "def ", 60, 0.8, np.random.default_rng(3)) == expected
     assert steps == [4] + [1] * 59  # the prime once, then one character per step: linear in the length
+
+
+def test_a_model_without_a_recorded_digest_is_refused(language_model_run, capsys) -> None:
+    """Whoever can write the artifact store may also drop the run's digest: no digest, no loading."""
+    tracking_uri, run_id, _ = language_model_run
+    client = MlflowClient(tracking_uri)
+    digest = client.get_run(run_id).data.tags["model_sha256"]
+    client.delete_tag(run_id, "model_sha256")
+    try:
+        with pytest.raises(SystemExit) as exit_info:
+            sample.main([run_id, "--length", "5", "--tracking-uri", tracking_uri])
+    finally:
+        client.set_tag(run_id, "model_sha256", digest)
+    assert exit_info.value.code == 2
+    (line,) = capsys.readouterr().err.strip().splitlines()
+    assert line.startswith("error: model ") and "has no recorded model_sha256: its files cannot be verified" in line
