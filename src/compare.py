@@ -12,6 +12,7 @@ figures are src/leaderboard.py's over src/runs.py's frame; this module is the co
 from __future__ import annotations
 
 import argparse
+import errno
 import logging
 import re
 import sys
@@ -25,7 +26,7 @@ from src.leaderboard import aggregate, comparison_figure, leaderboard, render, r
 from src.paths import PROJECT_ROOT
 from src.runs import read_store, select_runs, settings_that_vary, to_frame
 from src.tasks import OBJECTIVES
-from src.tracking import server_errors, store_writable
+from src.tracking import failure_reason, server_errors, store_writable
 
 if TYPE_CHECKING:
     from mlflow import MlflowClient
@@ -120,36 +121,60 @@ def main(argv: list[str] | None = None) -> int:
     print(render_aggregate(table, args.over) if args.over else render(frame, args.objective))
     output = args.output or default_output(args.target)
     try:
-        with server_errors(uri):  # the figure reads every run's curve; a sweep's parent is written
+        with server_errors(uri):  # the figure reads every run's curve from the store
             figure = comparison_figure(client, frame)
-
-            def save_figure(path: Path) -> None:
-                path.parent.mkdir(parents=True, exist_ok=True)  # outputs/compare/; a given --output's folder exists
-                figure.savefig(path)
-
-            if args.csv is not None and not written("--csv", args.csv, lambda path: table.to_csv(path, index=False)):
-                return 2
-            if not written("--output", output, save_figure):
-                return 2
-            if args.csv is not None:
-                print(f"table: {args.csv}")
-            print(f"comparison plot: {relative_to_cwd(output)}")
-            if selection.sweep_parent is not None and args.filter is None:
-                log_to_parent(client, uri, selection.sweep_parent.info.run_id, args.objective)
     except TrackingUnavailable as error:  # the server died, or the store failed, part-way
         print(f"error: {error}", file=sys.stderr)
         return 3
+
+    def save_figure(path: Path) -> None:
+        path.parent.mkdir(parents=True, exist_ok=True)  # outputs/compare/; a given --output's folder exists
+        figure.savefig(path)
+
+    if args.csv is not None and not written("--csv", args.csv, lambda path: table.to_csv(path, index=False)):
+        return 2
+    if not written("--output", output, save_figure):
+        return 2
+    if args.csv is not None:
+        print(f"table: {args.csv}")
+    print(f"comparison plot: {relative_to_cwd(output)}")
+    if selection.sweep_parent is not None and args.filter is None:
+        try:
+            log_to_parent(client, uri, selection.sweep_parent.info.run_id, args.objective)
+        except TrackingUnavailable as error:
+            print(f"error: {error}", file=sys.stderr)
+            return 3
     return 0
 
 
 def log_to_parent(client: MlflowClient, uri: str, parent_run_id: str, objective: str) -> None:
     """Record the leaderboard on the sweep's parent run, unless the store cannot be written: a reader of
-    a read-only store (an archive, a read-only mount) gets its comparison and a note."""
+    a read-only store (an archive, a read-only mount, a server that grants reading only) gets its
+    comparison and a note. Any other failure of the store: TrackingUnavailable."""
+    not_logged = f"not logged to the sweep's parent run {parent_run_id}"
     if not store_writable(uri):
-        print(f"not logged to the sweep's parent run {parent_run_id}: the tracking store is read-only")
+        print(f"{not_logged}: the tracking store is read-only")
         return
-    summarize_sweep(client, parent_run_id, objective)
+    try:
+        with server_errors(uri):
+            summarize_sweep(client, parent_run_id, objective)
+    except Exception as error:
+        if not write_refused(error):
+            raise
+        print(f"{not_logged}: the tracking store refused the write ({failure_reason(error)})")
+        return
     print(f"logged to the sweep's parent run {parent_run_id}")
+
+
+def write_refused(error: BaseException) -> bool:
+    """A store that may be read but not written: a file or folder without permission or on a read-only
+    disk (the artifacts), SQLite's read-only database, a server's 403 (MLflow's READ permission)."""
+    for cause in (error, error.__cause__, error.__context__):
+        if isinstance(cause, PermissionError) or (isinstance(cause, OSError) and cause.errno == errno.EROFS):
+            return True
+        if getattr(cause, "error_code", "") == "PERMISSION_DENIED" or "readonly database" in str(cause):
+            return True
+    return False
 
 
 if __name__ == "__main__":

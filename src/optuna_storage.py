@@ -79,14 +79,19 @@ def _lock_study(journal: Path) -> Any:
     """One search at a time per journal (each holds its study in memory)."""
     from filelock import FileLock, Timeout
 
-    journal.parent.mkdir(parents=True, exist_ok=True)
     lock = FileLock(f"{journal}.lock", timeout=0)
     try:
+        journal.parent.mkdir(parents=True, exist_ok=True)
         lock.acquire()
     except Timeout:
         raise UserError(
             f"the Optuna study in {journal} is being searched by another process; wait for it to "
             f"end, or run this search against another tracking store"
+        ) from None
+    except OSError as error:  # a read-only disk, a folder or lock file of another user
+        raise UserError(
+            f"cannot lock the Optuna study's journal {journal}.lock ({error.strerror or error}): an Optuna "
+            f"search keeps its study beside the tracking store, which must be writable"
         ) from None
     return lock
 

@@ -203,6 +203,12 @@ def test_a_read_only_store_is_read_by_compare_and_refused_by_train_in_one_line(t
     assert cleanup.returncode == 2 and cleanup.stderr.strip().splitlines() == [
         f"error: cannot clean up {uri}: attempt to write a readonly database"
     ], cleanup.stderr[-2000:]
+    search = read_only(
+        tmp_path, sys.executable, "-m", "src.train", "-m", "hparams_search=optuna", *QUICK, f"tracking.uri={uri}",
+        f"hydra.sweep.dir={tmp_path.parent / (tmp_path.name + '-search')}",  # outside the read-only mount
+    )  # fmt: skip
+    assert search.returncode == 2 and "Traceback" not in search.stderr, search.stderr[-2000:]
+    assert search.stderr.strip().splitlines()[-1].startswith("error: cannot lock the Optuna study's journal")
     assert (tmp_path / "mlflow.db").read_bytes() == before
     assert client.get_run(abandoned).info.status == "RUNNING"
     ended = run_cli("cleanup", "--stale-minutes", "0.0001", "--tracking-uri", uri, module="src.runs")

@@ -35,10 +35,19 @@ def longer_epochs(num_samples: int) -> list[str]:
     return [*(arg for arg in SMALL if not arg.startswith("dataset.num_samples")), f"dataset.num_samples={num_samples}"]
 
 
+# Ctrl-C as at a terminal: a shell starts background jobs (`make test &`, a CI runner's) with SIGINT ignored,
+# which their children inherit, and Python leaves an ignored SIGINT ignored. Its default action survives exec.
+AS_FROM_A_TERMINAL = (
+    "import os, signal, sys; signal.signal(signal.SIGINT, signal.SIG_DFL); "
+    "os.execv(sys.executable, [sys.executable, '-m', 'src.train', *sys.argv[1:]])"
+)
+
+
 def start_cli(*args: str, env: dict[str, str] | None = None) -> subprocess.Popen:
+    """`python -m src.train ...` started, not waited for, output captured (the same process id)."""
     environment = {key: value for key, value in {**os.environ, **(env or {})}.items() if key != "MLFLOW_RUN_ID"}
     return subprocess.Popen(
-        [sys.executable, "-m", "src.train", *args],
+        [sys.executable, "-c", AS_FROM_A_TERMINAL, *args],
         cwd=PROJECT_ROOT,
         env=environment,
         stdout=subprocess.PIPE,

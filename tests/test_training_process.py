@@ -274,7 +274,7 @@ print(len(drawn), epochs == list(range(1, settings.trainer.epochs + 1)), len(fit
     ("overrides", "expected"),
     [
         (["dataset.num_samples=300", "trainer.epochs=2"], "0 True 2"),  # trained before the parent asked
-        (["dataset.num_samples=3000", "trainer.epochs=30"], "1 True 30"),  # still training meanwhile
+        (["dataset.num_samples=3000", "trainer.epochs=100"], "1 True 100"),  # still training meanwhile
     ],
 )
 def test_the_parent_draws_its_warm_up_figure_only_while_the_child_still_trains(overrides, expected) -> None:
