@@ -10,7 +10,7 @@ import pytest
 from mlflow import MlflowClient
 
 from src.paths import PROJECT_ROOT
-from tests.conftest import run_cli
+from tests.conftest import QUICK, run_cli
 
 
 def runs_in(uri: str) -> list:
@@ -121,6 +121,28 @@ def test_running_from_another_folder_leaves_nothing_there(tmp_path) -> None:
     )
     assert result.returncode == 0, result.stderr[-2000:]
     assert list(elsewhere.iterdir()) == []
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("framework", ["numpy", "torch", "keras"])
+def test_a_run_leaves_no_file_in_the_temporary_folder(tmp_path, framework: str) -> None:
+    """Every Keras run left a file of TensorFlow's AutoGraph in /tmp (hundreds after a day of runs): its
+    atexit hook, which removes them, never runs in the training process. Torch's empty cache folder
+    (torchinductor_<user>, reused by every run) is no file."""
+    temporary = tmp_path / "tmp"
+    temporary.mkdir()
+    result = run_cli(
+        f"framework={framework}",
+        "dataset=sum",
+        "dataset.num_samples=200",
+        *QUICK,
+        f"tracking.uri=sqlite:///{tmp_path / 'm.db'}",
+        f"hydra.run.dir={tmp_path / 'output'}",
+        env={"TMPDIR": str(temporary)},
+    )
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert (tmp_path / "output").is_dir()  # the run did write; just not to the temporary folder
+    assert [path for path in temporary.rglob("*") if not path.is_dir()] == []
 
 
 def test_an_objective_is_refused_with_exactly_the_list_that_is_checked(tmp_path) -> None:

@@ -100,9 +100,11 @@ def epochs_logged(uri: str, database: Path) -> int:
 def test_kill_9_mid_training_then_resume_finishes_that_run_like_an_uninterrupted_one(tmp_path, framework) -> None:
     config = [
         f"framework={framework}",
-        # Epochs long enough (about 0.1 s) to see the run RUNNING with 5 of them logged: the training
-        # process does not wait for the logging, and tiny epochs would all be done before a kill landed.
-        *longer_epochs({"numpy": 3000, "torch": 1500, "keras": 1000}[framework]),
+        # Epochs long enough (0.1-0.35 s on an idle machine) to see the run RUNNING with 5 of them logged:
+        # the training process does not wait for the logging, which starts seconds later (MLflow's import),
+        # and short epochs would all be done before a kill landed (torch's 30 epochs of 300 sequences were).
+        # Longer ones only make the test slower (torch took 0.6 s an epoch with 1500 sequences).
+        *longer_epochs({"numpy": 3000, "torch": 800, "keras": 600}[framework]),
         "model.num_layers=2",
         "model.dropout=0.2",
         "trainer.epochs=30",

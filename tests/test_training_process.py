@@ -102,7 +102,7 @@ def test_a_failure_in_the_training_process_ends_the_run_failed_with_its_reason(t
 
 
 def test_a_killed_training_process_ends_the_run_failed_in_one_line_and_the_run_resumes(tmp_path) -> None:
-    config = ["framework=numpy", *longer_epochs(3000), "trainer.epochs=200", "trainer.patience=0"]
+    config = ["framework=numpy", *longer_epochs(3000), "trainer.epochs=40", "trainer.patience=0"]
     process, trainer, uri = training_run(tmp_path, *config)
     try:
         trainer.kill()  # an OOM kill of the training process alone

@@ -159,10 +159,14 @@ class KerasBackend:
         self.model = model
         self.device = device
         self._tf_device = tf_device
-        # One graph for any batch and sequence length: several times faster than eager calls.
+        # One graph for any batch and sequence length: several times faster than eager calls. Without
+        # AutoGraph: a model call has no Python control flow to convert, and AutoGraph would write the
+        # converted lambda to a temporary file that only an atexit hook removes (the training process ends
+        # with os._exit, so every Keras run left one in /tmp).
         self._forward = tf.function(
             lambda x: model(x, training=False),
             input_signature=[tf.TensorSpec([None, None, spec.input_width], tf.float32)],
+            autograph=False,
         )
 
     @staticmethod
