@@ -110,7 +110,12 @@ class UserError(Exception):
 
 class TrackingUnavailable(UserError):
     """The tracking server stopped answering (or answered errors), or a database store could no longer be
-    written (a full disk), while a run was under way."""
+    written (a full disk), while a run was under way. `runs_writable`: only the store's local artifact
+    folder failed (a full or read-only disk): the database still takes the run's end."""
+
+    def __init__(self, message: str, runs_writable: bool = False) -> None:
+        super().__init__(message)
+        self.runs_writable = runs_writable
 
 
 class TrainingDiverged(UserError):

@@ -249,7 +249,8 @@ def run(
         # During training, evaluation, or as the run ended (the last epochs' writes): where the state is.
         raise TrackingUnavailable(
             f"{error}; {saved_state(checkpointing)}resume with: python -m src.train "
-            f"{redact(' '.join(overrides or []))} tracking.resume=true".rstrip()
+            f"{redact(' '.join(overrides or []))} tracking.resume=true".rstrip(),
+            error.runs_writable,
         ) from error
     finally:
         if claim is not None:

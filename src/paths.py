@@ -1,6 +1,7 @@
 """Project locations, resolved from the source tree so that Hydra's per-run directory never matters."""
 
 import os
+import tempfile
 from pathlib import Path
 
 PROJECT_ROOT: Path = Path(__file__).resolve().parent.parent
@@ -25,3 +26,11 @@ def resolve_path(path: str | Path) -> Path:
     """A relative path means relative to the project root, wherever the process runs."""
     candidate = Path(path).expanduser()
     return candidate if candidate.is_absolute() else PROJECT_ROOT / candidate
+
+
+def probe_writable(folder: Path) -> None:
+    """Create `folder` and a file in it (then remove the file), raising OSError where that fails:
+    permissions alone do not tell (root passes every permission check, a read-only mount refuses everyone)."""
+    folder.mkdir(parents=True, exist_ok=True)
+    with tempfile.TemporaryFile(dir=folder):
+        pass

@@ -11,7 +11,6 @@ line and exits 2 (an exception would only be a warning: Hydra catches callbacks'
 from __future__ import annotations
 
 import sys
-import tempfile
 from pathlib import Path
 from typing import Any
 
@@ -19,6 +18,7 @@ from hydra.experimental.callback import Callback
 from omegaconf import DictConfig, OmegaConf
 
 from src.errors import UserError
+from src.paths import probe_writable
 from src.uris import check_no_secret, resolve_uri
 
 
@@ -75,12 +75,9 @@ def check_store_not_swept(config: DictConfig) -> None:
 
 
 def check_writable(folder: Path, key: str) -> None:
-    """Create the folder (Hydra would next) and a probe file in it: permissions alone do not tell (root
-    passes every permission check, a read-only mount refuses everyone)."""
+    """Create the folder (Hydra would next) and a probe file in it."""
     try:
-        folder.mkdir(parents=True, exist_ok=True)
-        with tempfile.TemporaryFile(dir=folder):
-            pass
+        probe_writable(folder)
     except OSError as error:
         raise UserError(
             f"{key}={str(folder)!r}: cannot write Hydra's output folder there ({error.strerror}); "

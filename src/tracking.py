@@ -7,6 +7,7 @@ A `TrackedRun` ends FINISHED when its block succeeds, FAILED on an exception (th
 from __future__ import annotations
 
 import contextlib
+import errno
 import functools
 import logging
 import os
@@ -22,6 +23,7 @@ from importlib.metadata import version
 from pathlib import Path
 from types import TracebackType
 from typing import TYPE_CHECKING, Any
+from urllib.parse import urlparse
 
 import mlflow
 import numpy as np
@@ -32,7 +34,7 @@ from mlflow.exceptions import MlflowException
 from src.data.base import Splits
 from src.errors import TrackingUnavailable, UserError, check_interrupted
 from src.frameworks.checkpoint import EpochResult
-from src.paths import PROJECT_ROOT
+from src.paths import PROJECT_ROOT, probe_writable
 from src.uris import is_server, one_line, redact, sqlite_path
 
 if TYPE_CHECKING:
@@ -299,11 +301,12 @@ def newer_schema(message: str) -> str | None:
     return None if list(versions.glob(f"{found.group(1)}_*.py")) else found.group(1)
 
 
-def ensure_experiment(uri: str, name: str) -> str:
+def ensure_experiment(uri: str, name: str, artifacts: bool = True) -> str:
     """Create the store and the experiment once, under a lock, so that parallel starts never race.
 
     With a SQLite store the experiment's artifacts go to `mlartifacts/` beside the database file, not
-    to `./mlruns` of whichever directory the first run happened to start in.
+    to `./mlruns` of whichever directory the first run happened to start in. `artifacts`: the caller
+    will log artifacts, so a local artifact folder it cannot write is refused now, before any run.
     """
     apply_mlflow_defaults()
     logging.getLogger("alembic").setLevel(logging.WARNING)
@@ -311,19 +314,39 @@ def ensure_experiment(uri: str, name: str) -> str:
     client = open_client(uri)
     with store_lock(uri), store_errors(uri):
         experiment = client.get_experiment_by_name(name)
-        if experiment:
-            return experiment.experiment_id
-        database = sqlite_path(uri)
-        location = (database.parent / "mlartifacts").as_uri() if database else None
-        try:
-            return client.create_experiment(name, artifact_location=location)
-        except MlflowException as error:
-            # Only a SQLite file is locked here: on a server (or a database store) another run may have
-            # created the experiment between the look-up and now. Then it is this run's too.
-            experiment = client.get_experiment_by_name(name) if error.error_code == "RESOURCE_ALREADY_EXISTS" else None
-            if experiment is None:
-                raise
-            return experiment.experiment_id
+        if experiment is None:
+            database = sqlite_path(uri)
+            location = (database.parent / "mlartifacts").as_uri() if database else None
+            try:
+                experiment = client.get_experiment(client.create_experiment(name, artifact_location=location))
+            except MlflowException as error:
+                # Only a SQLite file is locked here: on a server (or a database store) another run may have
+                # created the experiment between the look-up and now. Then it is this run's too.
+                if error.error_code != "RESOURCE_ALREADY_EXISTS":
+                    raise
+                experiment = client.get_experiment_by_name(name)
+                if experiment is None:
+                    raise
+    if artifacts:
+        check_artifacts_writable(uri, experiment.artifact_location)
+    return experiment.experiment_id
+
+
+def check_artifacts_writable(uri: str, location: str) -> None:
+    """A local artifact folder (a SQLite store's mlartifacts/, a server's that its clients write
+    directly) that cannot be written would fail the run at its first artifact, after the run was made."""
+    from mlflow.utils.file_utils import local_file_uri_to_path
+
+    if urlparse(location).scheme not in ("", "file"):
+        return  # a server's proxied artifacts, object stores: their refusal comes as an error
+    folder = Path(local_file_uri_to_path(location))
+    try:
+        probe_writable(folder)
+    except OSError as error:
+        raise UserError(
+            f"cannot use the tracking store {redact(uri)}: its artifact folder {folder} cannot be written "
+            f"({error.strerror})"
+        ) from None
 
 
 def record_failed_run(uri: str, experiment: str, tags: dict[str, str], error: BaseException) -> str:
@@ -331,7 +354,7 @@ def record_failed_run(uri: str, experiment: str, tags: dict[str, str], error: Ba
     client = MlflowClient(uri)
     # Named here: MLflow's random names would move Python's global `random` state.
     run = client.create_run(
-        ensure_experiment(uri, experiment),
+        ensure_experiment(uri, experiment, artifacts=False),  # tags only
         run_name=f"failed-job-{uuid.uuid4().hex[:6]}",
         tags={
             key: redact(value) for key, value in {**tags, "error": f"{type(error).__name__}: {error}"[:5000]}.items()
@@ -374,9 +397,26 @@ def store_failure(uri: str, error: BaseException) -> TrackingUnavailable | None:
         where = f"tracking server {redact(uri)}"
     elif _database_failed(error):
         where = f"tracking store {redact(uri)}"
+    elif _disk_failed(error):  # the local artifact folder: the database still works
+        return TrackingUnavailable(f"tracking store {redact(uri)} failed ({failure_reason(error)})", runs_writable=True)
     else:
         return None
     return TrackingUnavailable(f"{where} failed ({failure_reason(error)})")
+
+
+# A disk that refuses a write: full, read-only, failing, or not this user's.
+_DISK_ERRORS = {errno.ENOSPC, errno.EDQUOT, errno.EROFS, errno.EIO, errno.EACCES, errno.EPERM}
+
+
+def _disk_failed(error: BaseException | None) -> bool:
+    """A store call failed on the local disk (MLflow's local artifact repository writes files)."""
+    for _ in range(10):
+        if error is None:
+            return False
+        if isinstance(error, OSError) and error.errno in _DISK_ERRORS:
+            return True
+        error = error.__cause__ or error.__context__
+    return False
 
 
 def failure_reason(error: BaseException) -> str:
@@ -423,8 +463,8 @@ def _guarded(method):
         try:
             with server_errors(self.uri):
                 return method(self, *args, **kwargs)
-        except TrackingUnavailable:
-            self._server_failed = True
+        except TrackingUnavailable as failure:
+            self._server_failed = not failure.runs_writable
             raise
 
     return wrapper
@@ -481,6 +521,8 @@ class TrackedRun:
                     self.run_id, tags=[RunTag(key, value) for key, value in process_tags().items()]
                 )
                 run = mlflow.start_run(run_id=self.run_id)
+                if "error" in run.data.tags:  # a FAILED run resumed: that failure is over (a new one is tagged)
+                    MlflowClient(self.uri).delete_tag(self.run_id, "error")
                 if self.parent_run_id:
                     tags["mlflow.parentRunId"] = self.parent_run_id
                 mlflow.set_tags(tags)
@@ -496,7 +538,7 @@ class TrackedRun:
     def __exit__(
         self, kind: type[BaseException] | None, error: BaseException | None, traceback: TracebackType | None
     ) -> None:
-        if self._server_failed or (kind is not None and issubclass(kind, TrackingUnavailable)):
+        if self._server_failed or (isinstance(error, TrackingUnavailable) and not error.runs_writable):
             # Every further call would wait for the same dead server: forget the run locally instead.
             # Its process is gone once we exit, so the next resume or cleanup ends it KILLED.
             _forget_active_run()

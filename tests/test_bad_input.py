@@ -220,6 +220,31 @@ OUTSIDE_PNG = Path(tempfile.gettempdir()) / "rnnlab-read-only-compare.png"
 
 
 @needs_mounts
+def test_an_artifact_folder_that_cannot_be_written_is_refused_before_any_run(tmp_path) -> None:
+    """The database takes runs, its artifact folder (mlartifacts/ beside it) is on a read-only disk: a run
+    failed at its first artifact, after the run was made, with a traceback and exit 1."""
+    from mlflow import MlflowClient
+
+    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    artifacts = tmp_path / "mlartifacts"
+    artifacts.mkdir()
+    expected = (
+        f"error: cannot use the tracking store {uri}: its artifact folder {artifacts} cannot be written "
+        "(Read-only file system)"
+    )
+    train = read_only(artifacts, sys.executable, "-m", "src.train", *QUICK, "dataset=sum", f"tracking.uri={uri}")
+    assert train.returncode == 2 and train.stderr.strip().splitlines() == [expected], train.stderr[-2000:]
+    sweep = read_only(
+        artifacts, sys.executable, "-m", "src.train", "-m", *QUICK, "dataset=sum", "trainer.seed=0,1",
+        f"tracking.uri={uri}", f"hydra.sweep.dir={tmp_path / 'multirun'}",
+    )  # fmt: skip
+    assert sweep.returncode == 2, sweep.stderr[-2000:]
+    assert sweep.stderr.strip().splitlines()[-1].endswith(expected.removeprefix("error: ")), sweep.stderr[-2000:]
+    client = MlflowClient(uri)
+    assert client.search_runs([client.get_experiment_by_name("rnnlab").experiment_id]) == []
+
+
+@needs_mounts
 def test_a_read_only_project_folder_fails_in_one_line(tmp_path) -> None:
     result = read_only(
         PROJECT_ROOT,

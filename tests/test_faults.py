@@ -753,6 +753,43 @@ def test_a_store_that_fills_up_mid_run_stops_it_in_one_line_and_the_resume_logs_
     assert sorted(steps) == list(range(1, epochs + 1))
 
 
+def on_a_small_disk(folder: Path, size: str, *command: str) -> subprocess.CompletedProcess:
+    """`command` with a `size`-byte disk (tmpfs) mounted at `folder`, in a private mount namespace."""
+    script = f'mount -t tmpfs -o size={size} tmpfs "{folder}" && ' + " ".join(f"'{part}'" for part in command)
+    return subprocess.run(
+        ["unshare", "-m", "sh", "-c", script], cwd=PROJECT_ROOT, capture_output=True, text=True, timeout=300
+    )
+
+
+@needs_mounts
+def test_an_artifact_disk_that_fills_up_ends_the_run_failed_in_one_line_and_the_resume_finishes_it(tmp_path):
+    """The database works, but the disk of its artifact folder (mlartifacts/ beside it) fills up once the
+    run's config is in: the model and the figures cannot be written. That was a traceback with exit 1."""
+    uri, artifacts = f"sqlite:///{tmp_path / 'mlflow.db'}", tmp_path / "mlartifacts"
+    artifacts.mkdir()
+    config = ["framework=numpy", *SMALL, "trainer.epochs=20", "tracking.log_model=true", f"tracking.uri={uri}"]
+    train = [sys.executable, "-m", "src.train", *config]
+    full = on_a_small_disk(artifacts, "12k", *train, f"hydra.run.dir={tmp_path / 'full'}")  # 3 pages: the config's
+    assert full.returncode == 3, full.stderr[-3000:]
+    (line,) = full.stderr.strip().splitlines()
+    assert line.startswith(f"error: tracking store {uri} failed ([Errno 28] No space left on device); "), line
+    (checkpoint,) = (tmp_path / "checkpoints").glob("*.npz")
+    assert f"training state saved at {checkpoint}; resume with: " in line and line.endswith("tracking.resume=true")
+    (cut,) = all_runs(uri)  # the database took the run's end and every epoch
+    assert cut.info.status == "FAILED" and "No space left on device" in cut.data.tags["error"]
+    steps = sorted(point.step for point in MlflowClient(uri).get_metric_history(cut.info.run_id, "train_loss"))
+    assert steps == list(range(1, 21)) and "test_mse" not in cut.data.metrics
+
+    resumed = on_a_small_disk(artifacts, "8m", *train, "tracking.resume=true", f"hydra.run.dir={tmp_path / 'resumed'}")
+    assert resumed.returncode == 0, resumed.stderr[-3000:]
+    assert f"resuming run {cut.info.run_id} (FAILED) from its checkpoint at epoch 20" in resumed.stdout
+    (run,) = all_runs(uri)
+    assert run.info.status == "FINISHED" and "error" not in run.data.tags
+    assert run.data.tags["model_uri"] and "test_mse" in run.data.metrics
+    steps = sorted(point.step for point in MlflowClient(uri).get_metric_history(run.info.run_id, "train_loss"))
+    assert steps == list(range(1, 21))
+
+
 @needs_mounts
 def test_compare_on_a_store_whose_disk_is_full_prints_the_comparison_then_fails_in_one_line(tmp_path) -> None:
     """A sweep's comparison is logged to its parent run: with no room left on the store's disk that write
