@@ -228,7 +228,7 @@ def run(
                 )
                 claim.lock.acquire()
             if not claim.resuming or not tracked.has_tag(SETUP_LOGGED_TAG):
-                tracked.log_params(run_params(cfg, splits))
+                tracked.log_params(run_params(cfg, splits), resumed=claim.resuming)
                 tracked.log_text(OmegaConf.to_yaml(cfg, resolve=True), "config.yaml")
                 tracked.log_datasets(splits)
                 tracked.set_tags({SETUP_LOGGED_TAG: "true"})  # all three are in: a resume need not log them again

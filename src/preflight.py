@@ -37,9 +37,12 @@ ONE_PER_SWEEP = ("tracking", "tracking.uri", "tracking.experiment")
 def preflight(config: DictConfig, output_key: str, sweep: bool = False) -> None:
     try:
         # As typed: iterating the ListConfig would resolve a `${...}` inside an override string.
-        for override in OmegaConf.to_container(config.hydra.overrides.task, resolve=False):  # type: ignore[union-attr]
+        overrides = [*config.hydra.overrides.task, *config.hydra.overrides.hydra]
+        for override in OmegaConf.to_container(OmegaConf.create(overrides), resolve=False):  # type: ignore[union-attr]
             key, _, value = str(override).partition("=")
             check_no_secret(value, key.lstrip("+~"))
+        # Hydra writes the whole config, its own part too (hydra.job.env_set), to the output folder.
+        check_no_secret_in(OmegaConf.to_container(config, resolve=False), "")
         if sweep:
             check_store_not_swept(config)
         try:
@@ -58,6 +61,18 @@ def preflight(config: DictConfig, output_key: str, sweep: bool = False) -> None:
     except UserError as error:
         print(f"error: {error}", file=sys.stderr, flush=True)
         raise SystemExit(2) from None
+
+
+def check_no_secret_in(node: Any, key: str) -> None:
+    """Refuse a secret URI in any string of a config tree (as written, interpolations unresolved)."""
+    if isinstance(node, dict):
+        for name, value in node.items():
+            check_no_secret_in(value, f"{key}.{name}" if key else str(name))
+    elif isinstance(node, list):
+        for index, value in enumerate(node):
+            check_no_secret_in(value, f"{key}[{index}]")
+    elif isinstance(node, str):
+        check_no_secret(node, key)
 
 
 def check_store_not_swept(config: DictConfig) -> None:

@@ -79,6 +79,12 @@ def process_gone(tags: Mapping[str, str]) -> bool:
     return abs(started - float(tags.get(START_TAG, started))) > 1.0
 
 
+def owner_checkable(tags: Mapping[str, str]) -> bool:
+    """Whether the run's owning process can be checked from here: it ran on this host and named its PID.
+    Then `process_gone` says whether it lives, whatever the age of its heartbeat."""
+    return tags.get(HOST_TAG) == socket.gethostname() and PID_TAG in tags
+
+
 def heartbeat_age_minutes(run: Run) -> float:
     """Minutes since the run's last heartbeat (or its start, without one)."""
     last = float(run.data.tags.get("heartbeat.time", run.info.start_time / 1000))
@@ -86,14 +92,19 @@ def heartbeat_age_minutes(run: Run) -> float:
 
 
 def end_dead_runs(client: MlflowClient, experiment_ids: Iterable[str], stale_minutes: float | None = None) -> list[Run]:
-    """End KILLED every RUNNING run whose process is gone (and, with `stale_minutes`, every RUNNING run
-    whose heartbeat is older than that, whatever its host); returns the runs it ended."""
+    """End KILLED every RUNNING run whose process is gone (and, with `stale_minutes`, every RUNNING run of
+    another host, or without heartbeat tags, whose heartbeat is older than that); returns the runs it
+    ended. A run of this host whose process lives is never ended: an epoch may outlast any staleness."""
     ids = list(experiment_ids)
     if not ids:
         return []
     ended = []
     for run in client.search_runs(ids, filter_string="attributes.status = 'RUNNING'", max_results=50000):
-        stale = stale_minutes is not None and heartbeat_age_minutes(run) > stale_minutes
+        stale = (
+            stale_minutes is not None
+            and not owner_checkable(run.data.tags)
+            and heartbeat_age_minutes(run) > stale_minutes
+        )
         if process_gone(run.data.tags) or stale:
             client.set_terminated(run.info.run_id, "KILLED")
             client.set_tag(run.info.run_id, "ended_by", "dead-run cleanup: its process was gone")

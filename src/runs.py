@@ -213,7 +213,7 @@ def main(argv: list[str] | None = None) -> int:
         "--stale-minutes",
         type=float,
         default=None,
-        help="also end RUNNING runs (any host) whose last heartbeat is older than this",
+        help="also end RUNNING runs of other hosts (or without heartbeat tags) whose last heartbeat is older than this",
     )
     page = commands.add_parser("page", help="the address of an experiment's runs table in the MLflow UI")
     page.add_argument("--tracking-uri", default=None, help="default: $MLFLOW_TRACKING_URI or mlflow.db")

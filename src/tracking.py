@@ -278,9 +278,8 @@ def store_errors(uri: str) -> Iterator[None]:
         except Exception as error:
             if is_server(uri):
                 raise
-            cause = getattr(error, "orig", None) or error  # SQLAlchemy keeps the database's own message there
-            reason = one_line(cause)
-            newer = newer_schema(str(cause))
+            reason = failure_reason(error)  # the database's own words, not SQLAlchemy's about autoflush
+            newer = newer_schema(str(getattr(error, "orig", None) or error))
             if newer is not None:
                 reason = (
                     f"its schema (revision {newer}) is newer than this MLflow ({mlflow.__version__}) knows: open "
@@ -637,8 +636,14 @@ class TrackedRun:
         return name in MlflowClient(self.uri).get_run(self.run_id).data.tags
 
     @_guarded
-    def log_params(self, params: Mapping[str, Any]) -> None:
-        mlflow.log_params({key: "None" if value is None else redact(str(value)) for key, value in params.items()})
+    def log_params(self, params: Mapping[str, Any], resumed: bool = False) -> None:
+        """`resumed`: the run may hold some of them already (it was cut while they were written), and MLflow
+        refuses to change a param: those it holds stay. Only keys outside the run key (tracking.resume
+        itself) can differ there."""
+        held = MlflowClient(self.uri).get_run(self.run_id).data.params if resumed else {}
+        mlflow.log_params(
+            {key: "None" if value is None else redact(str(value)) for key, value in params.items() if key not in held}
+        )
 
     @_guarded
     def log_epoch(self, result: EpochResult, ended_at: float | None = None) -> None:

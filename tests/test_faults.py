@@ -762,6 +762,24 @@ def on_a_small_disk(folder: Path, size: str, *command: str) -> subprocess.Comple
 
 
 @needs_mounts
+def test_a_store_on_a_nearly_full_disk_is_refused_in_the_databases_words(tmp_path) -> None:
+    """8 KB left: creating the run fails inside SQLAlchemy's autoflush, whose wrapper's words were all the
+    line said ("(raised as a result of Query-invoked autoflush; consider using ...)")."""
+    disk = tmp_path / "disk"
+    disk.mkdir()
+    ensure_experiment(f"sqlite:///{tmp_path / 'mlflow.db'}", "rnnlab")
+    uri = f"sqlite:///{disk / 'mlflow.db'}"
+    script = (
+        f'cp "{tmp_path / "mlflow.db"}" "{disk}" && (dd if=/dev/zero of="{disk / "filler"}" bs=4k 2>/dev/null; true) '
+        f'&& truncate -s -8K "{disk / "filler"}" && "{sys.executable}" -m src.train framework=numpy {" ".join(SMALL)} '
+        f"trainer=quick tracking.uri={uri} hydra.run.dir={tmp_path / 'output'}"
+    )
+    full = on_a_small_disk(disk, "4m", "sh", "-c", script)
+    assert full.returncode == 2, full.stderr[-2000:]
+    assert full.stderr.strip().splitlines() == [f"error: cannot use the tracking store {uri}: database or disk is full"]
+
+
+@needs_mounts
 def test_an_artifact_disk_that_fills_up_ends_the_run_failed_in_one_line_and_the_resume_finishes_it(tmp_path):
     """The database works, but the disk of its artifact folder (mlartifacts/ beside it) fills up once the
     run's config is in: the model and the figures cannot be written. That was a traceback with exit 1."""
@@ -847,6 +865,44 @@ else:
 sys.argv = ["src.train", *sys.argv[2:]]
 runpy.run_module("src.train", run_name="__main__", alter_sys=True)
 """
+
+
+# src.train, killed (SIGKILL) by itself once its params are logged: its set-up (config, data sets) is not.
+CUT_AFTER_PARAMS_SCRIPT = """
+import os, runpy, signal, sys
+import mlflow
+
+original = mlflow.log_params
+
+def log_params_then_die(*args, **kwargs):
+    original(*args, **kwargs)
+    os.kill(os.getpid(), signal.SIGKILL)
+
+mlflow.log_params = log_params_then_die
+sys.argv = ["src.train", *sys.argv[1:]]
+runpy.run_module("src.train", run_name="__main__", alter_sys=True)
+"""
+
+
+def test_a_run_cut_right_after_its_params_resumes_from_the_start_and_finishes(tmp_path) -> None:
+    """Its set-up had not been logged, so the resume logs it, params too: MLflow refused to change the
+    param tracking.resume (False, now True), and every resume of that run failed with a traceback."""
+    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    config = ["framework=numpy", *SMALL, "trainer=quick", f"tracking.uri={uri}"]
+    cut = subprocess.run(
+        [sys.executable, "-c", CUT_AFTER_PARAMS_SCRIPT, *config], cwd=PROJECT_ROOT, capture_output=True, text=True,
+        timeout=300,
+    )  # fmt: skip
+    assert cut.returncode == -signal.SIGKILL, cut.stderr[-2000:]
+    (killed,) = all_runs(uri)
+    assert killed.info.status == "RUNNING" and killed.data.params["tracking.resume"] == "False"
+    resumed = run_cli(*config, "tracking.resume=true")
+    assert resumed.returncode == 0, resumed.stderr[-3000:]
+    assert f"resuming run {killed.info.run_id} (KILLED) from the start: it has no checkpoint" in resumed.stdout
+    (run,) = all_runs(uri)
+    assert run.info.run_id == killed.info.run_id and run.info.status == "FINISHED"
+    assert run.data.params == {**killed.data.params} and "test_mse" in run.data.metrics
+    assert run.data.tags["setup_logged"] == "true"
 
 
 @pytest.mark.parametrize("cut_by", ["SIGTERM", "SIGKILL", "SIGKILL-after", "SIGKILL-metrics"])
@@ -1070,9 +1126,9 @@ def test_kill_9_of_a_joblib_sweep_kills_its_forked_workers(tmp_path) -> None:
     )
 
 
-def cleanup(uri: str) -> subprocess.CompletedProcess:
+def cleanup(uri: str, *options: str) -> subprocess.CompletedProcess:
     return subprocess.run(
-        [sys.executable, "-m", "src.runs", "cleanup", "--tracking-uri", uri],
+        [sys.executable, "-m", "src.runs", "cleanup", "--tracking-uri", uri, *options],
         cwd=PROJECT_ROOT,
         capture_output=True,
         text=True,
@@ -1087,6 +1143,10 @@ def test_cleanup_ends_runs_whose_process_is_gone_and_lists_them(tmp_path) -> Non
         wait_for(lambda: epochs_logged(uri, tmp_path / "mlflow.db") >= 2, what="2 epochs")
         alive = cleanup(uri)
         assert alive.returncode == 0 and alive.stdout.strip() == "no dead runs"  # its owner still trains
+        # However old its heartbeat (an epoch can take minutes): a process of this host is known to live.
+        # It was ended KILLED, and went on training into the ended run.
+        alive = cleanup(uri, "--stale-minutes", "0.0001")
+        assert alive.returncode == 0 and alive.stdout.strip() == "no dead runs", alive.stdout + alive.stderr
         process.send_signal(signal.SIGKILL)
         process.wait(timeout=30)
     finally:

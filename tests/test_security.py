@@ -263,3 +263,40 @@ def test_a_secret_uri_in_a_config_file_is_refused_before_anything_is_written(tmp
     assert line.startswith("error: tracking.uri carries a password")
     assert SECRET not in result.stdout + result.stderr
     assert not out.exists()
+
+
+@pytest.mark.parametrize("sweep", [False, True], ids=["run", "sweep"])
+@pytest.mark.parametrize(
+    "where, key",
+    [
+        ("env_set", "hydra.job.env_set.MLFLOW_TRACKING_URI"),  # Hydra's own config, also written to .hydra/
+        ("config file", "tracking.run_name"),  # a key other than tracking.uri, in a user's config file
+    ],
+)
+def test_a_secret_uri_anywhere_in_the_config_is_refused_before_anything_is_written(
+    tmp_path, sweep: bool, where: str, key: str
+) -> None:
+    """The check read tracking.uri and the task's overrides only: Hydra wrote a secret in
+    hydra.job.env_set (a Hydra override) to .hydra/hydra.yaml, and a sweep to multirun.yaml, before
+    the run refused the variable it set."""
+    config_dir, out = tmp_path / "conf", tmp_path / "out"
+    (config_dir / "tracking").mkdir(parents=True)
+    (config_dir / "tracking" / "team.yaml").write_text(
+        f"defaults:\n  - default\n  - _self_\nrun_name: {SECRET_URIS[0]}\n"
+    )
+    flags = ["-m"] if sweep else []
+    overrides = ["trainer.seed=0,1"] if sweep else []
+    if where == "env_set":
+        overrides.append(f"+hydra.job.env_set.MLFLOW_TRACKING_URI={SECRET_URIS[0]}")
+    else:
+        flags += ["--config-dir", str(config_dir)]
+        overrides.append("tracking=team")
+    result = run_cli(
+        *flags, *overrides, "trainer=quick", f"tracking.uri=sqlite:///{tmp_path / 'm.db'}",
+        f"hydra.run.dir={out}", f"hydra.sweep.dir={out}",
+    )  # fmt: skip
+    assert result.returncode == 2, result.stderr[-2000:]
+    (line,) = result.stderr.strip().splitlines()
+    assert line.startswith(f"error: {key} carries a password"), line
+    assert SECRET not in result.stdout + result.stderr
+    assert not out.exists() and not (tmp_path / "m.db").exists()
