@@ -18,7 +18,7 @@ from hydra.experimental.callback import Callback
 from omegaconf import DictConfig, OmegaConf
 
 from src.errors import UserError
-from src.paths import probe_writable
+from src.paths import CONF_DIR, probe_writable
 from src.uris import check_no_secret, resolve_uri
 
 
@@ -61,6 +61,37 @@ def preflight(config: DictConfig, output_key: str, sweep: bool = False) -> None:
     except UserError as error:
         print(f"error: {error}", file=sys.stderr, flush=True)
         raise SystemExit(2) from None
+
+
+def check_group_choices(argv: list[str]) -> None:
+    """A config group the primary config chooses one option of (model, dataset, ...) overridden with no
+    option (`trainer=null`, `~trainer`) or a list (`model=[]`, `model=[rnn,gru]`): Hydra fails the first
+    with a traceback, and composes the second from the schema's defaults alone (an LSTM for `model=[]`)
+    or merges the options. Checked on the command line, before Hydra composes."""
+    from hydra.core.override_parser.overrides_parser import OverridesParser
+    from hydra.core.override_parser.types import Glob
+
+    groups = one_choice_groups()
+    words = [word for word in argv if "=" in word or word.startswith("~")]
+    try:
+        overrides = OverridesParser.create().parse_overrides([word for word in words if not word.startswith("-")])
+    except Exception:  # a syntax error: Hydra says it in its own words
+        return
+    for override in overrides:
+        if override.key_or_group not in groups or override.package or isinstance(override.value(), Glob):
+            continue
+        chosen = list(override.sweep_iterator()) if override.is_choice_sweep() else [override.value()]
+        if override.is_delete() or not all(isinstance(option, str) for option in chosen):
+            options = ", ".join(sorted(path.stem for path in (CONF_DIR / override.key_or_group).glob("*.yaml")))
+            raise UserError(f"{override.input_line} is invalid: {override.key_or_group} takes one of {options}")
+
+
+def one_choice_groups() -> set[str]:
+    """The groups the primary config's defaults list chooses an option of (not `experiment: null`)."""
+    import yaml
+
+    defaults = yaml.safe_load((CONF_DIR / "config.yaml").read_text())["defaults"]
+    return {group for entry in defaults if isinstance(entry, dict) for group, option in entry.items() if option}
 
 
 def check_no_secret_in(node: Any, key: str) -> None:

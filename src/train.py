@@ -74,6 +74,13 @@ if __name__ == "__main__":
     # In the launching process too: SIGTERM to a sweep's main process becomes KeyboardInterrupt, so the
     # sweep callback's exit handler stops the workers and ends every run of the sweep KILLED.
     stop_on_sigterm()
+    from src.preflight import check_group_choices
+
+    try:
+        check_group_choices(sys.argv[1:])
+    except UserError as error:
+        print(f"error: {error}", file=sys.stderr)
+        sys.exit(2)
     # A single run's training process is forked now, to import the framework while Hydra composes.
     from src.training_process import prestart
 

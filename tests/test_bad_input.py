@@ -46,6 +46,10 @@ CASES = [
     (["framework.device=tpu"], "error: framework.device='tpu' is invalid"),
     (["+trainer.momentum=0.9"], "error: trainer.momentum=0.9 is invalid: is not a config key"),
     (["+foo=1"], "error: foo=1 is invalid: is not a config key"),
+    # A group given no option (Hydra's traceback) or a list of them (the schema's defaults, silently).
+    (["trainer=null"], "error: trainer=null is invalid: trainer takes one of default, quick"),
+    (["model=[]"], "error: model=[] is invalid: model takes one of gru, lstm, rnn"),
+    (["~dataset"], "error: ~dataset is invalid: dataset takes one of "),
     (["dataset=sum", "dataset.high=1e300"], "error: dataset sum produced values that are not finite"),
     (["dataset=sum", "dataset.low=-inf"], "error: dataset.low=-inf is invalid"),
     (
