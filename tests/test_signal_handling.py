@@ -3,6 +3,7 @@ what a second signal does while the first one's clean-up runs."""
 
 from __future__ import annotations
 
+import os
 import signal
 import subprocess
 import sys
@@ -56,3 +57,33 @@ def test_a_signal_during_an_interrupts_clean_up_is_remembered_not_raised() -> No
         f"caught once: signal {signal.SIGTERM}",
         f"raised again: signal {signal.SIGINT}",
     ], result.stderr[-3000:]
+
+
+# A SIGTERM whose KeyboardInterrupt escapes an exec() of a string (as while a dataclass is made).
+SIGTERM_IN_EXEC_SCRIPT = """
+import os, signal
+from src.errors import exit_interrupted, stop_on_sigterm
+
+stop_on_sigterm()
+try:
+    exec("import os, signal\\nos.kill(os.getpid(), signal.SIGTERM)\\nfor _ in range(100_000):\\n    pass")
+except KeyboardInterrupt as interruption:
+    exit_interrupted(interruption, "")
+"""
+
+
+def test_a_sigterm_that_lands_inside_exec_still_exits_143(tmp_path) -> None:
+    """CPython then flags the interrupt as unhandled and ended the process with SIGINT (-2, the shell's
+    130) after the one line said SIGTERM: seen for SIGTERMs landing while MLflow was imported. Only a
+    module run with `python -m`, as every entry point is, exits that way (-c and a file exit at once)."""
+    (tmp_path / "sigterm_in_exec.py").write_text(SIGTERM_IN_EXEC_SCRIPT)
+    result = subprocess.run(
+        [sys.executable, "-m", "sigterm_in_exec"],
+        cwd=tmp_path,
+        env={**os.environ, "PYTHONPATH": str(PROJECT_ROOT)},
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert result.stderr.strip() == "error: stopped by SIGTERM"
+    assert result.returncode == 128 + signal.SIGTERM
