@@ -85,8 +85,9 @@ def select_runs(
     """The runs of a sweep id, else of an experiment name, else of an experiment id (all experiments
     when no target), narrowed by an MLflow filter string. A sweep's parent is a summary, not a
     training: it is left out unless `sweep_parents`."""
-    if target is None and not filter_string:
+    if not (target or "").strip() and not filter_string:  # an empty target names nothing
         raise UserError("give an experiment (name or id), a sweep id or a filter string")
+    target = target if (target or "").strip() else None
     experiments = [e.experiment_id for e in all_pages(lambda token: client.search_experiments(page_token=token))]
     conditions = [filter_string] if filter_string else []
     parent = None

@@ -492,6 +492,7 @@ class TrackedRun:
         self.logged_values: dict[str, float] = {}  # a resumed run's final metrics already in the store
         self._logging_model = False  # between the start and the end of log_model
         self.logged_predictor: str | None = None  # a resumed run's READY model: its predictor files' digest
+        self._model_untagged = False  # that model was READY before the run was tagged with it
         self.checkpoint: Path | None = None  # uploaded when the run ends, for a server
         self._last_heartbeat = 0.0
         self._server_failed = False
@@ -614,22 +615,34 @@ class TrackedRun:
         }
         run = client.get_run(self.run_id)
         self.logged_values = dict(run.data.metrics)
-        self._fail_unfinished_models()
+        ready = self._fail_unfinished_models()
         model_uri = run.data.tags.get("model_uri")
-        if model_uri and client.get_logged_model(model_uri.rsplit("/", 1)[-1]).status == LoggedModelStatus.READY:
+        if model_uri and model_uri.rsplit("/", 1)[-1] in ready:
             self.model_uri = model_uri
             self.logged_predictor = run.data.tags.get(PREDICTOR_DIGEST_TAG)
+        elif ready:  # READY, but cut before the run was tagged with it: the model says what it holds
+            model_id = max(ready, key=lambda found: ready[found][1])  # the last one logged
+            self.logged_predictor = ready[model_id][0]
+            self.model_uri = f"models:/{model_id}"
+            self._model_untagged = True
 
-    def _fail_unfinished_models(self) -> None:
+    def _fail_unfinished_models(self) -> dict[str, tuple[str, int]]:
         """MLflow creates a logged model PENDING and marks it READY once saved: one whose logging was cut
-        short (Ctrl-C, SIGTERM, an error, kill -9) would stay PENDING for ever. FAILED says what it is."""
+        short (Ctrl-C, SIGTERM, an error, kill -9) would stay PENDING for ever. FAILED says what it is.
+        Returns the run's READY models that name their predictor's digest: id -> (digest, created)."""
+        from src.model_digest import PREDICTOR_DIGEST_TAG
+
         client = MlflowClient(self.uri)
+        ready = {}
         # (A filter on status matches nothing in MLflow 3.17's SQL store: filtered here.)
         for model in client.search_logged_models(
             [self.experiment_id], filter_string=f"source_run_id = '{self.run_id}'"
         ):
             if model.status == LoggedModelStatus.PENDING:
                 client.finalize_logged_model(model.model_id, LoggedModelStatus.FAILED)
+            elif model.status == LoggedModelStatus.READY and PREDICTOR_DIGEST_TAG in model.tags:
+                ready[model.model_id] = (model.tags[PREDICTOR_DIGEST_TAG], model.creation_timestamp)
+        return ready
 
     @_guarded
     def has_tag(self, name: str) -> bool:
@@ -723,7 +736,7 @@ class TrackedRun:
     def log_model(self, predictor: Predictor, input_example: np.ndarray) -> str:
         """Log the predictor as a pyfunc model; returns (and tags) the URI that loads it. A resumed run that
         logged this very predictor (the same weights' files) before it was cut short keeps that model."""
-        from src.model_digest import DIGEST_TAG, PREDICTOR_DIGEST_TAG, directory_digest, logged_model_digest
+        from src.model_digest import PREDICTOR_DIGEST_TAG, directory_digest
         from src.serving import interface
 
         served = interface(predictor, input_example)
@@ -734,6 +747,8 @@ class TrackedRun:
             predictor.save(directory)
             weights = directory_digest(directory)
             if self.model_uri is not None and weights == self.logged_predictor:
+                if self._model_untagged:
+                    self._tag_model(self.model_uri, weights)
                 return self.model_uri
             self._logging_model = True
             info = mlflow.pyfunc.log_model(
@@ -744,17 +759,20 @@ class TrackedRun:
                 signature=served.signature,
                 input_example=served.input_example,
                 pip_requirements=model_requirements(predictor.backend.requirements()),
-            )
-        mlflow.set_tags(
-            {
-                "model_uri": info.model_uri,
-                DIGEST_TAG: logged_model_digest(info.model_uri),
-                PREDICTOR_DIGEST_TAG: weights,
-            }
-        )
+                tags={PREDICTOR_DIGEST_TAG: weights},  # the model itself says what it holds: a resume cut
+            )  # before the run's tags below still finds it
+        self._tag_model(info.model_uri, weights)
         self.model_uri = info.model_uri
         self._logging_model = False
         return info.model_uri
+
+    def _tag_model(self, model_uri: str, weights: str) -> None:
+        from src.model_digest import DIGEST_TAG, PREDICTOR_DIGEST_TAG, logged_model_digest
+
+        mlflow.set_tags(
+            {"model_uri": model_uri, DIGEST_TAG: logged_model_digest(model_uri), PREDICTOR_DIGEST_TAG: weights}
+        )
+        self._model_untagged = False
 
 
 @contextmanager

@@ -44,6 +44,7 @@ def test_an_unreachable_server_fails_fast_and_a_password_is_refused(module: str,
         (["rnnlab", "--objective", "accuracy"], "--objective='accuracy' is invalid"),
         (["rnnlab", "--output", "/nonexistent/folder/x.png"], "--output='/nonexistent/folder/x.png' is invalid"),
         (["it's"], "no experiment or sweep named"),
+        ([""], "give an experiment (name or id), a sweep id or a filter string"),  # was "None has no runs"
         (["rnnlab", "--output", "/tmp"], "--output='/tmp' is invalid"),
     ],
 )

@@ -837,7 +837,7 @@ CUT_MODEL_SCRIPT = """
 import os, runpy, signal, sys, time
 import mlflow.pyfunc
 
-number = getattr(signal, sys.argv[1].removesuffix("-after").removesuffix("-metrics"))
+number = getattr(signal, sys.argv[1].split("-")[0])
 original, set_tags, log_metrics = mlflow.pyfunc.save_model, mlflow.set_tags, mlflow.log_metrics
 
 def save_model(*args, **kwargs):
@@ -850,6 +850,11 @@ def set_tags_then_die(tags, *args, **kwargs):  # the model logged READY and tagg
     if "model_uri" in tags:
         os.kill(os.getpid(), number)
 
+def die_then_set_tags(tags, *args, **kwargs):  # the model logged READY, the run not yet tagged with it
+    if "model_uri" in tags:
+        os.kill(os.getpid(), number)
+    return set_tags(tags, *args, **kwargs)
+
 def log_metrics_then_die(metrics, *args, **kwargs):  # the model and the test metrics logged, the run not ended
     logged = log_metrics(metrics, *args, **kwargs)
     if "test_mse" in metrics:
@@ -858,6 +863,8 @@ def log_metrics_then_die(metrics, *args, **kwargs):  # the model and the test me
 
 if sys.argv[1].endswith("-after"):
     mlflow.set_tags = set_tags_then_die
+elif sys.argv[1].endswith("-ready"):
+    mlflow.set_tags = die_then_set_tags
 elif sys.argv[1].endswith("-metrics"):
     mlflow.log_metrics = log_metrics_then_die
 else:
@@ -905,7 +912,7 @@ def test_a_run_cut_right_after_its_params_resumes_from_the_start_and_finishes(tm
     assert run.data.tags["setup_logged"] == "true"
 
 
-@pytest.mark.parametrize("cut_by", ["SIGTERM", "SIGKILL", "SIGKILL-after", "SIGKILL-metrics"])
+@pytest.mark.parametrize("cut_by", ["SIGTERM", "SIGKILL", "SIGKILL-ready", "SIGKILL-after", "SIGKILL-metrics"])
 def test_a_run_cut_while_logging_its_model_leaves_no_pending_model_and_resumes_without_duplicates(
     tmp_path, cut_by
 ) -> None:
@@ -918,7 +925,8 @@ def test_a_run_cut_while_logging_its_model_leaves_no_pending_model_and_resumes_w
         timeout=300,
     )  # fmt: skip
     assert cut.returncode == (143 if cut_by == "SIGTERM" else -signal.SIGKILL), cut.stderr[-3000:]
-    logged_before = cut_by in ("SIGKILL-after", "SIGKILL-metrics")  # READY and tagged: the resume keeps it
+    # READY (tagged on the run, or not yet: the model names its predictor's digest): the resume keeps it.
+    logged_before = cut_by in ("SIGKILL-ready", "SIGKILL-after", "SIGKILL-metrics")
     client = MlflowClient(uri)
     (run,) = all_runs(uri)
 
@@ -928,6 +936,7 @@ def test_a_run_cut_while_logging_its_model_leaves_no_pending_model_and_resumes_w
 
     assert run.info.status == ("KILLED" if cut_by == "SIGTERM" else "RUNNING")
     assert models() == {"SIGTERM": ["FAILED"], "SIGKILL": ["PENDING"]}.get(cut_by, ["READY"])
+    assert ("model_uri" in run.data.tags) == (cut_by in ("SIGKILL-after", "SIGKILL-metrics"))
     if (
         cut_by == "SIGKILL-metrics"
     ):  # the final metrics are in the store before the cut: the resume must not repeat them
@@ -938,6 +947,7 @@ def test_a_run_cut_while_logging_its_model_leaves_no_pending_model_and_resumes_w
     assert run.info.status == "FINISHED" and models() == (["READY"] if logged_before else ["FAILED", "READY"])
     ready = [model for model in client.search_logged_models([run.info.experiment_id]) if "READY" in str(model.status)]
     assert run.data.tags["model_uri"] == f"models:/{ready[0].model_id}"
+    assert run.data.tags["model_sha256"] and run.data.tags["predictor_sha256"]
     for name in ("test_mse", "best_val_loss", "epochs_trained", "val_mse"):
         assert len(client.get_metric_history(run.info.run_id, name)) == 1, name
 
