@@ -109,8 +109,13 @@ def ci95(values: pd.Series) -> float:
 def aggregate(runs: pd.DataFrame, over: str) -> pd.DataFrame:
     """FINISHED runs of src.runs' frame grouped by every param that varies except `over` (a seed):
     per group `n` and, for the headline test metric and each baseline's same metric, `<metric>_mean`,
-    `<metric>_std` (n - 1 in the denominator) and `<metric>_ci95`; best mean first."""
+    `<metric>_std` (n - 1 in the denominator) and `<metric>_ci95`; best mean first. Runs with one
+    `run_key` trained the same thing (a rerun, a sweep's job and a run alike): one sample, the latest."""
     finished = runs[runs["status"] == "FINISHED"]
+    if "tags.run_key" in finished:
+        keyed = finished["tags.run_key"].notna()
+        latest = finished[keyed].sort_values("end_time").drop_duplicates("tags.run_key", keep="last")
+        finished = pd.concat([finished[~keyed], latest])
     main_test, baselines = main_test_columns(c.removeprefix("metrics.") for c in finished.columns)
     if main_test is None:
         return pd.DataFrame()

@@ -155,3 +155,20 @@ def test_the_frame_reads_a_server_and_a_sqlite_path_alike(store: dict) -> None:
         c for c in expected.columns if c.startswith(("params.", "metrics.", "tags.")) or c in ("run_name", "status")
     ]
     pd.testing.assert_frame_equal(served[["run_id", *columns]], expected[["run_id", *columns]])
+
+
+def test_over_seed_counts_runs_that_trained_the_same_thing_once(compose_cfg, tracking_uri) -> None:
+    """A run repeated with its config and seed (a rerun, or a run beside a sweep's same job) is no new
+    sample: counted twice, n grew and the interval shrank with no new information."""
+    from src import experiment
+    from src.leaderboard import aggregate
+
+    config = ["framework=numpy", "dataset=sum", "dataset.num_samples=200", "trainer=quick", "tracking.log_model=false"]
+    outcomes = [experiment.run(compose_cfg(*config, f"trainer.seed={seed}")) for seed in (0, 1, 1)]
+    assert outcomes[1].metrics["test_mse"] == outcomes[2].metrics["test_mse"]  # the same training twice
+    table = aggregate(runs_frame("rnnlab", tracking_uri=tracking_uri), "trainer.seed")
+    (row,) = table.itertuples()
+    assert row.n == 2
+    expected = np.array([outcomes[0].metrics["test_mse"], outcomes[1].metrics["test_mse"]])
+    assert row.test_mse_mean == pytest.approx(expected.mean(), rel=1e-12)
+    assert row.test_mse_std == pytest.approx(expected.std(ddof=1), rel=1e-12)
