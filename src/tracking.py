@@ -521,6 +521,13 @@ class TrackedRun:
                     self.run_id, tags=[RunTag(key, value) for key, value in process_tags().items()]
                 )
                 run = mlflow.start_run(run_id=self.run_id)
+                started_at = run.data.tags.get("git_commit")
+                if started_at and commit and started_at != commit:
+                    # Trained partly at another commit: the run keeps the one it started at, and says
+                    # which one it was continued at (a resume after a pull, a fix, a checkout).
+                    tags.update({"git_commit": started_at, "mlflow.source.git.commit": started_at})
+                    tags["resumed_at_git_commit"] = commit
+                    log.warning("run %s was started at commit %s and continues at %s", self.run_id, started_at, commit)
                 if "error" in run.data.tags:  # a FAILED run resumed: that failure is over (a new one is tagged)
                     MlflowClient(self.uri).delete_tag(self.run_id, "error")
                 if self.parent_run_id:

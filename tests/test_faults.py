@@ -7,6 +7,7 @@ import contextlib
 import http.server
 import os
 import re
+import shutil
 import signal
 import subprocess
 import sys
@@ -910,6 +911,39 @@ def test_a_run_cut_right_after_its_params_resumes_from_the_start_and_finishes(tm
     assert run.info.run_id == killed.info.run_id and run.info.status == "FINISHED"
     assert run.data.params == {**killed.data.params} and "test_mse" in run.data.metrics
     assert run.data.tags["setup_logged"] == "true"
+
+
+def test_a_run_resumed_at_another_commit_keeps_the_commit_it_started_at_and_names_the_other(tmp_path) -> None:
+    """The resume overwrote the run's git_commit with its own: a run trained partly at one commit and
+    partly at another claimed the second alone."""
+    project, uri = tmp_path / "project", f"sqlite:///{tmp_path / 'mlflow.db'}"
+    for name in ("conf", "src", "hydra_plugins"):
+        shutil.copytree(PROJECT_ROOT / name, project / name, ignore=shutil.ignore_patterns("__pycache__"))
+
+    def git(*args: str) -> str:
+        identity = ["-c", "user.name=t", "-c", "user.email=t@t"]
+        return subprocess.run(["git", *identity, *args], cwd=project, capture_output=True, text=True, check=True).stdout
+
+    git("init", "-q")
+    git("add", "-A")
+    git("commit", "-qm", "first")
+    first = git("rev-parse", "HEAD").strip()
+    config = ["framework=numpy", *SMALL, "trainer=quick", f"tracking.uri={uri}"]
+    cut = subprocess.run(
+        [sys.executable, "-c", CUT_AFTER_PARAMS_SCRIPT, *config], cwd=project, capture_output=True, text=True,
+        timeout=300,
+    )  # fmt: skip
+    assert cut.returncode == -signal.SIGKILL, cut.stderr[-2000:]
+    (project / "NOTES").write_text("a later commit\n")
+    git("add", "NOTES")
+    git("commit", "-qm", "second")
+    second = git("rev-parse", "HEAD").strip()
+    resumed = run_cli(*config, "tracking.resume=true", cwd=project)
+    assert resumed.returncode == 0, resumed.stderr[-3000:]
+    (run,) = all_runs(uri)
+    assert run.info.status == "FINISHED"
+    assert run.data.tags["git_commit"] == run.data.tags["mlflow.source.git.commit"] == first
+    assert run.data.tags["resumed_at_git_commit"] == second
 
 
 @pytest.mark.parametrize("cut_by", ["SIGTERM", "SIGKILL", "SIGKILL-ready", "SIGKILL-after", "SIGKILL-metrics"])
