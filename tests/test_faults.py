@@ -892,16 +892,20 @@ runpy.run_module("src.train", run_name="__main__", alter_sys=True)
 """
 
 
+def cut_after_params(config: list[str], cwd: Path) -> None:
+    """Run src.train with `config` in `cwd` until it has logged its params, then SIGKILL."""
+    cut = subprocess.run(
+        [sys.executable, "-c", CUT_AFTER_PARAMS_SCRIPT, *config], cwd=cwd, capture_output=True, text=True, timeout=300
+    )
+    assert cut.returncode == -signal.SIGKILL, cut.stderr[-2000:]
+
+
 def test_a_run_cut_right_after_its_params_resumes_from_the_start_and_finishes(tmp_path) -> None:
     """Its set-up had not been logged, so the resume logs it, params too: MLflow refused to change the
     param tracking.resume (False, now True), and every resume of that run failed with a traceback."""
     uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
     config = ["framework=numpy", *SMALL, "trainer=quick", f"tracking.uri={uri}"]
-    cut = subprocess.run(
-        [sys.executable, "-c", CUT_AFTER_PARAMS_SCRIPT, *config], cwd=PROJECT_ROOT, capture_output=True, text=True,
-        timeout=300,
-    )  # fmt: skip
-    assert cut.returncode == -signal.SIGKILL, cut.stderr[-2000:]
+    cut_after_params(config, PROJECT_ROOT)
     (killed,) = all_runs(uri)
     assert killed.info.status == "RUNNING" and killed.data.params["tracking.resume"] == "False"
     resumed = run_cli(*config, "tracking.resume=true")
@@ -929,11 +933,7 @@ def test_a_run_resumed_at_another_commit_keeps_the_commit_it_started_at_and_name
     git("commit", "-qm", "first")
     first = git("rev-parse", "HEAD").strip()
     config = ["framework=numpy", *SMALL, "trainer=quick", f"tracking.uri={uri}"]
-    cut = subprocess.run(
-        [sys.executable, "-c", CUT_AFTER_PARAMS_SCRIPT, *config], cwd=project, capture_output=True, text=True,
-        timeout=300,
-    )  # fmt: skip
-    assert cut.returncode == -signal.SIGKILL, cut.stderr[-2000:]
+    cut_after_params(config, project)
     (project / "NOTES").write_text("a later commit\n")
     git("add", "NOTES")
     git("commit", "-qm", "second")
