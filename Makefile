@@ -2,9 +2,6 @@
 # The virtual environment is installed once per version of pyproject.toml (the stamp is keyed on its hash).
 
 PYTHON ?= python3
-# Independent prerequisites at once: `make test` installs the environment while apt installs the browser,
-# then lints while it checks the lockfile (about a minute less on a fresh machine).
-MAKEFLAGS += --jobs=2
 VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-$(shell sha256sum pyproject.toml | cut -c1-16)

@@ -20,6 +20,7 @@ def signal_self(number):
     for _ in range(100_000):
         pass
 
+signal.signal(signal.SIGINT, signal.default_int_handler)  # as at a terminal: a background job ignores it
 stop_on_sigterm()
 try:
     signal_self(signal.SIGTERM)
