@@ -627,16 +627,18 @@ class TrackedRun:
         if model_uri and model_uri.rsplit("/", 1)[-1] in ready:
             self.model_uri = model_uri
             self.logged_predictor = run.data.tags.get(PREDICTOR_DIGEST_TAG)
-        elif ready:  # READY, but cut before the run was tagged with it: the model says what it holds
-            model_id = max(ready, key=lambda found: ready[found][1])  # the last one logged
-            self.logged_predictor = ready[model_id][0]
+        elif untagged := {model_id: found for model_id, found in ready.items() if found[0]}:
+            # READY, but cut before the run was tagged with it: the model says what it holds.
+            model_id = max(untagged, key=lambda found: untagged[found][1])  # the last one logged
+            self.logged_predictor = untagged[model_id][0]
             self.model_uri = f"models:/{model_id}"
             self._model_untagged = True
 
-    def _fail_unfinished_models(self) -> dict[str, tuple[str, int]]:
+    def _fail_unfinished_models(self) -> dict[str, tuple[str | None, int]]:
         """MLflow creates a logged model PENDING and marks it READY once saved: one whose logging was cut
         short (Ctrl-C, SIGTERM, an error, kill -9) would stay PENDING for ever. FAILED says what it is.
-        Returns the run's READY models that name their predictor's digest: id -> (digest, created)."""
+        Returns the run's READY models: id -> (their predictor's digest, None where a model logged before
+        models carried it; when created)."""
         from src.model_digest import PREDICTOR_DIGEST_TAG
 
         client = MlflowClient(self.uri)
@@ -647,8 +649,8 @@ class TrackedRun:
         ):
             if model.status == LoggedModelStatus.PENDING:
                 client.finalize_logged_model(model.model_id, LoggedModelStatus.FAILED)
-            elif model.status == LoggedModelStatus.READY and PREDICTOR_DIGEST_TAG in model.tags:
-                ready[model.model_id] = (model.tags[PREDICTOR_DIGEST_TAG], model.creation_timestamp)
+            elif model.status == LoggedModelStatus.READY:
+                ready[model.model_id] = (model.tags.get(PREDICTOR_DIGEST_TAG), model.creation_timestamp)
         return ready
 
     @_guarded
