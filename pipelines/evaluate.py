@@ -30,8 +30,12 @@ def main(framework: str) -> None:
     uri = resolve_uri(settings.tracking.uri)
     check_reachable(uri)
     tags = {"stage.evaluate": f"evaluate@{framework}", "data_digest": splits.digest()}
-    with TrackedRun(uri, settings.tracking.experiment, None, tags, run_id=run_id) as tracked:
-        evaluation, metrics = experiment.report(predictor, splits, tracked, settings.tracking.log_model)
+    outputs = experiment.Outputs.here(predictor, splits, save=settings.tracking.log_model)
+    try:
+        with TrackedRun(uri, settings.tracking.experiment, None, tags, run_id=run_id) as tracked:
+            evaluation, metrics = experiment.report(outputs, splits, tracked)
+    finally:
+        outputs.discard()
     write_json(metrics_file(framework), metrics)
     (reports_dir(framework) / "predictions.csv").write_text(evaluation.task.predictions_csv(evaluation))
     print(evaluation.table())

@@ -54,6 +54,7 @@ def main(framework: str) -> None:
         )
     output = model_dir(framework)
     output.mkdir(parents=True, exist_ok=True)
+    assert trained.predictor is not None  # trained in this process (no training process given)
     trained.predictor.save(output)
     write_json(run_file(framework), {"run_id": tracked.run_id, "experiment": settings.tracking.experiment})
     history = pd.DataFrame([asdict(result) for result in trained.fit.history])

@@ -11,8 +11,8 @@ from __future__ import annotations
 
 import logging
 import tempfile
-from collections.abc import Mapping
-from dataclasses import dataclass, field
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, cast
 
@@ -28,13 +28,13 @@ from src.frameworks import backend_class
 from src.frameworks.checkpoint import Checkpoint, EpochResult
 from src.frameworks.spec import ModelSpec
 from src.frameworks.training import Checkpointing, FitResult
-from src.predictor import Predictor
+from src.predictor import INPUT_EXAMPLE_ROWS, Predictor, SavedPredictor
 from src.resume import RUN_KEY_TAG, UNFINISHED, RunClaim, end_dead_runs, run_key, runs_with_key
 from src.settings import settings_from
 from src.sweep import SweepContext, ray_node_tags
 from src.tasks import FINAL_LOSS_METRICS
 from src.tasks.task import Task
-from src.training_process import TrainingProcess, can_fork, discard_prestarted, fit_here
+from src.training_process import TrainingProcess, can_fork, discard_prestarted, evaluated_splits, fit_here
 from src.uris import check_reachable, is_server, redact, resolve_uri, spool_folder, sqlite_path
 
 if TYPE_CHECKING:
@@ -44,7 +44,6 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
-INPUT_EXAMPLE_ROWS = 5
 FEW_SAMPLES = 10  # below this many, a split's metrics are worth a warning
 
 
@@ -68,12 +67,44 @@ class Outcome:
 
 
 @dataclass(frozen=True)
+class Outputs:
+    """What `report` evaluates and logs of a trained predictor, in whichever process the predictor is:
+    its outputs per split ("test", and "val" where it has rows), the task's artifacts (made when
+    asked for), and the predictor saved for the MLflow model (None when no model is logged)."""
+
+    task: Task
+    predictions: Mapping[str, np.ndarray]
+    artifacts: Callable[[], Mapping[str, str]]
+    saved: SavedPredictor | None
+
+    @classmethod
+    def here(cls, predictor: Predictor, splits: Splits, save: bool) -> Outputs:
+        """Of a predictor in this process; saved in a temporary folder (`discard` removes it) if `save`."""
+        predictions = {name: predictor.predict(split.x) for name, split in evaluated_splits(splits)}
+        saved = None
+        if save:
+            scratch = Path(tempfile.mkdtemp(prefix="rnnlab-trained-"))
+            saved = SavedPredictor.of(predictor, scratch, splits.test.x[:INPUT_EXAMPLE_ROWS])
+        return cls(predictor.task, predictions, lambda: predictor.task.artifacts(predictor, splits), saved)
+
+    def discard(self) -> None:
+        if self.saved is not None:
+            self.saved.discard()
+
+
+@dataclass(frozen=True)
 class Trained:
-    predictor: Predictor
     fit: FitResult  # losses in original units
     metrics: dict[str, float]
-    # The predictor's outputs per split name ("test", "val"), where the training process computed them.
-    predictions: Mapping[str, np.ndarray] = field(default_factory=dict)
+    predictor: Predictor | None = None  # trained in this process
+    arriving: Outputs | None = None  # trained in a training process: what it sends
+
+    def outputs(self, splits: Splits, save: bool) -> Outputs:
+        """What `report` takes; `save`: save the predictor for the model (a training process did already)."""
+        if self.arriving is not None:
+            return self.arriving
+        assert self.predictor is not None
+        return Outputs.here(self.predictor, splits, save)
 
 
 def check_fits_data(settings: Config, splits: Splits) -> None:
@@ -239,9 +270,11 @@ def run(
             )
             tracked.checkpoint = checkpointing.path if settings.trainer.checkpoint_every else None
             trained = train(settings, task, splits, tracked, checkpointing, trainer)
-            evaluation, metrics = report(
-                trained.predictor, splits, tracked, settings.tracking.log_model, trained.predictions
-            )
+            outputs = trained.outputs(splits, settings.tracking.log_model)
+            try:
+                evaluation, metrics = report(outputs, splits, tracked)
+            finally:
+                outputs.discard()
             outcome = Outcome(tracked.run_id, {**trained.metrics, **metrics}, evaluation, tracked.model_uri)
     except TrackingUnavailable as error:
         if checkpointing is None:  # before training: nothing to resume, the command runs again as it is
@@ -457,40 +490,29 @@ def train(
     tracked.log_metrics(metrics)
     tracked.log_figure(plots.loss_curve(fit, plot_title(tracked, splits), task.loss_label), "plots/loss_curve.png")
     if trainer is None:
-        return Trained(predictor, fit, metrics)
-    # Saved by the child while this process logged the above; its predictions come as report() asks for them.
-    predictor, predictions = trainer.trained()
-    return Trained(predictor, fit, metrics, predictions)
+        return Trained(fit, metrics, predictor=predictor)
+    # Saved by the child while this process logged the above; its outputs come as report() asks for them.
+    saved, arriving = trainer.trained()
+    return Trained(fit, metrics, arriving=Outputs(task, arriving, arriving.artifacts, saved))
 
 
-def report(
-    predictor: Predictor,
-    splits: Splits,
-    tracked: TrackedRun,
-    log_model: bool = True,
-    predictions: Mapping[str, np.ndarray] | None = None,
-) -> tuple[Evaluation, dict[str, float]]:
-    """Log the model, then evaluate against the baselines and log metrics, predictions, the table and
-    the task's plots and artifacts. `predictions`: the predictor's outputs per split, where already
-    made or (a training process) still being made: the model is logged first, while they come."""
-    task = predictor.task
-    made = predictions or {}
-
-    def predicted(name: str, x: np.ndarray) -> np.ndarray:
-        return made[name] if name in made else predictor.predict(x)
-
-    if log_model:
-        tracked.log_model(predictor, splits.test.x[:INPUT_EXAMPLE_ROWS])
-    evaluation = evaluate(task, splits, predicted("test", splits.test.x))
+def report(outputs: Outputs, splits: Splits, tracked: TrackedRun) -> tuple[Evaluation, dict[str, float]]:
+    """Log the model (when saved), then evaluate against the baselines and log metrics, predictions,
+    the table and the task's plots and artifacts. A training process may still be predicting while
+    the model is logged: each split's outputs are waited for only when used."""
+    task, predictions = outputs.task, outputs.predictions
+    if outputs.saved is not None:
+        tracked.log_model(outputs.saved)
+    evaluation = evaluate(task, splits, predictions["test"])
     tracked.log_text(task.predictions_csv(evaluation), "predictions.csv")
     tracked.log_text(evaluation.table() + "\n", "results.txt")
     for path, figure in task.figures(evaluation, plot_title(tracked, splits)).items():
         tracked.log_figure(figure, path)
-    for path, text in task.artifacts(predictor, splits).items():
+    for path, text in outputs.artifacts().items():
         tracked.log_text(text, path)
     metrics = {}
     if len(splits.val):  # after the test split's work: a training process may still be predicting these
-        val = task.score(splits.val.y, predicted("val", splits.val.x))
+        val = task.score(splits.val.y, predictions["val"])
         # A language model's val "loss" is the per-epoch curve's name: its final value is best_val_loss.
         metrics.update({f"val_{name}": value for name, value in val.items() if f"val_{name}" not in FINAL_LOSS_METRICS})
     metrics.update(evaluation.flat())

@@ -9,6 +9,7 @@ and anyone else), whatever framework trained it.
 from __future__ import annotations
 
 import json
+import shutil
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -22,6 +23,8 @@ from src.frameworks.base import Backend
 from src.tasks.task import Task
 
 MANIFEST_FILE = "rnnlab.json"
+# Test inputs a logged model carries as its input example (and its signature is inferred from).
+INPUT_EXAMPLE_ROWS = 5
 
 
 @dataclass
@@ -62,3 +65,32 @@ class Predictor:
             standardizer = Standardizer.from_dict(manifest["standardizer"])
             classes = [str(name) for name in manifest.get("classes", [])]
         return cls(backend_class(framework).load(Path(directory), device), standardizer, task, classes)
+
+
+@dataclass(frozen=True)
+class SavedPredictor:
+    """A predictor saved to a folder (`Predictor.save`), with what logging it as an MLflow model needs:
+    its framework's pip requirements and its outputs for the input example. A training process hands
+    this to the run's process, which then logs the model without importing the framework (3.6 s of
+    CPU for torch, about 10 s for TensorFlow, and their memory)."""
+
+    directory: Path
+    task: Task
+    classes: list[str]
+    requirements: list[str]
+    example: np.ndarray
+    example_outputs: np.ndarray
+
+    @classmethod
+    def of(cls, predictor: Predictor, scratch: Path, example: np.ndarray) -> SavedPredictor:
+        """Save `predictor` into a new folder `predictor` (the logged model's artifact folder) in `scratch`,
+        a temporary folder that `discard` removes."""
+        directory = scratch / "predictor"
+        directory.mkdir()
+        predictor.save(directory)
+        requirements, outputs = predictor.backend.requirements(), predictor.predict(example)
+        return cls(directory, predictor.task, list(predictor.classes), requirements, example, outputs)
+
+    def discard(self) -> None:
+        """Remove the temporary folder the predictor was saved in."""
+        shutil.rmtree(self.directory.parent, ignore_errors=True)

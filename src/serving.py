@@ -21,7 +21,7 @@ from src.tasks.language_model import SAMPLE_PRIME_LENGTH, LanguageModel
 if TYPE_CHECKING:
     from mlflow.models import ModelSignature
 
-    from src.predictor import Predictor
+    from src.predictor import Predictor, SavedPredictor
 
 # A request cannot hold the server for long: one character is one step of the network.
 MAX_LENGTH = 10_000
@@ -37,20 +37,22 @@ class ModelInterface:
     signature: ModelSignature
 
 
-def writes_text(predictor: Predictor) -> bool:
+def writes_text(predictor: Predictor | SavedPredictor) -> bool:
     return isinstance(predictor.task, LanguageModel)
 
 
-def interface(predictor: Predictor, x: np.ndarray) -> ModelInterface:
-    """From a few rows of test inputs: the model's signature and its input example (for a language
-    model, the text of the first row's start, with the text params)."""
+def interface(saved: SavedPredictor) -> ModelInterface:
+    """From the saved predictor's example (a few rows of test inputs) and its outputs for them: the
+    model's signature and its input example (for a language model, the text of the first row's start,
+    with the text params)."""
     from mlflow.models import infer_signature
 
-    if not writes_text(predictor):
-        return ModelInterface(x, infer_signature(x, predictor.predict(x)))
+    x = saved.example
+    if not writes_text(saved):
+        return ModelInterface(x, infer_signature(x, saved.example_outputs))
     from src.data.chars import decode
 
-    prime = [decode(x[0, :SAMPLE_PRIME_LENGTH, 0].astype(np.int64), predictor.classes)]
+    prime = [decode(x[0, :SAMPLE_PRIME_LENGTH, 0].astype(np.int64), saved.classes)]
     return ModelInterface(prime, infer_signature(prime, ["text"], params=TEXT_PARAMS))
 
 

@@ -13,7 +13,6 @@ import logging
 import os
 import re
 import subprocess
-import tempfile
 import time
 import uuid
 from collections.abc import Iterator, Mapping
@@ -26,7 +25,6 @@ from typing import TYPE_CHECKING, Any
 from urllib.parse import urlparse
 
 import mlflow
-import numpy as np
 from mlflow import MlflowClient
 from mlflow.entities import LoggedModelStatus, RunStatus, RunTag
 from mlflow.exceptions import MlflowException
@@ -40,7 +38,7 @@ from src.uris import is_server, one_line, redact, sqlite_path
 if TYPE_CHECKING:
     from matplotlib.figure import Figure
 
-    from src.predictor import Predictor
+    from src.predictor import SavedPredictor
 
 log = logging.getLogger(__name__)
 
@@ -742,34 +740,35 @@ class TrackedRun:
                 log.debug("dataset logged by another run at the same moment; logging again (%s)", error)
 
     @_guarded
-    def log_model(self, predictor: Predictor, input_example: np.ndarray) -> str:
-        """Log the predictor as a pyfunc model; returns (and tags) the URI that loads it. A resumed run that
-        logged this very predictor (the same weights' files) before it was cut short keeps that model."""
+    def log_model(self, saved: SavedPredictor) -> str:
+        """Log the saved predictor as a pyfunc model; returns (and tags) the URI that loads it. A resumed run
+        that logged this very predictor (the same weights' files) before it was cut short keeps that model.
+
+        The run's process needs no framework for it (`SavedPredictor`, `_model_checks_skipped`)."""
+        import mlflow.pyfunc
+
         from src.model_digest import PREDICTOR_DIGEST_TAG, directory_digest
         from src.serving import interface
 
-        served = interface(predictor, input_example)
-
-        with tempfile.TemporaryDirectory() as scratch, _pinned_requirements_trusted():
-            directory = Path(scratch) / "predictor"
-            directory.mkdir()
-            predictor.save(directory)
-            weights = directory_digest(directory)
-            if self.model_uri is not None and weights == self.logged_predictor:
-                if self._model_untagged:
-                    self._tag_model(self.model_uri, weights)
-                return self.model_uri
-            self._logging_model = True
+        weights = directory_digest(saved.directory)
+        if self.model_uri is not None and weights == self.logged_predictor:
+            if self._model_untagged:
+                self._tag_model(self.model_uri, weights)
+            return self.model_uri
+        served = interface(saved)
+        self._logging_model = True
+        with _model_checks_skipped():
             info = mlflow.pyfunc.log_model(
                 name="model",
                 python_model=str(MODEL_CODE),
-                artifacts={"predictor": str(directory)},
+                artifacts={"predictor": str(saved.directory)},
                 code_paths=[str(PROJECT_ROOT / "src")],
                 signature=served.signature,
                 input_example=served.input_example,
-                pip_requirements=model_requirements(predictor.backend.requirements()),
-                tags={PREDICTOR_DIGEST_TAG: weights},  # the model itself says what it holds: a resume cut
-            )  # before the run's tags below still finds it
+                pip_requirements=model_requirements(saved.requirements),
+                # The model itself says what it holds: a resume cut before the run's tags below still finds it.
+                tags={PREDICTOR_DIGEST_TAG: weights},
+            )
         self._tag_model(info.model_uri, weights)
         self.model_uri = info.model_uri
         self._logging_model = False
@@ -785,24 +784,35 @@ class TrackedRun:
 
 
 @contextmanager
-def _pinned_requirements_trusted() -> Iterator[None]:
-    """Skip MLflow's check that this environment satisfies the model's requirements while logging it
-    (when saving it, and when loading it back to validate the input example): `model_requirements`
-    pins exactly the installed versions, so the check cannot find a mismatch, and it first maps every
-    installed distribution to its modules (about 1 s a run, benchmarks/). Private MLflow names,
-    pinned <4; the originals are always put back."""
+def _model_checks_skipped() -> Iterator[None]:
+    """Skip two checks MLflow makes while logging a model, each needless here and costly:
+    - that this environment satisfies the model's requirements: `model_requirements` pins exactly the
+      installed versions, so the check cannot find a mismatch, and it first maps every installed
+      distribution to its modules (about 1 s a run, benchmarks/);
+    - loading the model back to predict its input example (a failure would be a warning only): that
+      imports the framework into a process that otherwise never does (3.6 s of CPU for torch, about
+      10 s for TensorFlow, and their memory), while the signature was inferred from the predictor's
+      own outputs for that example where it trained (`SavedPredictor`); loading a logged model and
+      predicting is tested. MLflow's own flavors switch this one off with `validate_serving_input=False`,
+      which `mlflow.pyfunc.save_model` does not take.
+    Private MLflow names, pinned <4; the originals are always put back."""
+    import mlflow.models.utils
     import mlflow.pyfunc
     from mlflow.utils import environment
 
-    modules = (environment, mlflow.pyfunc)
-    originals = [module.warn_dependency_requirement_mismatches for module in modules]
-    for module in modules:
-        module.warn_dependency_requirement_mismatches = lambda model_requirements: None  # type: ignore[attr-defined]
+    replaced = [
+        (environment, "warn_dependency_requirement_mismatches", lambda model_requirements: None),
+        (mlflow.pyfunc, "warn_dependency_requirement_mismatches", lambda model_requirements: None),
+        (mlflow.models.utils, "_validate_serving_input", lambda model_uri, serving_input: None),
+    ]
+    originals = [getattr(module, name) for module, name, _ in replaced]
+    for module, name, replacement in replaced:
+        setattr(module, name, replacement)
     try:
         yield
     finally:
-        for module, original in zip(modules, originals):
-            module.warn_dependency_requirement_mismatches = original  # type: ignore[attr-defined]
+        for (module, name, _), original in zip(replaced, originals):
+            setattr(module, name, original)
 
 
 def _forget_active_run() -> None:

@@ -11,11 +11,14 @@ takes 2-3 s of fixed cost off every run (benchmarks/workflow.py); the numbers ar
 training in one process (same operations, same seed; tested).
 
 The protocol, over one pipe: the child sends ("ready", device) once its network is built, then
-("epoch", EpochResult) per epoch, ("done", FitResult) as soon as training ends, ("trained", directory,
-split names) with the trained predictor saved in a temporary directory, and ("predicted", name,
-outputs) for the test inputs, then the validation inputs; or ("error", exception). Meanwhile the
-parent logs the final metrics, the loss curve and the model, then evaluates the test split while the
-child may still predict the validation split: the two cores share the work after training too. The parent sends
+("epoch", EpochResult) per epoch, ("done", FitResult) as soon as training ends, ("trained",
+SavedPredictor or None, split names) with the trained predictor saved in a temporary directory (when
+the model is logged), ("predicted", name, outputs) for the test inputs, then the validation inputs, and
+("artifacts", path → text) of the task (a language model's sample); or ("error", exception). Meanwhile
+the parent logs the final metrics, the loss curve and the model, then evaluates the test split while
+the child may still predict the validation split: the two cores share the work after training too.
+The parent never imports the framework: everything that needs the network happens in the child.
+The parent sends
 ("go", checkpoint path, checkpoint to resume from) once the run exists: a plain run starts training
 without waiting for it (the child waits only when its first checkpoint is due), a resumed or possibly
 reused run waits for it first.
@@ -31,7 +34,6 @@ import contextlib
 import logging
 import os
 import pickle
-import shutil
 import signal
 import sys
 import tempfile
@@ -46,7 +48,7 @@ from typing import Any
 import numpy as np
 
 from src.config import Config
-from src.data.base import Splits
+from src.data.base import Split, Splits
 from src.data.scaling import Standardizer
 from src.errors import UserError
 from src.frameworks import backend_class
@@ -54,7 +56,7 @@ from src.frameworks.base import Backend, cpu_threads
 from src.frameworks.checkpoint import Checkpoint, EpochResult
 from src.frameworks.spec import ModelSpec
 from src.frameworks.training import Checkpointing, FitResult
-from src.predictor import Predictor
+from src.predictor import INPUT_EXAMPLE_ROWS, Predictor, SavedPredictor
 from src.tasks.task import Task
 
 log = logging.getLogger(__name__)
@@ -127,7 +129,7 @@ class TrainingProcess:
         Meanwhile, whenever no message waits, this process takes the next step of its warm-up (imports
         evaluation needs, a throw-away figure); steps training outlasted are skipped: the imports happen
         when used, and a throw-away figure drawn after training would only add its cost."""
-        preparations = warm_up_steps(self.settings.framework.name.value)
+        preparations = warm_up_steps()
         while True:
             while preparations and not self.connection.poll():
                 preparations.pop(0)()
@@ -139,18 +141,15 @@ class TrainingProcess:
             else:
                 raise RuntimeError(f"training process sent {kind!r} during training")
 
-    def trained(self) -> tuple[Predictor, ArrivingPredictions]:
-        """After `results`: the trained predictor, and its outputs for the test and validation inputs
-        (those the splits have) as the child sends them."""
+    def trained(self) -> tuple[SavedPredictor | None, ArrivingOutputs]:
+        """After `results`: the trained predictor as the child saved it (when the model is logged; the
+        caller discards it), and its outputs for the test and validation inputs (those the splits have)
+        and the task's artifacts as the child sends them."""
         kind, *values = self._receive()
         if kind != "trained":
             raise RuntimeError(f"training process sent {kind!r} instead of the trained network")
-        directory, names = values
-        try:
-            predictor = Predictor.load(Path(directory), self.settings.framework.device)
-        finally:
-            shutil.rmtree(directory, ignore_errors=True)
-        return predictor, ArrivingPredictions(self, names)
+        saved, names = values
+        return saved, ArrivingOutputs(self, names)
 
     def stop(self) -> None:
         """Stop the child if it still runs (SIGTERM: it stops between steps; SIGKILL after a grace)."""
@@ -192,25 +191,39 @@ class TrainingProcess:
         return message
 
 
-class ArrivingPredictions(Mapping[str, np.ndarray]):
+class ArrivingOutputs(Mapping[str, np.ndarray]):
     """The child's outputs per split name, each waited for only when first looked up (the child sends
-    the test split's first); the child is reaped once all have come."""
+    the test split's first), then the task's artifacts (`artifacts`); the child is reaped once all
+    have come."""
 
     def __init__(self, trainer: TrainingProcess, names: list[str]) -> None:
         self._trainer, self._names = trainer, list(names)
         self._arrived: dict[str, np.ndarray] = {}
+        self._artifacts: dict[str, str] | None = None
 
     def __getitem__(self, name: str) -> np.ndarray:
         if name not in self._names:
             raise KeyError(name)
         while name not in self._arrived:
-            kind, *values = self._trainer._receive()
-            if kind != "predicted":
-                raise RuntimeError(f"training process sent {kind!r} instead of its predictions")
-            self._arrived[values[0]] = values[1]
-            if len(self._arrived) == len(self._names):
-                self._trainer._reap()
+            self._next()
         return self._arrived[name]
+
+    def artifacts(self) -> dict[str, str]:
+        """The task's artifact texts (path → text), made by the child after its predictions."""
+        while self._artifacts is None:
+            self._next()
+        return self._artifacts
+
+    def _next(self) -> None:
+        kind, *values = self._trainer._receive()
+        if kind == "predicted":
+            self._arrived[values[0]] = values[1]
+        elif kind == "artifacts":
+            self._artifacts = values[0]
+        else:
+            raise RuntimeError(f"training process sent {kind!r} instead of its predictions")
+        if self._artifacts is not None and len(self._arrived) == len(self._names):
+            self._trainer._reap()
 
     def __contains__(self, name: object) -> bool:
         return name in self._names
@@ -244,10 +257,20 @@ def fit_here(
         )
 
 
-def warm_up_steps(framework: str) -> list[Callable[[], object]]:
+def evaluated_splits(splits: Splits) -> list[tuple[str, Split]]:
+    """The splits a trained predictor is evaluated on, the test split first: a training process sends
+    its outputs in this order, so the parent evaluates the test split while the child predicts the rest."""
+    return sorted(
+        ((name, split) for name, split in splits.items() if name != "train" and len(split)),
+        key=lambda item: item[0] != "test",
+    )
+
+
+def warm_up_steps() -> list[Callable[[], object]]:
     """What the parent can do while the child trains on the other core, in order: import what it
     needs after training, then draw a figure once (the first one a process saves loads fonts and the
-    renderer: 0.5 s of the two figures a run logs after training)."""
+    renderer: 0.5 s of the two figures a run logs after training). Never the framework: the child
+    saves, predicts and writes the artifacts (`SavedPredictor`)."""
 
     def import_plotting() -> None:
         import matplotlib.backends.backend_agg  # noqa: F401  # mlflow.log_figure draws with Agg
@@ -257,7 +280,7 @@ def warm_up_steps(framework: str) -> list[Callable[[], object]]:
 
         plots.warm_up()
 
-    return [lambda: backend_class(framework), import_plotting, draw_a_figure]
+    return [import_plotting, draw_a_figure]
 
 
 _prestarted: tuple[int, Connection] | None = None
@@ -484,16 +507,15 @@ def _child(connection: Connection, settings: Config, splits: Splits, task: Task,
         )
         connection.send(("done", fit))
         predictor = Predictor(backend, standardizer, task, list(splits.info.classes))
-        directory = tempfile.mkdtemp(prefix="rnnlab-trained-")
-        predictor.save(Path(directory))
-        # The test split first: the parent evaluates it while this process predicts the validation split.
-        evaluated = sorted(
-            ((name, split) for name, split in splits.items() if name != "train" and len(split)),
-            key=lambda item: item[0] != "test",
-        )
-        connection.send(("trained", directory, [name for name, _ in evaluated]))
+        saved = None
+        if settings.tracking.log_model:  # saved here, so that the parent logs it without the framework
+            scratch = Path(tempfile.mkdtemp(prefix="rnnlab-trained-"))
+            saved = SavedPredictor.of(predictor, scratch, splits.test.x[:INPUT_EXAMPLE_ROWS])
+        evaluated = evaluated_splits(splits)
+        connection.send(("trained", saved, [name for name, _ in evaluated]))
         for name, split in evaluated:
             connection.send(("predicted", name, predictor.predict(split.x)))
+        connection.send(("artifacts", task.artifacts(predictor, splits)))
     except KeyboardInterrupt:  # Ctrl-C or SIGTERM: the parent ends the run
         code = 130
     except BaseException as error:

@@ -9,6 +9,7 @@ import subprocess
 import sys
 import time
 
+import numpy as np
 import psutil
 import pytest
 from mlflow import MlflowClient
@@ -21,20 +22,53 @@ pytestmark = pytest.mark.slow
 SMALL = ["dataset=sum", "dataset.num_samples=300", "model.hidden_size=8", "trainer.patience=0"]
 
 
-def finished_run(tmp_path, name: str, *args: str):
+# `python -m src.train` as it runs from a shell (its training process forked at the start), then which
+# frameworks the run's own process imported.
+FRAMEWORKS_IMPORTED_SCRIPT = """
+import runpy, sys
+sys.argv[0] = "src/train.py"
+try:
+    runpy.run_module("src.train", run_name="__main__", alter_sys=True)
+finally:
+    print("frameworks imported here:", sorted({"torch", "tensorflow", "keras"} & set(sys.modules)))
+"""
+
+
+def finished_run(tmp_path, name: str, *args: str, script: str | None = None):
     uri = f"sqlite:///{tmp_path / f'{name}.db'}"
-    result = run_cli(*SMALL, *args, f"tracking.uri={uri}")
+    if script is None:
+        result = run_cli(*SMALL, *args, f"tracking.uri={uri}")
+    else:
+        command = [sys.executable, "-c", script, *SMALL, *args, f"tracking.uri={uri}"]
+        result = subprocess.run(command, cwd=PROJECT_ROOT, capture_output=True, text=True, timeout=600)
     assert result.returncode == 0, result.stderr[-3000:]
     (run,) = all_runs(uri)
     return MlflowClient(uri), run, result
 
 
+def model_outputs(uri: str, run) -> tuple[np.ndarray, np.ndarray]:
+    """The run's logged model's outputs for its input example, and the run's own test predictions of
+    those rows (predictions.csv)."""
+    import mlflow.artifacts
+    import mlflow.pyfunc
+    import pandas as pd
+
+    mlflow.set_tracking_uri(uri)
+    model = mlflow.pyfunc.load_model(run.data.tags["model_uri"])
+    example = np.asarray(model.input_example, dtype=np.float32)
+    csv = mlflow.artifacts.download_artifacts(run_id=run.info.run_id, artifact_path="predictions.csv")
+    return model.predict(example)[:, 0], pd.read_csv(csv)["y_pred_model"].to_numpy()[: len(example)]
+
+
 @pytest.mark.parametrize("framework", ["numpy", "torch"])
 def test_training_in_a_child_process_gives_the_numbers_of_training_in_one(tmp_path, framework) -> None:
     config = [f"framework={framework}", "trainer.epochs=6"]
-    forked_client, forked, output = finished_run(tmp_path, "forked", *config)
+    forked_client, forked, output = finished_run(tmp_path, "forked", *config, script=FRAMEWORKS_IMPORTED_SCRIPT)
     inline_client, inline, _ = finished_run(tmp_path, "inline", *config, "trainer.subprocess=false")
     assert "in process" in output.stdout + output.stderr  # the log names the training process
+    # The run's process left everything that needs the network to the training process, even logging
+    # the model: it never imported a framework.
+    assert "frameworks imported here: []" in output.stdout
     timing = ("train_seconds", "epoch_seconds")
     assert {k: v for k, v in forked.data.metrics.items() if k not in timing} == {
         k: v for k, v in inline.data.metrics.items() if k not in timing
@@ -44,12 +78,14 @@ def test_training_in_a_child_process_gives_the_numbers_of_training_in_one(tmp_pa
         forked_history = [(p.step, p.value) for p in forked_client.get_metric_history(forked.info.run_id, name)]
         inline_history = [(p.step, p.value) for p in inline_client.get_metric_history(inline.info.run_id, name)]
         assert sorted(forked_history) == sorted(inline_history) and len(forked_history) == 6
-    # The logged model predicts as the run's own evaluation did.
-    import mlflow.pyfunc
-
-    assert forked.data.tags["model_uri"]
-    mlflow.set_tracking_uri(f"sqlite:///{tmp_path / 'forked.db'}")
-    assert mlflow.pyfunc.load_model(forked.data.tags["model_uri"]) is not None
+    # Each logged model predicts its input example as the run's own evaluation did (float32 outputs in
+    # the CSV with 9 significant digits), and both runs logged the same model.
+    forked_model, forked_csv = model_outputs(f"sqlite:///{tmp_path / 'forked.db'}", forked)
+    inline_model, inline_csv = model_outputs(f"sqlite:///{tmp_path / 'inline.db'}", inline)
+    assert len(forked_model) == 5
+    np.testing.assert_allclose(forked_model, forked_csv, rtol=1e-6)
+    np.testing.assert_array_equal(forked_model, inline_model)
+    np.testing.assert_array_equal(forked_csv, inline_csv)
 
 
 def training_run(tmp_path, *config: str) -> tuple:
