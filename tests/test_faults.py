@@ -954,11 +954,15 @@ def test_a_run_cut_while_logging_its_model_leaves_no_pending_model_and_resumes_w
     uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
     config = ["framework=numpy", "dataset=sum", "dataset.num_samples=300", "model.hidden_size=8", "trainer=quick",
               f"tracking.uri={uri}"]  # fmt: skip
+    temporary = tmp_path / "tmp"  # where the training process saves the predictor for the model
+    temporary.mkdir()
     cut = subprocess.run(
         [sys.executable, "-c", CUT_MODEL_SCRIPT, cut_by, *config], cwd=PROJECT_ROOT, capture_output=True, text=True,
-        timeout=300,
+        timeout=300, env={**os.environ, "TMPDIR": str(temporary)},
     )  # fmt: skip
     assert cut.returncode == (143 if cut_by == "SIGTERM" else -signal.SIGKILL), cut.stderr[-3000:]
+    if cut_by == "SIGTERM":  # stopped while logging the model: the saved predictor's folder is removed
+        assert not list(temporary.iterdir())
     # READY (tagged on the run, or not yet: the model names its predictor's digest): the resume keeps it.
     logged_before = cut_by in ("SIGKILL-ready", "SIGKILL-after", "SIGKILL-metrics")
     client = MlflowClient(uri)
