@@ -62,6 +62,9 @@ from src.tasks.task import Task
 log = logging.getLogger(__name__)
 
 STOP_GRACE_SECONDS = 5.0
+# The throw-away figure costs about 1 s of CPU and saves about 0.5 s after training: it is drawn only
+# while training is expected to go on at least this long (`training_left_seconds`).
+WARM_UP_FIGURE_LEAD_SECONDS = 3.0
 
 
 def can_fork() -> bool:
@@ -128,13 +131,22 @@ class TrainingProcess:
         """Pass each epoch to `on_epoch` as the child finishes it; the fit, once training ends.
         Meanwhile, whenever no message waits, this process takes the next step of its warm-up (imports
         evaluation needs, a throw-away figure); steps training outlasted are skipped: the imports happen
-        when used, and a throw-away figure drawn after training would only add its cost."""
-        preparations = warm_up_steps()
+        when used, and a throw-away figure drawn after training would only add its cost. The figure
+        waits for an epoch that says training will last long enough for it to pay (a short run's
+        training ends first: it only cost CPU that the child, or a second run, could use)."""
+        import_plotting, draw_a_figure = warm_up_steps()
+        preparations = [import_plotting, draw_a_figure]
+        epochs: list[EpochResult] = []
         while True:
             while preparations and not self.connection.poll():
+                if preparations[0] is draw_a_figure and (
+                    training_left_seconds(epochs, self.settings.trainer.epochs) < WARM_UP_FIGURE_LEAD_SECONDS
+                ):
+                    break  # maybe after the next epoch
                 preparations.pop(0)()
             kind, *values = self._receive()
             if kind == "epoch":
+                epochs.append(values[0])
                 on_epoch(*values)  # the result and when it ended
             elif kind == "done":
                 return values[0]
@@ -266,11 +278,11 @@ def evaluated_splits(splits: Splits) -> list[tuple[str, Split]]:
     )
 
 
-def warm_up_steps() -> list[Callable[[], object]]:
+def warm_up_steps() -> tuple[Callable[[], object], Callable[[], object]]:
     """What the parent can do while the child trains on the other core, in order: import what it
-    needs after training, then draw a figure once (the first one a process saves loads fonts and the
-    renderer: 0.5 s of the two figures a run logs after training). Never the framework: the child
-    saves, predicts and writes the artifacts (`SavedPredictor`)."""
+    needs after training, then, when training will outlast it, draw a figure once (the first one a
+    process saves loads fonts and the renderer: 0.5 s of the two figures a run logs after training).
+    Never the framework: the child saves, predicts and writes the artifacts (`SavedPredictor`)."""
 
     def import_plotting() -> None:
         import matplotlib.backends.backend_agg  # noqa: F401  # mlflow.log_figure draws with Agg
@@ -280,7 +292,16 @@ def warm_up_steps() -> list[Callable[[], object]]:
 
         plots.warm_up()
 
-    return [import_plotting, draw_a_figure]
+    return import_plotting, draw_a_figure
+
+
+def training_left_seconds(epochs: list[EpochResult], max_epochs: int) -> float:
+    """How long training should still take, from the epochs it sent so far (their mean time, for the
+    epochs up to `max_epochs` left; early stopping may end it sooner); 0 before the first epoch."""
+    if not epochs:
+        return 0.0
+    mean_seconds = sum(result.seconds for result in epochs) / len(epochs)
+    return max(0, max_epochs - epochs[-1].epoch) * mean_seconds
 
 
 _prestarted: tuple[int, Connection] | None = None

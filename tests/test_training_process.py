@@ -14,6 +14,8 @@ import psutil
 import pytest
 from mlflow import MlflowClient
 
+from src import training_process
+from src.frameworks.checkpoint import EpochResult
 from tests.conftest import PROJECT_ROOT, run_cli
 from tests.test_faults import all_runs, epochs_logged, longer_epochs, start_cli, wait_for
 
@@ -204,6 +206,13 @@ def test_a_prestarted_training_process_is_only_made_for_a_single_run_and_discard
     assert result.stdout.split("\n")[-2] == expected
 
 
+def test_the_training_left_is_the_mean_epoch_times_the_epochs_to_go() -> None:
+    epochs = [EpochResult(4, 1.0, 1.0, 2.0), EpochResult(5, 1.0, 1.0, 4.0)]  # a run resumed at epoch 4
+    assert training_process.training_left_seconds(epochs, 10) == pytest.approx(15.0)
+    assert training_process.training_left_seconds(epochs, 5) == 0.0
+    assert training_process.training_left_seconds([], 10) == 0.0  # no estimate yet: not worth a figure
+
+
 def test_the_framework_a_command_line_trains_with_is_known_before_composing() -> None:
     from hydra import compose, initialize_config_dir
 
@@ -287,9 +296,11 @@ from src.settings import settings_from
 drawn = []
 warm_up = plots.warm_up
 plots.warm_up = lambda: drawn.append(warm_up())
+if sys.argv[1] != "default":
+    training_process.WARM_UP_FIGURE_LEAD_SECONDS = float(sys.argv[1])
 with initialize_config_dir(config_dir=str(CONF_DIR), version_base="1.3"):
     cfg = compose("config", overrides=["framework=numpy", "dataset=sum", "model.hidden_size=8", "trainer.patience=0",
-                                       *sys.argv[1:]])
+                                       *sys.argv[2:]])
 settings = settings_from(cfg)
 splits = data.generate(settings.dataset, 0)
 trainer = training_process.TrainingProcess.start(settings, splits, tasks.get(splits.info.task), wait_for_go=True)
@@ -307,16 +318,18 @@ print(len(drawn), epochs == list(range(1, settings.trainer.epochs + 1)), len(fit
 
 
 @pytest.mark.parametrize(
-    ("overrides", "expected"),
+    ("lead", "overrides", "expected"),
     [
-        (["dataset.num_samples=300", "trainer.epochs=2"], "0 True 2"),  # trained before the parent asked
-        (["dataset.num_samples=3000", "trainer.epochs=100"], "1 True 100"),  # still training meanwhile
+        ("default", ["dataset.num_samples=300", "trainer.epochs=2"], "0 True 2"),  # trained before the parent asked
+        ("default", ["dataset.num_samples=3000", "trainer.epochs=100"], "1 True 100"),  # still training meanwhile
+        ("100000", ["dataset.num_samples=3000", "trainer.epochs=100"], "0 True 100"),  # ... but not for that long
     ],
 )
-def test_the_parent_draws_its_warm_up_figure_only_while_the_child_still_trains(overrides, expected) -> None:
-    """Drawn after training, the throw-away figure would only add its cost (about 0.3 s of CPU)."""
+def test_the_parent_draws_its_warm_up_figure_only_while_the_child_still_trains(lead, overrides, expected) -> None:
+    """Drawn after training, the throw-away figure would only add its cost (about 1 s of CPU); drawn
+    in the last seconds of training, it would end after training and delay the figures that count."""
     result = subprocess.run(
-        [sys.executable, "-c", WARM_UP_SCRIPT, *overrides],
+        [sys.executable, "-c", WARM_UP_SCRIPT, lead, *overrides],
         cwd=PROJECT_ROOT,
         capture_output=True,
         text=True,
