@@ -10,6 +10,7 @@ dataset's task module (src/tasks/); this file stays the same for all of them.
 from __future__ import annotations
 
 import logging
+import os
 import tempfile
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
@@ -83,8 +84,7 @@ class Outputs:
         predictions = {name: predictor.predict(split.x) for name, split in evaluated_splits(splits)}
         saved = None
         if save:
-            scratch = Path(tempfile.mkdtemp(prefix="rnnlab-trained-"))
-            saved = SavedPredictor.of(predictor, scratch, splits.test.x[:INPUT_EXAMPLE_ROWS])
+            saved = SavedPredictor.of(predictor, os.getpid(), splits.test.x[:INPUT_EXAMPLE_ROWS])
         return cls(predictor.task, predictions, lambda: predictor.task.artifacts(predictor, splits), saved)
 
     def discard(self) -> None:

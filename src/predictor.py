@@ -9,7 +9,10 @@ and anyone else), whatever framework trained it.
 from __future__ import annotations
 
 import json
+import re
 import shutil
+import socket
+import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -20,6 +23,7 @@ from src.data.scaling import Standardizer
 from src.errors import UserError, reading
 from src.frameworks import FRAMEWORKS, backend_class
 from src.frameworks.base import Backend
+from src.resume import pid_gone
 from src.tasks.task import Task
 
 MANIFEST_FILE = "rnnlab.json"
@@ -82,10 +86,10 @@ class SavedPredictor:
     example_outputs: np.ndarray
 
     @classmethod
-    def of(cls, predictor: Predictor, scratch: Path, example: np.ndarray) -> SavedPredictor:
-        """Save `predictor` into a new folder `predictor` (the logged model's artifact folder) in `scratch`,
-        a temporary folder that `discard` removes."""
-        directory = scratch / "predictor"
+    def of(cls, predictor: Predictor, owner: int, example: np.ndarray) -> SavedPredictor:
+        """Save `predictor` into a new folder `predictor` (the logged model's artifact folder) in a new
+        temporary folder, which `discard` removes: the process `owner` (the run's) does that."""
+        directory = temporary_folder(owner) / "predictor"
         directory.mkdir()
         predictor.save(directory)
         requirements, outputs = predictor.backend.requirements(), predictor.predict(example)
@@ -94,3 +98,30 @@ class SavedPredictor:
     def discard(self) -> None:
         """Remove the temporary folder the predictor was saved in."""
         shutil.rmtree(self.directory.parent, ignore_errors=True)
+
+
+# A saved predictor's temporary folder: rnnlab-trained-<host>-<owner's PID>-<its start time>-<random>.
+TEMPORARY_PREFIX = "rnnlab-trained-"
+_OWNED = re.compile(rf"{TEMPORARY_PREFIX}(?P<host>.+)-(?P<pid>\d+)-(?P<started>\d+\.\d+)-[^-]+")
+
+
+def temporary_folder(owner: int) -> Path:
+    """A new folder in the temporary folder, named after the process that will remove it, once those
+    whose process is gone are removed: a run killed (SIGKILL, an OOM kill) between saving its predictor
+    and logging it as its model cannot remove its own, so the next run that saves one does."""
+    import psutil
+
+    remove_abandoned_folders()
+    started = psutil.Process(owner).create_time()
+    return Path(tempfile.mkdtemp(prefix=f"{TEMPORARY_PREFIX}{socket.gethostname()}-{owner}-{started:.3f}-"))
+
+
+def remove_abandoned_folders() -> list[Path]:
+    """Remove the saved predictors' folders of this host whose owning process is gone; returns them."""
+    removed = []
+    for path in Path(tempfile.gettempdir()).glob(f"{TEMPORARY_PREFIX}*"):
+        named = _OWNED.fullmatch(path.name)
+        if named and named["host"] == socket.gethostname() and pid_gone(int(named["pid"]), float(named["started"])):
+            shutil.rmtree(path, ignore_errors=True)
+            removed.append(path)
+    return removed

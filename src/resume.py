@@ -66,17 +66,28 @@ def process_gone(tags: Mapping[str, str]) -> bool:
     """True when the run's owning process is known to be dead: same host, and its PID is gone or now
     belongs to a process started at another time. A run of another host, or one without heartbeat
     tags, is never called dead here (`src.runs cleanup --stale-minutes` handles those)."""
-    import psutil
 
     if tags.get(HOST_TAG) != socket.gethostname() or PID_TAG not in tags:
         return False
     try:
-        started = psutil.Process(int(tags[PID_TAG])).create_time()
-    except (psutil.NoSuchProcess, ValueError):
+        pid = int(tags[PID_TAG])
+    except ValueError:
+        return True
+    return pid_gone(pid, float(tags[START_TAG]) if START_TAG in tags else None)
+
+
+def pid_gone(pid: int, started_at: float | None) -> bool:
+    """True when no process of this host has `pid`, or the one that has it started at another time than
+    `started_at` (the PID was reused); when `started_at` is None, only whether the PID is in use."""
+    import psutil
+
+    try:
+        started = psutil.Process(pid).create_time()
+    except psutil.NoSuchProcess:
         return True
     except psutil.AccessDenied:
         return False
-    return abs(started - float(tags.get(START_TAG, started))) > 1.0
+    return started_at is not None and abs(started - started_at) > 1.0
 
 
 def owner_checkable(tags: Mapping[str, str]) -> bool:

@@ -36,7 +36,6 @@ import os
 import pickle
 import signal
 import sys
-import tempfile
 import threading
 import time
 from collections.abc import Callable, Iterator, Mapping
@@ -530,8 +529,7 @@ def _child(connection: Connection, settings: Config, splits: Splits, task: Task,
         predictor = Predictor(backend, standardizer, task, list(splits.info.classes))
         saved = None
         if settings.tracking.log_model:  # saved here, so that the parent logs it without the framework
-            scratch = Path(tempfile.mkdtemp(prefix="rnnlab-trained-"))
-            saved = SavedPredictor.of(predictor, scratch, splits.test.x[:INPUT_EXAMPLE_ROWS])
+            saved = SavedPredictor.of(predictor, os.getppid(), splits.test.x[:INPUT_EXAMPLE_ROWS])  # the run's
         evaluated = evaluated_splits(splits)
         connection.send(("trained", saved, [name for name, _ in evaluated]))
         for name, split in evaluated:

@@ -961,8 +961,14 @@ def test_a_run_cut_while_logging_its_model_leaves_no_pending_model_and_resumes_w
         timeout=300, env={**os.environ, "TMPDIR": str(temporary)},
     )  # fmt: skip
     assert cut.returncode == (143 if cut_by == "SIGTERM" else -signal.SIGKILL), cut.stderr[-3000:]
+
+    def saved_predictors() -> list[str]:
+        return [path.name for path in temporary.glob("rnnlab-trained-*")]
+
     if cut_by == "SIGTERM":  # stopped while logging the model: the saved predictor's folder is removed
         assert not list(temporary.iterdir())
+    else:  # killed: nothing of it could remove that folder
+        assert len(saved_predictors()) == 1, saved_predictors()
     # READY (tagged on the run, or not yet: the model names its predictor's digest): the resume keeps it.
     logged_before = cut_by in ("SIGKILL-ready", "SIGKILL-after", "SIGKILL-metrics")
     client = MlflowClient(uri)
@@ -981,8 +987,9 @@ def test_a_run_cut_while_logging_its_model_leaves_no_pending_model_and_resumes_w
         cut_by == "SIGKILL-metrics"
     ):  # the final metrics are in the store before the cut: the resume must not repeat them
         assert "test_mse" in client.get_run(run.info.run_id).data.metrics
-    resumed = run_cli(*config, "tracking.resume=true")
+    resumed = run_cli(*config, "tracking.resume=true", env={"TMPDIR": str(temporary)})
     assert resumed.returncode == 0, resumed.stderr[-3000:]
+    assert not saved_predictors()  # the next run that saves a predictor removes those of dead processes
     (run,) = all_runs(uri)
     assert run.info.status == "FINISHED" and models() == (["READY"] if logged_before else ["FAILED", "READY"])
     ready = [model for model in client.search_logged_models([run.info.experiment_id]) if "READY" in str(model.status)]

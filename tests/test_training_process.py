@@ -7,6 +7,7 @@ from __future__ import annotations
 import signal
 import subprocess
 import sys
+import tempfile
 import time
 
 import numpy as np
@@ -337,3 +338,32 @@ def test_the_parent_draws_its_warm_up_figure_only_while_the_child_still_trains(l
     )
     assert result.returncode == 0, result.stderr[-2000:]
     assert result.stdout.split("\n")[-2] == expected
+
+
+def test_saved_predictor_folders_of_dead_processes_are_removed_and_no_others(tmp_path, monkeypatch) -> None:
+    """A run killed between saving its predictor and logging it left the folder in the temporary folder."""
+    import os
+    import socket
+
+    from src import predictor
+
+    monkeypatch.setattr(tempfile, "tempdir", str(tmp_path))
+    host, me = socket.gethostname(), psutil.Process()
+    dead = subprocess.Popen(["true"])
+    dead.wait()
+    names = {
+        "mine": f"rnnlab-trained-{host}-{me.pid}-{me.create_time():.3f}-abc_123",
+        "dead": f"rnnlab-trained-{host}-{dead.pid}-{me.create_time():.3f}-abc_123",
+        "reused": f"rnnlab-trained-{host}-{me.pid}-{me.create_time() - 100:.3f}-abc_123",  # my PID, another start
+        "other host": f"rnnlab-trained-not-{host}-{dead.pid}-{me.create_time():.3f}-abc_123",
+        "not ours": "rnnlab-trained-x",
+    }
+    for name in names.values():
+        (tmp_path / name / "predictor").mkdir(parents=True)
+    removed = predictor.remove_abandoned_folders()
+    assert sorted(path.name for path in removed) == sorted([names["dead"], names["reused"]])
+    assert sorted(path.name for path in tmp_path.iterdir()) == sorted(
+        [names["mine"], names["other host"], names["not ours"]]
+    )
+    made = predictor.temporary_folder(os.getpid())
+    assert made.parent == tmp_path and predictor.remove_abandoned_folders() == [] and made.exists()
