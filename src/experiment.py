@@ -277,11 +277,13 @@ def run(
                 outputs.discard()
             outcome = Outcome(tracked.run_id, {**trained.metrics, **metrics}, evaluation, tracked.model_uri)
     except TrackingUnavailable as error:
-        if checkpointing is None:  # before training: nothing to resume, the command runs again as it is
+        if claim is None:  # before the run existed: the command runs again as it is
             raise
-        # During training, evaluation, or as the run ended (the last epochs' writes): where the state is.
+        # The run exists, left RUNNING (its end could not be written either): the resume ends it. During
+        # training, evaluation, or as the run ended (the last epochs' writes), also where the state is.
+        state = saved_state(checkpointing) if checkpointing is not None else ""
         raise TrackingUnavailable(
-            f"{error}; {saved_state(checkpointing)}resume with: python -m src.train "
+            f"{error}; {state}resume with: python -m src.train "
             f"{redact(' '.join(overrides or []))} tracking.resume=true".rstrip(),
             error.runs_writable,
         ) from error

@@ -711,17 +711,21 @@ def test_a_sigterm_python_swallows_still_ends_the_run_killed(tmp_path) -> None:
 # src.train with SQLite's own "database or disk is full" after $FILL_AFTER_INSERTS metrics inserts: the store may
 # not grow by a page (as on a full disk; the limit is this process's, so the resume below writes freely).
 FULL_STORE_SCRIPT = """
-import os, runpy, sys
+import os, runpy, sqlite3, sys
 from sqlalchemy import event
 from sqlalchemy.engine import Engine
 
 written, limit = [], int(os.environ["FILL_AFTER_INSERTS"])
+table = os.environ.get("FILL_AT_TABLE", "metrics")
 
 def fill_up(connection, cursor, statement, *args):
-    if "INSERT INTO metrics" in statement and len(written) < limit:
+    if f"INSERT INTO {table} " in statement and len(written) < limit:
         written.append(statement)
     if len(written) >= limit and not statement.lstrip().upper().startswith("PRAGMA"):
         cursor.execute("PRAGMA max_page_count = 1")  # on every connection: MLflow's writer thread has its own
+        if table != "metrics" and statement.lstrip().upper().startswith(("INSERT", "UPDATE", "DELETE")):
+            # a few rows still fit in the store's free pages; a full disk takes none of them
+            raise sqlite3.OperationalError("database or disk is full")
 
 event.listen(Engine, "before_cursor_execute", fill_up)
 sys.argv = ["src.train", *sys.argv[1:]]
@@ -752,6 +756,28 @@ def test_a_store_that_fills_up_mid_run_stops_it_in_one_line_and_the_resume_logs_
     assert run.info.run_id == cut.info.run_id and run.info.status == "FINISHED"
     steps = [point.step for point in MlflowClient(uri).get_metric_history(run.info.run_id, "val_loss")]
     assert sorted(steps) == list(range(1, epochs + 1))
+
+
+def test_a_store_that_fills_up_as_the_run_logs_its_set_up_says_how_to_resume_it(tmp_path) -> None:
+    """The run exists but nothing more could be written, its end neither: it stays RUNNING. The line
+    gave no resume command, so the rerun it implied started a second run and left the first RUNNING."""
+    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    config = ["framework=numpy", *SMALL, "trainer=quick", f"tracking.uri={uri}"]
+    full = subprocess.run(
+        [sys.executable, "-c", FULL_STORE_SCRIPT, *config, f"hydra.run.dir={tmp_path / 'full'}"],
+        cwd=PROJECT_ROOT, capture_output=True, text=True, timeout=300,
+        env={**os.environ, "FILL_AT_TABLE": "params", "FILL_AFTER_INSERTS": "1"},
+    )  # fmt: skip
+    assert full.returncode == 3, full.stderr[-3000:]
+    (line,) = full.stderr.strip().splitlines()
+    assert line.startswith(f"error: tracking store {uri} failed (database or disk is full)"), line
+    assert line.endswith("tracking.resume=true") and "python -m src.train " in line, line
+    (cut,) = all_runs(uri)
+    assert cut.info.status == "RUNNING" and not cut.data.metrics
+    resumed = run_cli(*config, "tracking.resume=true")
+    assert resumed.returncode == 0, resumed.stderr[-3000:]
+    (run,) = all_runs(uri)
+    assert run.info.run_id == cut.info.run_id and run.info.status == "FINISHED" and "test_mse" in run.data.metrics
 
 
 def on_a_small_disk(folder: Path, size: str, *command: str) -> subprocess.CompletedProcess:
