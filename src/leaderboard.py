@@ -191,6 +191,16 @@ def summarize_sweep(client: MlflowClient, parent_run_id: str, objective: str) ->
     metric = objective_metric(objective)
     failed = int((frame["status"] != "FINISHED").sum()) if not frame.empty else 0
     summary: dict[str, Any] = {"jobs": len(children), "failed": failed, "reused": len(reused_ids)}
+    # The artifacts first: a store that refuses them (a full or read-only artifact disk) then refuses
+    # the summary before the parent's metrics and tags say something its artifacts do not show.
+    if not frame.empty:
+        client.log_text(parent_run_id, frame.to_csv(index=False), "leaderboard.csv")
+        client.log_text(parent_run_id, render(frame, objective) + "\n", "leaderboard.txt")
+        client.log_figure(parent_run_id, comparison_figure(client, frame), "comparison.png")
+    if SEED_PARAM in settings_that_vary(runs):
+        by_seed = aggregate(runs, SEED_PARAM)
+        if not by_seed.empty:
+            client.log_text(parent_run_id, by_seed.to_csv(index=False), "by_seed.csv")
     client.log_metric(parent_run_id, "jobs", len(children))
     client.log_metric(parent_run_id, "failed_jobs", failed)
     client.log_metric(parent_run_id, "reused_jobs", len(reused_ids))
@@ -201,12 +211,4 @@ def summarize_sweep(client: MlflowClient, parent_run_id: str, objective: str) ->
         client.set_tag(parent_run_id, "best_run_id", best["run_id"])
         client.set_tag(parent_run_id, "best_overrides", best["overrides"])
         client.log_metric(parent_run_id, f"best_{metric.removeprefix('best_')}", float(best[metric]))
-    if not frame.empty:
-        client.log_text(parent_run_id, frame.to_csv(index=False), "leaderboard.csv")
-        client.log_text(parent_run_id, render(frame, objective) + "\n", "leaderboard.txt")
-        client.log_figure(parent_run_id, comparison_figure(client, frame), "comparison.png")
-    if SEED_PARAM in settings_that_vary(runs):
-        by_seed = aggregate(runs, SEED_PARAM)
-        if not by_seed.empty:
-            client.log_text(parent_run_id, by_seed.to_csv(index=False), "by_seed.csv")
     return summary

@@ -215,6 +215,17 @@ def test_a_read_only_store_is_read_by_compare_and_refused_by_train_in_one_line(t
     assert search.stderr.strip().splitlines()[-1].startswith("error: cannot lock the Optuna study's journal")
     assert (tmp_path / "mlflow.db").read_bytes() == before
     assert client.get_run(abandoned).info.status == "RUNNING"
+    # The database writable, its artifact folder not: compare wrote the parent's metrics and tags, then
+    # failed at its leaderboard, so the parent named a best run its artifacts did not show.
+    compare = read_only(
+        tmp_path / "mlartifacts", sys.executable, "-m", "src.compare", parent.data.tags["sweep_id"], "--tracking-uri",
+        uri, "--output", str(OUTSIDE_PNG),
+    )  # fmt: skip
+    assert compare.returncode == 0 and not compare.stderr.strip(), compare.stderr[-2000:]
+    assert compare.stdout.splitlines()[-1].startswith(
+        f"not logged to the sweep's parent run {parent.info.run_id}: the tracking store refused the write"
+    ), compare.stdout[-2000:]
+    assert len(client.get_metric_history(parent.info.run_id, "jobs")) == 1  # the sweep's own, not compare's
     ended = run_cli("cleanup", "--stale-minutes", "0.0001", "--tracking-uri", uri, module="src.runs")
     assert ended.returncode == 0 and ended.stdout.splitlines()[-1] == "1 dead run(s) ended", ended.stderr[-2000:]
     assert client.get_run(abandoned).info.status == "KILLED"  # the same store, writable again
