@@ -477,7 +477,7 @@ def train(
     if trainer is not None:
         checkpointing = checkpointing or Checkpointing()
         trainer.go(checkpointing.path if checkpointing.every else None, checkpointing.resume_from)
-        fit = trainer.results(on_epoch)
+        fit = trainer.results(on_epoch, on_idle=tracked.heartbeat)
     else:
         fit = fit_here(backend, settings, standardizer, splits, on_epoch, checkpointing)
         predictor = Predictor(backend, standardizer, task, list(splits.info.classes))

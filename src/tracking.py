@@ -493,6 +493,7 @@ class TrackedRun:
         self._model_untagged = False  # that model was READY before the run was tagged with it
         self.checkpoint: Path | None = None  # uploaded when the run ends, for a server
         self._last_heartbeat = 0.0
+        self._last_epoch: int | None = None
         self._server_failed = False
         self._epoch_writes: list[Future] = []  # MLflow's background writes of epoch metrics, not yet seen done
 
@@ -679,10 +680,24 @@ class TrackedRun:
             writes = mlflow.log_metrics(missing, step=result.epoch, synchronous=False, timestamp=timestamp)
             self._epoch_writes += getattr(writes, "_operation_futures", None) or []  # private; pinned <4
         self._raise_failed_writes()
+        self._last_epoch = result.epoch
+        self._beat()
+
+    @_guarded
+    def heartbeat(self) -> None:
+        """The same heartbeat while an epoch lasts (a training process trains it): a long epoch then
+        neither looks like a dead run's silence to `src.runs cleanup --stale-minutes` nor hides a server
+        that stopped answering until it ends."""
+        check_interrupted()
+        self._raise_failed_writes()
+        self._beat()
+
+    def _beat(self) -> None:
         if time.monotonic() - self._last_heartbeat >= HEARTBEAT_SECONDS:
-            mlflow.set_tags(
-                {"heartbeat.time": f"{time.time():.3f}", "heartbeat.epoch": str(result.epoch)}, synchronous=True
-            )
+            tags = {"heartbeat.time": f"{time.time():.3f}"}
+            if self._last_epoch is not None:
+                tags["heartbeat.epoch"] = str(self._last_epoch)
+            mlflow.set_tags(tags, synchronous=True)
             self._last_heartbeat = time.monotonic()
 
     def _raise_failed_writes(self) -> None:

@@ -64,6 +64,8 @@ STOP_GRACE_SECONDS = 5.0
 # The throw-away figure costs about 1 s of CPU and saves about 0.5 s after training: it is drawn only
 # while training is expected to go on at least this long (`training_left_seconds`).
 WARM_UP_FIGURE_LEAD_SECONDS = 3.0
+# While the child trains and sends nothing, the parent's `on_idle` (the run's heartbeat) this often.
+IDLE_SECONDS = 5.0
 
 
 def can_fork() -> bool:
@@ -126,13 +128,16 @@ class TrainingProcess:
     def go(self, checkpoint_path: Path | None, resume_from: Checkpoint | None) -> None:
         self._send(("go", Go(checkpoint_path, resume_from)))
 
-    def results(self, on_epoch: Callable[[EpochResult, float], None]) -> FitResult:
+    def results(
+        self, on_epoch: Callable[[EpochResult, float], None], on_idle: Callable[[], None] | None = None
+    ) -> FitResult:
         """Pass each epoch to `on_epoch` as the child finishes it; the fit, once training ends.
         Meanwhile, whenever no message waits, this process takes the next step of its warm-up (imports
         evaluation needs, a throw-away figure); steps training outlasted are skipped: the imports happen
         when used, and a throw-away figure drawn after training would only add its cost. The figure
         waits for an epoch that says training will last long enough for it to pay (a short run's
-        training ends first: it only cost CPU that the child, or a second run, could use)."""
+        training ends first: it only cost CPU that the child, or a second run, could use). `on_idle` is
+        called every IDLE_SECONDS that no message comes (the run's heartbeat during a long epoch)."""
         import_plotting, draw_a_figure = warm_up_steps()
         preparations = [import_plotting, draw_a_figure]
         epochs: list[EpochResult] = []
@@ -143,6 +148,8 @@ class TrainingProcess:
                 ):
                     break  # maybe after the next epoch
                 preparations.pop(0)()
+            while on_idle is not None and not self.connection.poll(IDLE_SECONDS):
+                on_idle()
             kind, *values = self._receive()
             if kind == "epoch":
                 epochs.append(values[0])

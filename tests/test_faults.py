@@ -1244,6 +1244,34 @@ def test_cleanup_ends_runs_whose_process_is_gone_and_lists_them(tmp_path) -> Non
     assert all_runs(uri)[0].info.status == "KILLED"
 
 
+def test_a_run_in_a_long_epoch_keeps_its_heartbeat_going(tmp_path) -> None:
+    """The heartbeat came only with epochs: through an epoch longer than `--stale-minutes` a living run
+    looked dead to `src.runs cleanup` on another host, and a dead server went unnoticed until it ended."""
+    uri, database = f"sqlite:///{tmp_path / 'mlflow.db'}", tmp_path / "mlflow.db"
+    process = start_cli(
+        "framework=numpy", "dataset=sine", "dataset.num_samples=30000", "model=lstm", "model.hidden_size=256",
+        "trainer.epochs=1", "tracking.log_model=false", f"tracking.uri={uri}",
+    )  # fmt: skip
+    beats: set[str] = set()
+
+    def two_beats_in_the_first_epoch() -> bool:
+        runs = all_runs(uri) if database.exists() else []
+        if not runs or "heartbeat.time" not in runs[0].data.tags:
+            return False
+        # An epoch's heartbeat names it (its metrics are written in the background, later)
+        assert "heartbeat.epoch" not in runs[0].data.tags, f"the epoch ended first: heartbeats {sorted(beats)}"
+        beats.add(runs[0].data.tags["heartbeat.time"])
+        return len(beats) >= 2  # the run's start, then one 10 s later
+
+    try:
+        wait_for(two_beats_in_the_first_epoch, timeout=90, what="heartbeats during the first epoch")
+    finally:
+        process.send_signal(signal.SIGTERM)
+        process.wait(timeout=60)
+    times = sorted(float(beat) for beat in beats)
+    assert all(later - earlier >= 9.0 for earlier, later in zip(times, times[1:])), times  # at most every 10 s
+
+
 def test_a_damaged_checkpoint_resumes_the_run_from_the_start(tmp_path) -> None:
     config = ["framework=numpy", *longer_epochs(3000), "trainer.epochs=40", "trainer.patience=0"]
     uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
