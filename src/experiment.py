@@ -479,7 +479,8 @@ def train(
         trainer.go(checkpointing.path if checkpointing.every else None, checkpointing.resume_from)
         fit = trainer.results(on_epoch, on_idle=tracked.heartbeat)
     else:
-        fit = fit_here(backend, settings, standardizer, splits, on_epoch, checkpointing)
+        with tracked.beating():
+            fit = fit_here(backend, settings, standardizer, splits, on_epoch, checkpointing)
         predictor = Predictor(backend, standardizer, task, list(splits.info.classes))
     fit = FitResult([in_original_units(result) for result in fit.history], fit.best_epoch, fit.stopped_early)
     metrics = {

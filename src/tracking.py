@@ -13,6 +13,7 @@ import logging
 import os
 import re
 import subprocess
+import threading
 import time
 import uuid
 from collections.abc import Iterator, Mapping
@@ -494,6 +495,8 @@ class TrackedRun:
         self.checkpoint: Path | None = None  # uploaded when the run ends, for a server
         self._last_heartbeat = 0.0
         self._last_epoch: int | None = None
+        self._heartbeat_claim = threading.Lock()  # a heartbeat thread and the training thread both beat
+        self._heartbeat_failure: Exception | None = None  # the heartbeat thread's, raised at the next epoch
         self._server_failed = False
         self._epoch_writes: list[Future] = []  # MLflow's background writes of epoch metrics, not yet seen done
 
@@ -692,18 +695,47 @@ class TrackedRun:
         self._raise_failed_writes()
         self._beat()
 
+    @contextmanager
+    def beating(self) -> Iterator[None]:
+        """While this process trains in the block (a sweep's job, `trainer.subprocess=false`): the heartbeat
+        from a thread, as `heartbeat` gives a run whose training process trains. A write that fails there
+        stops the run at its next epoch, as a failed epoch write does."""
+        stop = threading.Event()
+
+        def beat_until_stopped() -> None:
+            while not stop.wait(HEARTBEAT_SECONDS / 2):
+                try:
+                    self._beat()
+                except Exception as failure:  # the training thread raises it (server_errors words it)
+                    self._heartbeat_failure = failure
+                    return
+
+        thread = threading.Thread(target=beat_until_stopped, name="rnnlab-heartbeat", daemon=True)
+        thread.start()
+        try:
+            yield
+        finally:
+            stop.set()
+            thread.join(timeout=1.0)  # not for a write to a hanging server: the daemon thread ends with it
+
     def _beat(self) -> None:
-        if time.monotonic() - self._last_heartbeat >= HEARTBEAT_SECONDS:
-            tags = {"heartbeat.time": f"{time.time():.3f}"}
-            if self._last_epoch is not None:
-                tags["heartbeat.epoch"] = str(self._last_epoch)
-            mlflow.set_tags(tags, synchronous=True)
+        """Claimed under a lock, written outside it (MLflow's client, not its thread-local active run)."""
+        with self._heartbeat_claim:
+            if time.monotonic() - self._last_heartbeat < HEARTBEAT_SECONDS:
+                return
             self._last_heartbeat = time.monotonic()
+            epoch = self._last_epoch
+        tags = [RunTag("heartbeat.time", f"{time.time():.3f}")]
+        if epoch is not None:
+            tags.append(RunTag("heartbeat.epoch", str(epoch)))
+        MlflowClient(self.uri).log_batch(self.run_id, tags=tags)
 
     def _raise_failed_writes(self) -> None:
         """An epoch's metrics that MLflow's background thread could not write (a full disk, a server gone)
         stop the run at the next epoch, in one line: MLflow itself only logs the error and goes on, and
-        every later epoch would be lost the same way."""
+        every later epoch would be lost the same way. So does a heartbeat the heartbeat thread could not write."""
+        if self._heartbeat_failure is not None:
+            raise self._heartbeat_failure
         pending = []
         for write in self._epoch_writes:
             if not write.done():

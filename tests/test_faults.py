@@ -1244,23 +1244,27 @@ def test_cleanup_ends_runs_whose_process_is_gone_and_lists_them(tmp_path) -> Non
     assert all_runs(uri)[0].info.status == "KILLED"
 
 
-def test_a_run_in_a_long_epoch_keeps_its_heartbeat_going(tmp_path) -> None:
+@pytest.mark.parametrize("trains", ["in a training process", "in a sweep's job"])
+def test_a_run_in_a_long_epoch_keeps_its_heartbeat_going(tmp_path, trains: str) -> None:
     """The heartbeat came only with epochs: through an epoch longer than `--stale-minutes` a living run
-    looked dead to `src.runs cleanup` on another host, and a dead server went unnoticed until it ended."""
+    looked dead to `src.runs cleanup` on another host, and a dead server went unnoticed until it ended.
+    A sweep's job trains in the job's own process (so does `trainer.subprocess=false`): a thread beats."""
     uri, database = f"sqlite:///{tmp_path / 'mlflow.db'}", tmp_path / "mlflow.db"
+    sweep = ["-m", f"hydra.sweep.dir={tmp_path / 'multirun'}"] if trains == "in a sweep's job" else []
     process = start_cli(
-        "framework=numpy", "dataset=sine", "dataset.num_samples=30000", "model=lstm", "model.hidden_size=256",
+        *sweep, "framework=numpy", "dataset=sine", "dataset.num_samples=30000", "model=lstm", "model.hidden_size=256",
         "trainer.epochs=1", "tracking.log_model=false", f"tracking.uri={uri}",
     )  # fmt: skip
     beats: set[str] = set()
 
     def two_beats_in_the_first_epoch() -> bool:
         runs = all_runs(uri) if database.exists() else []
-        if not runs or "heartbeat.time" not in runs[0].data.tags:
+        trained = [run for run in runs if "framework" in run.data.tags]  # not a sweep's parent
+        if not trained or "heartbeat.time" not in trained[0].data.tags:
             return False
         # An epoch's heartbeat names it (its metrics are written in the background, later)
-        assert "heartbeat.epoch" not in runs[0].data.tags, f"the epoch ended first: heartbeats {sorted(beats)}"
-        beats.add(runs[0].data.tags["heartbeat.time"])
+        assert "heartbeat.epoch" not in trained[0].data.tags, f"the epoch ended first: heartbeats {sorted(beats)}"
+        beats.add(trained[0].data.tags["heartbeat.time"])
         return len(beats) >= 2  # the run's start, then one 10 s later
 
     try:
@@ -1270,6 +1274,49 @@ def test_a_run_in_a_long_epoch_keeps_its_heartbeat_going(tmp_path) -> None:
         process.wait(timeout=60)
     times = sorted(float(beat) for beat in beats)
     assert all(later - earlier >= 9.0 for earlier, later in zip(times, times[1:])), times  # at most every 10 s
+
+
+# A TrackedRun whose heartbeat thread (HEARTBEAT_SECONDS shortened) meets SQLite's own "database or disk is
+# full"; the training thread's writes go through. The failure must stop the run at its next epoch.
+FAILED_BEAT_SCRIPT = """
+import sqlite3, sys, threading, time
+from mlflow import MlflowClient
+from sqlalchemy import event
+from sqlalchemy.engine import Engine
+import src.tracking
+from src.errors import TrackingUnavailable
+from src.frameworks.checkpoint import EpochResult
+from src.tracking import TrackedRun
+
+def full_for_the_heartbeat(connection, cursor, statement, *args):
+    writes = statement.lstrip().upper().startswith(("INSERT", "UPDATE"))
+    if writes and threading.current_thread().name == "rnnlab-heartbeat":
+        raise sqlite3.OperationalError("database or disk is full")
+
+event.listen(Engine, "before_cursor_execute", full_for_the_heartbeat)
+src.tracking.HEARTBEAT_SECONDS = 0.3
+uri = sys.argv[1]
+try:
+    with TrackedRun(uri, "rnnlab", "beating", {}) as tracked:
+        with tracked.beating():
+            time.sleep(2.0)  # an epoch: the thread's beats fail meanwhile
+            tracked.log_epoch(EpochResult(1, 0.5, 0.5, 2.0))
+        print("went on", flush=True)
+except TrackingUnavailable as failure:
+    print(failure, flush=True)
+print(MlflowClient(uri).get_run(tracked.run_id).data.metrics.get("train_loss"))
+"""
+
+
+def test_a_heartbeat_the_thread_cannot_write_stops_the_run_at_its_next_epoch(tmp_path) -> None:
+    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    result = subprocess.run(
+        [sys.executable, "-c", FAILED_BEAT_SCRIPT, uri], cwd=PROJECT_ROOT, capture_output=True, text=True, timeout=120
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+    failure, metric = result.stdout.splitlines()
+    assert failure.startswith(f"tracking store {uri} failed (database or disk is full)"), failure
+    assert metric == "None"  # the epoch was refused before it was logged
 
 
 def test_a_damaged_checkpoint_resumes_the_run_from_the_start(tmp_path) -> None:
