@@ -30,6 +30,7 @@ from src.tracking import failure_reason, server_errors, store_writable
 
 if TYPE_CHECKING:
     from mlflow import MlflowClient
+    from mlflow.entities import Run
 
 # Where the figure goes unless --output says otherwise: inside outputs/, which git ignores.
 OUTPUT_DIR = PROJECT_ROOT / "outputs" / "compare"
@@ -140,18 +141,26 @@ def main(argv: list[str] | None = None) -> int:
     print(f"comparison plot: {relative_to_cwd(output)}")
     if selection.sweep_parent is not None and args.filter is None:
         try:
-            log_to_parent(client, uri, selection.sweep_parent.info.run_id, args.objective)
+            log_to_parent(client, uri, selection.sweep_parent, args.objective)
         except TrackingUnavailable as error:
             print(f"error: {error}", file=sys.stderr)
             return 3
     return 0
 
 
-def log_to_parent(client: MlflowClient, uri: str, parent_run_id: str, objective: str) -> None:
+def log_to_parent(client: MlflowClient, uri: str, parent: Run, objective: str) -> None:
     """Record the leaderboard on the sweep's parent run, unless the store cannot be written: a reader of
     a read-only store (an archive, a read-only mount, a server that grants reading only) gets its
-    comparison and a note. Any other failure of the store: TrackingUnavailable."""
+    comparison and a note. Any other failure of the store: TrackingUnavailable. Nor while the sweep
+    runs: its unfinished jobs are not failed ones, and the sweep records its own summary as it ends."""
+    parent_run_id = parent.info.run_id
     not_logged = f"not logged to the sweep's parent run {parent_run_id}"
+    if parent.info.status == "RUNNING":
+        print(
+            f"{not_logged}: the sweep is still running and logs its summary as it ends "
+            f"(a sweep whose process is gone: python -m src.runs cleanup ends it)"
+        )
+        return
     if not store_writable(uri):
         print(f"{not_logged}: the tracking store is read-only")
         return

@@ -189,7 +189,7 @@ def summarize_sweep(client: MlflowClient, parent_run_id: str, objective: str) ->
     runs = to_frame(children)
     frame = leaderboard(runs, objective)
     metric = objective_metric(objective)
-    failed = int((frame["status"] != "FINISHED").sum()) if not frame.empty else 0
+    failed = int(frame["status"].isin(["FAILED", "KILLED"]).sum()) if not frame.empty else 0  # not RUNNING ones
     summary: dict[str, Any] = {"jobs": len(children), "failed": failed, "reused": len(reused_ids)}
     # The artifacts first: a store that refuses them (a full or read-only artifact disk) then refuses
     # the summary before the parent's metrics and tags say something its artifacts do not show.

@@ -19,7 +19,7 @@ from omegaconf import DictConfig, OmegaConf
 
 from src.errors import UserError
 from src.paths import CONF_DIR, probe_writable
-from src.uris import check_no_secret, resolve_uri
+from src.uris import SECRET_NAME, check_no_secret, resolve_uri
 
 
 class PreflightCallback(Callback):
@@ -36,15 +36,17 @@ ONE_PER_SWEEP = ("tracking", "tracking.uri", "tracking.experiment")
 
 def preflight(config: DictConfig, output_key: str, sweep: bool = False) -> None:
     try:
-        # As typed: iterating the ListConfig would resolve a `${...}` inside an override string.
-        overrides = [*config.hydra.overrides.task, *config.hydra.overrides.hydra]
-        for override in OmegaConf.to_container(OmegaConf.create(overrides), resolve=False):  # type: ignore[union-attr]
-            key, _, value = str(override).partition("=")
-            check_no_secret(value, key.lstrip("+~"))
+        for part in ("task", "hydra"):
+            # As typed: iterating the ListConfig would resolve a `${...}` inside an override string.
+            for override in OmegaConf.to_container(config.hydra.overrides[part], resolve=False):  # type: ignore[union-attr]
+                key, _, value = str(override).partition("=")
+                check_no_secret(value, key.lstrip("+~"))
+                check_no_secret_in({key.lstrip("+~"): value}, "")  # a sweep's values, as typed
         # Hydra writes the whole config, its own part too (hydra.job.env_set), to the output folder.
         check_no_secret_in(OmegaConf.to_container(config, resolve=False), "")
         if sweep:
             check_store_not_swept(config)
+            check_sweep_counts(config)
         try:
             resolved = {
                 key: OmegaConf.to_container(config[key], resolve=True)
@@ -95,15 +97,55 @@ def one_choice_groups() -> set[str]:
 
 
 def check_no_secret_in(node: Any, key: str) -> None:
-    """Refuse a secret URI in any string of a config tree (as written, interpolations unresolved)."""
+    """Refuse a secret URI in any string of a config tree (as written, interpolations unresolved), and
+    any value of a key named like a credential (`hydra.job.env_set.MLFLOW_TRACKING_PASSWORD`, a Ray
+    runtime_env's `env_vars.HF_TOKEN`): Hydra writes it to .hydra/hydra.yaml. A `${oc.env:NAME}`
+    reference is written as it stands, so it passes."""
     if isinstance(node, dict):
         for name, value in node.items():
-            check_no_secret_in(value, f"{key}.{name}" if key else str(name))
+            path = f"{key}.{name}" if key else str(name)
+            if is_credential_value(str(name), value):
+                raise UserError(
+                    f"{path} is named like a credential; Hydra would write its value to its output folder "
+                    f"(.hydra/hydra.yaml), so it is refused: set it in the environment before the command (not with "
+                    f"hydra.job.env_set or env_copy), or give a reference (${{oc.env:NAME}}), written as it stands"
+                )
+            check_no_secret_in(value, path)
     elif isinstance(node, list):
         for index, value in enumerate(node):
             check_no_secret_in(value, f"{key}[{index}]")
     elif isinstance(node, str):
         check_no_secret(node, key)
+
+
+def is_credential_value(name: str, value: Any) -> bool:
+    """A non-empty scalar under a credential's name, not an interpolation (`${...}`) that names one."""
+    if value is None or isinstance(value, (bool, dict, list)) or not SECRET_NAME.search(name):
+        return False
+    text = str(value).strip()
+    return bool(text) and not (text.startswith("${") and text.endswith("}"))
+
+
+# Counts a launcher or sweeper takes, and the least each allows (joblib: -1 is every core, -2 all but one).
+SWEEP_COUNTS = {
+    "launcher.n_jobs": ("joblib", "a whole number other than 0 (-1: one job per core)", lambda n: n != 0),
+    "sweeper.n_trials": ("optuna", "a whole number from 1", lambda n: n >= 1),
+    "sweeper.n_jobs": ("optuna", "a whole number from 1", lambda n: n >= 1),
+}
+
+
+def check_sweep_counts(config: DictConfig) -> None:
+    """Counts the launcher or sweeper would only reject once the sweep's parent run exists (joblib's
+    `n_jobs=0`, Optuna's `n_trials=0`), with a traceback, leaving that parent behind."""
+    for key, (plugin, allowed, valid) in SWEEP_COUNTS.items():
+        node = OmegaConf.select(config, f"hydra.{key.partition('.')[0]}")
+        if node is None or plugin not in str(node.get("_target_", "")).lower():
+            continue
+        value = OmegaConf.select(config, f"hydra.{key}", throw_on_resolution_failure=False)
+        if value is None:
+            continue
+        if isinstance(value, bool) or not isinstance(value, int) or not valid(value):
+            raise UserError(f"hydra.{key}={value} is invalid: must be {allowed}")
 
 
 def check_store_not_swept(config: DictConfig) -> None:

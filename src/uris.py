@@ -88,6 +88,13 @@ def check_tracking_uri(uri: str, source: str) -> None:
             f"{source}={redact(uri)!r} is invalid: must be a tracking URI "
             f"(sqlite:///path/to/mlflow.db, http://host:port, postgresql://...)"
         )
+    try:
+        parts = urlsplit(uri)
+        parts.port  # noqa: B018  # a port that is not a number from 0 to 65535 raises here
+    except ValueError as error:  # `http://[::1`: urllib's words, which name no secret
+        raise UserError(f"{source}={redact(uri)!r} is invalid: {error}") from None
+    if is_server(uri) and not parts.hostname:
+        raise UserError(f"{source}={redact(uri)!r} is invalid: it names no host (http://host:port)")
     if scheme == "sqlite" and not uri.startswith("sqlite:///"):
         raise UserError(
             f"{source}={redact(uri)!r} is invalid: a SQLite URI is sqlite:/// and a path "

@@ -79,6 +79,10 @@ CASES = [
         "than this MLflow",
     ),
     (["tracking.uri=http://127.0.0.1:9"], "error: tracking server http://127.0.0.1:9 is unreachable"),
+    # urllib's own errors (a traceback, exit 1, before the run looked at the URI beyond its scheme)
+    (['tracking.uri="http://[::1"'], "error: tracking.uri='http://[::1' is invalid: Invalid IPv6 URL"),
+    (["tracking.uri=http://127.0.0.1:99999"], "error: tracking.uri='http://127.0.0.1:99999' is invalid: Port out of"),
+    (["tracking.uri=http://:5000"], "error: tracking.uri='http://:5000' is invalid: it names no host"),
     (["tracking.uri=http://alice:pw@127.0.0.1:9"], "error: tracking.uri carries a password"),
     (["trainer.lr=${oc.env:RNNLAB_NO_SUCH_VARIABLE}"], "error: invalid config:"),
     (["tracking.experiment= "], "error: tracking.experiment='' is invalid"),
@@ -126,6 +130,29 @@ def test_bad_input_exits_2_with_one_line_and_creates_no_run(inputs, tmp_path, ov
         with sqlite3.connect(store) as connection:
             statuses = [row[0] for row in connection.execute("SELECT status FROM runs")]
         assert statuses == []
+
+
+SWEEP_COUNT_CASES = [
+    (["hydra/launcher=joblib_local", "hydra.launcher.n_jobs=0"], "hydra.launcher.n_jobs=0 is invalid: must be a whole"),
+    (["hparams_search=optuna", "hydra.sweeper.n_trials=0"], "hydra.sweeper.n_trials=0 is invalid: must be a whole"),
+    (["hparams_search=optuna", "hydra.sweeper.n_trials=-1"], "hydra.sweeper.n_trials=-1 is invalid: must be a"),
+    (["hparams_search=optuna", "hydra.sweeper.n_jobs=0"], "hydra.sweeper.n_jobs=0 is invalid: must be a whole"),
+]
+
+
+@pytest.mark.parametrize(
+    "overrides, expected", SWEEP_COUNT_CASES, ids=[" ".join(case[0]) for case in SWEEP_COUNT_CASES]
+)
+def test_a_sweep_count_its_plugin_refuses_exits_2_before_the_parent_run(tmp_path, overrides, expected) -> None:
+    """joblib and Optuna refused these once the sweep's parent run existed: a traceback, exit 1, and an
+    empty parent left KILLED in the store."""
+    store, sweep = tmp_path / "mlflow.db", tmp_path / "sweep"
+    result = run_cli("-m", *QUICK, "trainer.seed=0,1", *overrides, f"tracking.uri=sqlite:///{store}",
+                     f"hydra.sweep.dir={sweep}", timeout=180)  # fmt: skip
+    assert result.returncode == 2, result.stderr[-2000:]
+    (line,) = result.stderr.strip().splitlines()
+    assert line.startswith(f"error: {expected}"), line
+    assert not store.exists() and not sweep.exists()
 
 
 def test_a_sqlite_database_that_is_not_a_store_is_refused_and_left_as_it_was(tmp_path) -> None:

@@ -36,6 +36,10 @@ def test_an_unreachable_server_fails_fast_and_a_password_is_refused(module: str,
     secret = command(module, *args, "--tracking-uri", "http://bob:hunter2@127.0.0.1:9")
     assert secret.returncode == 2 and secret.stderr.startswith("error: --tracking-uri carries a password")
     assert "hunter2" not in secret.stdout + secret.stderr
+    malformed = command(module, *args, "--tracking-uri", "http://[::1")  # was a traceback from urllib, exit 1
+    assert malformed.returncode == 2 and malformed.stderr.splitlines() == [
+        "error: --tracking-uri='http://[::1' is invalid: Invalid IPv6 URL"
+    ]
 
 
 @pytest.mark.parametrize(

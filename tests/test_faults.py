@@ -1207,6 +1207,16 @@ def test_kill_9_of_a_joblib_sweep_kills_its_forked_workers(tmp_path) -> None:
         lambda: len(descendants(process.pid)) == 2 and epochs_logged(uri, tmp_path / "mlflow.db") >= 2,
         "both workers training",
     )
+    # Compared while its runs are RUNNING (as a living sweep's): its two jobs were logged as failed ones.
+    (parent,) = [run for run in all_runs(uri) if "sweep_id" in run.data.tags and "framework" not in run.data.tags]
+    compared = subprocess.run(
+        [sys.executable, "-m", "src.compare", parent.data.tags["sweep_id"], "--tracking-uri", uri,
+         "--output", str(tmp_path / "compare.png")],
+        cwd=PROJECT_ROOT, capture_output=True, text=True, timeout=120,
+    )  # fmt: skip
+    assert compared.returncode == 0, compared.stderr[-2000:]
+    assert f"not logged to the sweep's parent run {parent.info.run_id}: the sweep is still running" in compared.stdout
+    assert MlflowClient(uri).get_run(parent.info.run_id).data.metrics == {}
 
 
 def cleanup(uri: str, *options: str) -> subprocess.CompletedProcess:

@@ -300,3 +300,41 @@ def test_a_secret_uri_anywhere_in_the_config_is_refused_before_anything_is_writt
     assert line.startswith(f"error: {key} carries a password"), line
     assert SECRET not in result.stdout + result.stderr
     assert not out.exists() and not (tmp_path / "m.db").exists()
+
+
+@pytest.mark.parametrize("sweep", [False, True], ids=["run", "sweep"])
+@pytest.mark.parametrize(
+    "variable", ["MLFLOW_TRACKING_PASSWORD", "MLFLOW_TRACKING_TOKEN", "AWS_SECRET_ACCESS_KEY", "PGPASSWORD"]
+)
+def test_a_credential_set_through_hydra_is_refused_before_anything_is_written(
+    tmp_path, sweep: bool, variable: str
+) -> None:
+    """The check looked for secrets in URIs only: the credential variables the README itself recommends,
+    set with Hydra's env_set, were written to .hydra/hydra.yaml (and a sweep's multirun.yaml) in clear."""
+    out = tmp_path / "out"
+    flags, overrides = (["-m"], ["trainer.seed=0,1"]) if sweep else ([], [])
+    # Hydra's env_copy copies the variable's value from the environment into env_set, and so to disk.
+    given = f"+hydra.job.env_set.{variable}={SECRET}" if "PASSWORD" in variable else f"hydra.job.env_copy=[{variable}]"
+    result = run_cli(
+        *flags, *overrides, given, "trainer=quick",
+        f"tracking.uri=sqlite:///{tmp_path / 'm.db'}", f"hydra.run.dir={out}", f"hydra.sweep.dir={out}",
+        env={variable: SECRET},
+    )  # fmt: skip
+    assert result.returncode == 2, result.stderr[-2000:]
+    (line,) = result.stderr.strip().splitlines()
+    assert line.startswith(f"error: hydra.job.env_set.{variable} is named like a credential"), line
+    assert SECRET not in result.stdout + result.stderr
+    assert not out.exists() and not (tmp_path / "m.db").exists()
+
+
+def test_a_credential_given_as_a_reference_is_written_as_the_reference(tmp_path) -> None:
+    out = tmp_path / "out"
+    result = run_cli(
+        "+hydra.job.env_set.MLFLOW_TRACKING_TOKEN=${oc.env:RNNLAB_TEST_TOKEN}", "trainer=quick",
+        "dataset=sum", "dataset.num_samples=300", "model.hidden_size=8",
+        f"tracking.uri=sqlite:///{tmp_path / 'm.db'}", f"hydra.run.dir={out}",
+        env={"RNNLAB_TEST_TOKEN": SECRET},
+    )  # fmt: skip
+    assert result.returncode == 0, result.stderr[-2000:]
+    written = (out / ".hydra" / "hydra.yaml").read_text()
+    assert "MLFLOW_TRACKING_TOKEN: ${oc.env:RNNLAB_TEST_TOKEN}" in written and SECRET not in written
