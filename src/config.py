@@ -156,7 +156,7 @@ class TrainerConfig:
         )
 
 
-MAX_EXPERIMENT_NAME = 500  # MLflow refuses longer experiment names when it creates one
+MAX_EXPERIMENT_NAME = 500  # MLflow refuses longer experiment names when it creates one; run names too
 
 
 @dataclass
@@ -183,6 +183,13 @@ class TrackingConfig:
             f"must be at most {MAX_EXPERIMENT_NAME} characters (MLflow's limit), not {len(self.experiment)}",
             self.experiment[:40] + "...",
         )
+        if self.run_name is not None:  # every config value is also a param, which MLflow cuts at 6000
+            require(
+                len(self.run_name) <= MAX_EXPERIMENT_NAME,
+                "tracking.run_name",
+                f"must be at most {MAX_EXPERIMENT_NAME} characters, not {len(self.run_name)}",
+                self.run_name[:40] + "...",
+            )
         if self.registered_model is not None:
             require(
                 bool(self.registered_model.strip()) and not set("/:") & set(self.registered_model),

@@ -282,11 +282,7 @@ def run(
         # The run exists, left RUNNING (its end could not be written either): the resume ends it. During
         # training, evaluation, or as the run ended (the last epochs' writes), also where the state is.
         state = saved_state(checkpointing) if checkpointing is not None else ""
-        raise TrackingUnavailable(
-            f"{error}; {state}resume with: python -m src.train "
-            f"{redact(' '.join(overrides or []))} tracking.resume=true".rstrip(),
-            error.runs_writable,
-        ) from error
+        raise TrackingUnavailable(f"{error}; {state}{resume_hint(overrides, sweep)}", error.runs_writable) from error
     finally:
         if claim is not None:
             claim.release()
@@ -370,6 +366,17 @@ def make_checkpoint_folder(uri: str) -> None:
             f"cannot create the checkpoint folder {folder} ({error.strerror}): it holds the runs' "
             f"checkpoints and locks; make it a writable folder (for a server: set RNNLAB_SPOOL_DIR)"
         ) from None
+
+
+def resume_hint(overrides: list[str] | None, sweep: SweepContext | None) -> str:
+    """How to go on: a single run resumes by itself; a job's resume is its sweep's rerun, which also runs
+    the jobs that had not started (the job's own overrides alone would resume this job only)."""
+    if sweep is not None:
+        return (
+            "the sweep stopped: run it again with tracking.skip_finished=true tracking.resume=true "
+            "(its finished jobs are reused, this one resumes, the others run)"
+        )
+    return f"resume with: python -m src.train {redact(' '.join(overrides or []))} tracking.resume=true".rstrip()
 
 
 def saved_state(checkpointing: Checkpointing) -> str:

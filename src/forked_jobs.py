@@ -77,6 +77,10 @@ def run_in_forked_workers(count: int, jobs: list[tuple[int, list[str]]]) -> list
                     worker.connection.send(None)  # no more jobs
             elif worker.process.is_alive():
                 worker.process.terminate()  # a job under way ends its run KILLED (src.errors.stop_on_sigterm)
+        if not finished:
+            from src.sweep import continue_stopped_workers
+
+            continue_stopped_workers()  # a stopped worker takes its SIGTERM only once continued
         for worker in workers:
             worker.process.join(timeout=30)
     return [returned[position] for position in range(len(jobs))]

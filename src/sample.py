@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from src.errors import UserError, exit_interrupted, stop_on_sigterm
-from src.serving import TEXT_PARAMS, text_params_problems
+from src.serving import TEXT_PARAMS, steps_problems, text_params_problems
 
 if TYPE_CHECKING:
     from mlflow import MlflowClient
@@ -139,6 +139,8 @@ def main(argv: list[str] | None = None) -> None:
             raise UserError(f"--{name}={value} is invalid: {rule}")
         if not args.prime:
             raise UserError("--prime must not be empty: the model continues it")
+        for problem in steps_problems([args.prime], args.length):
+            raise UserError(f"--prime is invalid: {problem}")
         import numpy as np
 
         from src.tasks.language_model import generate_text

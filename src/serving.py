@@ -23,8 +23,12 @@ if TYPE_CHECKING:
 
     from src.predictor import Predictor, SavedPredictor
 
-# A request cannot hold the server for long: one character is one step of the network.
+# A request cannot hold the server for long: one character is one step of the network, and a request's
+# steps are its primes' characters plus `length` for each prime (about 15 s on one core of a laptop).
 MAX_LENGTH = 10_000
+MAX_STEPS = 100_000
+# Above this the next character is drawn almost uniformly: noise, not the model.
+MAX_TEMPERATURE = 100.0
 # The defaults of a request's params, and of `python -m src.sample`.
 TEXT_PARAMS: dict[str, Any] = {"length": 200, "temperature": 0.8, "seed": 0}
 
@@ -78,10 +82,27 @@ def text_params_problems(length: int, temperature: float, seed: int) -> list[tup
         (name, value, rule)
         for failed, name, value, rule in [
             (not 0 <= length <= MAX_LENGTH, "length", length, f"must be in [0, {MAX_LENGTH}]"),
-            (not temperature > 0, "temperature", temperature, "must be > 0"),
+            (
+                not 0 < temperature <= MAX_TEMPERATURE,
+                "temperature",
+                temperature,
+                f"must be in (0, {MAX_TEMPERATURE:g}]",
+            ),
             (not 0 <= seed < 2**32, "seed", seed, "must be in [0, 2**32)"),
         ]
         if failed
+    ]
+
+
+def steps_problems(prompts: list[str], length: int) -> list[str]:
+    """The request's steps of the network over MAX_STEPS (a 2,000,000-character prime took 18 s, 2000
+    primes of 10000 characters would take most of an hour): one rule for a served model and src.sample."""
+    steps = sum(len(prompt) for prompt in prompts) + len(prompts) * max(length, 0)
+    if steps <= MAX_STEPS:
+        return []
+    return [
+        f"the primes' {steps - len(prompts) * max(length, 0)} characters plus length={length} for each of "
+        f"{len(prompts)} prime(s) make {steps} steps of the network, more than {MAX_STEPS} a request may take"
     ]
 
 
@@ -94,6 +115,7 @@ def write_text(predictor: Predictor, prompts: list[str], params: dict[str, Any])
     problems = [f"{name}={value} {rule}" for name, value, rule in text_params_problems(length, temperature, seed)]
     if any(not prompt for prompt in prompts):
         problems.append("every prime must be a non-empty string")
+    problems += steps_problems(prompts, length)
     if problems:
         raise MlflowException.invalid_parameter_value("; ".join(problems))
     return [generate_text(predictor, prompt, length, temperature, np.random.default_rng(seed)) for prompt in prompts]

@@ -217,6 +217,7 @@ class MlflowSweepCallback(Callback):
         if self.parent_run_id is None:
             shut_down_ray()
             return
+        continue_stopped_workers()
         try:
             self._end_running_runs()
         except Exception:  # the store may be what failed: stop the workers anyway, then try again
@@ -407,6 +408,18 @@ def adopt_orphaned_descendants() -> None:
         ctypes.CDLL(None, use_errno=True).prctl(36, 1, 0, 0, 0)  # PR_SET_CHILD_SUBREAPER
 
 
+def continue_stopped_workers() -> None:
+    """SIGCONT to every stopped process this one started (SIGSTOP, a Ctrl-Z): a stopped worker keeps
+    what it holds (SQLite's write lock, mid-transaction: every other writer waits out its timeout) and
+    takes no SIGTERM until it is killed, so the sweep's end waited for both (70 s, not 10)."""
+    import psutil
+
+    for child in psutil.Process().children(recursive=True):
+        with contextlib.suppress(psutil.Error):
+            if child.status() == psutil.STATUS_STOPPED:
+                child.resume()
+
+
 def stop_workers(grace_seconds: float = 10.0, rounds: int = 5) -> None:
     """Terminate every process this one started (joblib's loky workers, Ray's raylet and workers), then
     kill what is left after `grace_seconds`, until none is left: a stopped sweep leaves nothing training
@@ -421,6 +434,7 @@ def stop_workers(grace_seconds: float = 10.0, rounds: int = 5) -> None:
         for child in children:
             with contextlib.suppress(psutil.Error):
                 child.terminate()
+        continue_stopped_workers()  # one stopped meanwhile takes its SIGTERM only once continued
         _, alive = psutil.wait_procs(children, timeout=grace_seconds)
         for child in alive:
             with contextlib.suppress(psutil.Error):

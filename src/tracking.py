@@ -566,13 +566,17 @@ class TrackedRun:
             status = RunStatus.to_string(RunStatus.FAILED)
             try:
                 mlflow.set_tag("error", redact(f"{kind.__name__}: {error}")[:5000])
-            except Exception:  # the reason is a courtesy; ending the run matters more
-                log.exception("could not record the error on run %s", self.run_id)
+            except Exception as failure:  # the reason is a courtesy; ending the run matters more
+                log.warning("could not record the error on run %s (%s)", self.run_id, one_line(failure))
         if kind is not None and self._logging_model:
             try:
                 self._fail_unfinished_models()
-            except Exception:  # as above: ending the run matters more
-                log.exception("could not mark the unfinished model of run %s FAILED", self.run_id)
+            except Exception as failure:  # as above: ending the run matters more; its resume marks it
+                log.warning(
+                    "could not mark the unfinished model of run %s FAILED (%s): its resume does",
+                    self.run_id,
+                    one_line(failure),
+                )
         lost: Exception | None = None
         try:
             if kind is None:  # a run that ends FINISHED holds every epoch, or fails saying why it does not

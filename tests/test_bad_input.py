@@ -86,6 +86,8 @@ CASES = [
     (["tracking.uri=http://alice:pw@127.0.0.1:9"], "error: tracking.uri carries a password"),
     (["trainer.lr=${oc.env:RNNLAB_NO_SUCH_VARIABLE}"], "error: invalid config:"),
     (["tracking.experiment= "], "error: tracking.experiment='' is invalid"),
+    # A param of more than 6000 characters is cut by MLflow with a warning: the run's params lost its name.
+    (["tracking.run_name=" + "r" * 501], "error: tracking.run_name='" + "r" * 40 + "...' is invalid: must be at most"),
     (["objective=nope"], "error: objective='nope' is invalid"),
     (["objective=test_bpc"], "error: objective='test_bpc' is invalid"),
     (["hydra.run.dir=/proc/no/such/folder"], "error: hydra.run.dir='/proc/no/such/folder': cannot write"),

@@ -650,6 +650,11 @@ def test_a_server_that_dies_during_a_joblib_sweep_stops_it_without_tracebacks_an
     assert process.returncode == 2, stderr[-3000:]
     assert "Traceback" not in stderr and "Exception ignored" not in stderr, stderr[-3000:]
     assert stderr.strip().splitlines()[-1].startswith("error: a sweep worker died"), stderr[-3000:]
+    # A job's line gave a single run's resume (this job's overrides alone): the sweep's rerun is the resume.
+    failures = [line for line in stderr.splitlines() if line.startswith("error: tracking server")]
+    assert failures and all(line.endswith("the sweep stopped: run it again with tracking.skip_finished=true "
+                                          "tracking.resume=true (its finished jobs are reused, this one resumes, the "
+                                          "others run)") for line in failures), stderr[-3000:]  # fmt: skip
     port = int(url.rsplit(":", 1)[1])
     with mlflow_server(root, port) as url:
         again = subprocess.run(
@@ -1219,6 +1224,33 @@ def test_kill_9_of_a_joblib_sweep_kills_its_forked_workers(tmp_path) -> None:
     assert MlflowClient(uri).get_run(parent.info.run_id).data.metrics == {}
 
 
+def test_sigterm_to_a_joblib_sweep_with_a_stopped_worker_stops_it_at_once(tmp_path) -> None:
+    """A worker stopped with SIGSTOP (or Ctrl-Z) takes no SIGTERM: the sweep waited 30 s for it to exit,
+    and where it held SQLite's write lock, every other writer waited out the lock's timeout too (70 s)."""
+    uri, database = f"sqlite:///{tmp_path / 'mlflow.db'}", tmp_path / "mlflow.db"
+    process = start_cli(
+        "-m", "hydra/launcher=joblib_local", "hydra.launcher.n_jobs=2", "trainer.seed=0,1,2", "framework=numpy",
+        *longer_epochs(2000), "trainer.epochs=400", "trainer.patience=0", f"tracking.uri={uri}",
+        f"hydra.sweep.dir={tmp_path / 'multirun'}",
+    )  # fmt: skip
+    try:
+        wait_for(lambda: len(descendants(process.pid)) == 2 and epochs_logged(uri, database) >= 2, what="2 epochs")
+        workers = descendants(process.pid)
+        workers[0].suspend()
+        wait_for(lambda: workers[0].status() == psutil.STATUS_STOPPED, timeout=10, what="the worker stopped")
+        stopped_at = time.monotonic()
+        process.send_signal(signal.SIGTERM)
+        _, stderr = process.communicate(timeout=120)
+        assert time.monotonic() - stopped_at < 15, f"{time.monotonic() - stopped_at:.1f} s"
+    finally:
+        for worker in descendants(process.pid):
+            worker.kill()
+        process.kill()
+    assert process.returncode == 128 + signal.SIGTERM, stderr[-3000:]
+    assert not [worker for worker in workers if worker.is_running() and worker.status() != psutil.STATUS_ZOMBIE]
+    assert {run.info.status for run in all_runs(uri)} == {"KILLED"}  # both jobs under way and the parent
+
+
 def cleanup(uri: str, *options: str) -> subprocess.CompletedProcess:
     return subprocess.run(
         [sys.executable, "-m", "src.runs", "cleanup", "--tracking-uri", uri, *options],
@@ -1316,6 +1348,47 @@ except TrackingUnavailable as failure:
     print(failure, flush=True)
 print(MlflowClient(uri).get_run(tracked.run_id).data.metrics.get("train_loss"))
 """
+
+
+# A run cut while it logs its model (its Ctrl-C landed inside one of SQLite's writes) whose store then refuses
+# marking the PENDING model FAILED: "database is locked", as the reviewer saw once in a joblib sweep.
+LOCKED_MODEL_SCRIPT = """
+import logging, sqlite3, sys
+from mlflow import MlflowClient
+from sqlalchemy import event
+from sqlalchemy.engine import Engine
+from src.tracking import TrackedRun
+
+def locked(connection, cursor, statement, *args):
+    if statement.lstrip().upper().startswith("UPDATE LOGGED_MODELS"):
+        raise sqlite3.OperationalError("database is locked")
+
+logging.basicConfig(level=logging.WARNING)
+uri = sys.argv[1]
+try:
+    with TrackedRun(uri, "rnnlab", "cut", {}) as tracked:
+        MlflowClient(uri).create_logged_model(tracked.experiment_id, source_run_id=tracked.run_id)
+        tracked._logging_model = True  # as log_model leaves it when it is cut
+        event.listen(Engine, "before_cursor_execute", locked)
+        raise KeyboardInterrupt("signal 2")
+except KeyboardInterrupt:
+    pass
+event.remove(Engine, "before_cursor_execute", locked)
+print(MlflowClient(uri).get_run(tracked.run_id).info.status)
+"""
+
+
+def test_a_model_the_store_will_not_mark_failed_is_one_line_and_the_run_still_ends(tmp_path) -> None:
+    """It was a traceback of 60-odd lines in the middle of a stopping sweep's output."""
+    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    result = subprocess.run(
+        [sys.executable, "-c", LOCKED_MODEL_SCRIPT, uri], cwd=PROJECT_ROOT, capture_output=True, text=True, timeout=120
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert result.stdout.strip() == "KILLED"
+    assert "Traceback" not in result.stderr, result.stderr[-3000:]
+    (line,) = [line for line in result.stderr.splitlines() if "could not mark" in line]
+    assert "database is locked)" in line and line.endswith("): its resume does"), line
 
 
 def test_a_heartbeat_the_thread_cannot_write_stops_the_run_at_its_next_epoch(tmp_path) -> None:

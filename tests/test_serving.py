@@ -116,6 +116,12 @@ def test_a_served_language_model_takes_text_and_writes_text(compose_cfg, trackin
         answer = invocations(url, {"inputs": ["def ", "x = "], "params": params})
         defaults = invocations(url, {"inputs": ["def "]})
         assert refused(url, {"inputs": ["def "], "params": {"length": 100000}}) == (400, "INVALID_PARAMETER_VALUE")
+        # A request's whole work is bounded (2000 primes of length 10000 would have run for most of an hour),
+        # and a temperature that only draws noise is refused.
+        many = {"inputs": ["def "] * 11, "params": {"length": 10000}}
+        assert refused(url, many) == (400, "INVALID_PARAMETER_VALUE")
+        assert refused(url, {"inputs": ["d" * 200_000]}) == (400, "INVALID_PARAMETER_VALUE")
+        assert refused(url, {"inputs": ["def "], "params": {"temperature": 1e308}}) == (400, "INVALID_PARAMETER_VALUE")
     assert answer == expected and len(answer[0]) == 50
     assert len(defaults[0]) == 200  # the default length, as src.sample's
 

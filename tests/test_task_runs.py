@@ -176,6 +176,23 @@ def test_sampling_from_the_logged_model_repeats_with_a_seed(language_model_run, 
     assert len(logged) > 300
 
 
+@pytest.mark.parametrize(
+    "args, message",
+    [
+        (["--temperature", "inf"], "--temperature=inf is invalid: must be in (0, 100]"),  # was uniform noise, exit 0
+        (["--temperature", "1e308"], "--temperature=1e+308 is invalid: must be in (0, 100]"),
+        (["--prime", "x" * 95_000, "--length", "10000"], "--prime is invalid: the primes' 95000 characters plus"),
+    ],
+)
+def test_sampling_refuses_what_is_noise_or_would_run_for_minutes(language_model_run, capsys, args, message) -> None:
+    tracking_uri, run_id, _ = language_model_run
+    with pytest.raises(SystemExit) as exit_info:
+        sample.main([run_id, *args, "--tracking-uri", tracking_uri])
+    assert exit_info.value.code == 2
+    (line,) = capsys.readouterr().err.strip().splitlines()
+    assert line.startswith(f"error: {message}"), line
+
+
 def test_sampling_refuses_unknown_runs_and_other_tasks(compose_cfg, tracking_uri, capsys) -> None:
     outcome = experiment.run(compose_cfg("dataset=parity", "dataset.num_samples=200", *QUICK))
     with pytest.raises(SystemExit) as exit_info:
