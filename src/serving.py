@@ -97,12 +97,13 @@ def text_params_problems(length: int, temperature: float, seed: int) -> list[tup
 def steps_problems(prompts: list[str], length: int) -> list[str]:
     """The request's steps of the network over MAX_STEPS (a 2,000,000-character prime took 18 s, 2000
     primes of 10000 characters would take most of an hour): one rule for a served model and src.sample."""
-    steps = sum(len(prompt) for prompt in prompts) + len(prompts) * max(length, 0)
+    characters = sum(len(prompt) for prompt in prompts)
+    steps = characters + len(prompts) * max(length, 0)
     if steps <= MAX_STEPS:
         return []
     return [
-        f"the primes' {steps - len(prompts) * max(length, 0)} characters plus length={length} for each of "
-        f"{len(prompts)} prime(s) make {steps} steps of the network, more than {MAX_STEPS} a request may take"
+        f"the primes' {characters} characters plus length={length} for each of {len(prompts)} prime(s) make "
+        f"{steps} steps of the network, more than {MAX_STEPS} a request may take"
     ]
 
 
